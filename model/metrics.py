@@ -1,0 +1,284 @@
+"""Depth evaluation metrics as pure numpy functions.
+
+Conventions (the whole module):
+
+* A *depth map* is a float array ``(H, W)``; **larger = farther**. Ground truth is positive where valid.
+* A *mask* is a bool array ``(H, W)``; True where the ground truth is valid. ``None`` = all pixels.
+* Point pairs are flat pixel indices ``(N,)`` into ``depth.ravel()`` (see :func:`sample_pairs`).
+* Ordinal relation codes (``int8``): ``+1`` = point A is farther than B, ``-1`` = A is closer,
+  ``0`` = equal. DIW's ``'>'`` is ``+1``, ``'<'`` is ``-1``.
+* Rates and errors are fractions (0.25, not 25 %). Functions that score a whole set return
+  ``dict[str, float]``; counts are included as floats (``n_pairs``) so tables can weight them.
+
+References: WHDR from Chen et al., "Single-Image Depth Perception in the Wild" (NIPS 2016); WKDR from
+Zoran et al. (ICCV 2015) as used by Chen et al. and by Xian et al. (ReDWeb, CVPR 2018) on NYUv2;
+rms / rel / log10 / delta from Eigen et al. (NIPS 2014).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+#: DESIGN.md's ordinal equality threshold: g_i / g_j > 1 + sigma means i is farther.
+DEFAULT_SIGMA = 0.02
+#: Pairs per image for WKDR on dense ground truth (the NYUv2 protocol of Chen et al. uses ~3K).
+DEFAULT_PAIRS_PER_IMAGE = 3000
+
+DEPTH_ERROR_NAMES = ("rms", "rel", "log10", "delta1", "delta2", "delta3")
+ORDINAL_NAMES = ("wkdr", "wkdr_eq", "wkdr_neq")
+
+
+# --------------------------------------------------------------------------- ordinal relations
+def parse_relations(relations: Iterable[str] | np.ndarray) -> np.ndarray:
+    """DIW relation symbols -> codes: ``'>'`` (A farther) -> +1, ``'<'`` (A closer) -> -1, ``'='`` -> 0.
+
+    Numeric input is passed through (must already be -1/0/+1).
+    """
+    arr = np.asarray(list(relations) if not isinstance(relations, np.ndarray) else relations)
+    if arr.dtype.kind in "iuf":
+        out = arr.astype(np.int8)
+        if not np.isin(out, (-1, 0, 1)).all():
+            raise ValueError("numeric relations must be -1, 0 or +1")
+        return out
+    table = {">": 1, "<": -1, "=": 0}
+    try:
+        return np.array([table[str(r).strip()] for r in arr], dtype=np.int8)
+    except KeyError as exc:
+        raise ValueError(f"unknown relation {exc.args[0]!r}; expected '<', '>' or '='") from None
+
+
+def ordinal_relation(depth_a: np.ndarray, depth_b: np.ndarray, sigma: float = 0.0) -> np.ndarray:
+    """Relation of A to B from depths (larger = farther), ``(N,)`` -> ``(N,)`` int8.
+
+    +1 where ``a > (1 + sigma) * b`` (A farther), -1 where ``b > (1 + sigma) * a``, else 0. This is
+    DESIGN.md's ratio rule written without division, so a zero depth never divides; with
+    ``sigma > 0`` the inputs must be non-negative for the ratio to mean anything. ``sigma = 0``
+    is a plain comparison in which exact ties are 0.
+    """
+    a = np.asarray(depth_a, dtype=np.float64)
+    b = np.asarray(depth_b, dtype=np.float64)
+    if sigma < 0:
+        raise ValueError("sigma must be >= 0")
+    if sigma > 0 and (np.any(a < 0) or np.any(b < 0)):
+        raise ValueError("ratio thresholds need non-negative depths; align the prediction first")
+    rel = np.zeros(np.broadcast(a, b).shape, dtype=np.int8)
+    rel[a > (1.0 + sigma) * b] = 1
+    rel[b > (1.0 + sigma) * a] = -1
+    return rel
+
+
+def whdr(pred_a: np.ndarray, pred_b: np.ndarray, relations: Sequence[str] | np.ndarray) -> dict[str, float]:
+    """Weighted Human Disagreement Rate (DIW), one human-labelled pair per image.
+
+    pred_a, pred_b: ``(N,)`` predicted depth (larger = farther) at points A and B.
+    relations: ``(N,)`` ``'<'`` / ``'>'`` (or -1 / +1): ``'<'`` means A is closer than B.
+    A pair counts as wrong unless the prediction orders it strictly the human way: **a tie in the
+    prediction is wrong** (so a constant map scores 1.0). DIW weights every pair 1, so WHDR is the
+    plain error rate. Returns ``{"whdr": rate, "n_pairs": N}``; an empty input gives NaN.
+    """
+    truth = parse_relations(relations)
+    if np.any(truth == 0):
+        raise ValueError("WHDR pairs must be '<' or '>' (DIW has no equal pairs)")
+    pred = ordinal_relation(pred_a, pred_b, sigma=0.0)
+    n = truth.size
+    wrong = int(np.count_nonzero(pred != truth))
+    return {"whdr": wrong / n if n else float("nan"), "n_pairs": float(n)}
+
+
+def sample_pairs(
+    valid: np.ndarray, n_pairs: int = DEFAULT_PAIRS_PER_IMAGE, rng: np.random.Generator | int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uniformly sample ``n_pairs`` point pairs among valid pixels; flat indices ``(N,), (N,)``.
+
+    valid: ``(H, W)`` bool. The two points of a pair are distinct pixels (pairs are drawn with
+    replacement across pairs, as in the NYUv2 protocol of Chen et al.). ``rng`` is a Generator or a
+    seed; evaluation seeds it per image (``np.random.default_rng([seed, image_index])``) so every
+    predictor, baselines included, is scored on the same pairs. Fewer than 2 valid pixels -> empty.
+    """
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    idx = np.flatnonzero(np.asarray(valid, dtype=bool).ravel())
+    if idx.size < 2 or n_pairs <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    a = rng.integers(0, idx.size, size=n_pairs)
+    # Draw B from the other idx.size - 1 pixels so that A != B without rejection loops.
+    b = rng.integers(0, idx.size - 1, size=n_pairs)
+    b = b + (b >= a)
+    return idx[a], idx[b]
+
+
+def wkdr_counts(
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    gt_a: np.ndarray,
+    gt_b: np.ndarray,
+    sigma: float = DEFAULT_SIGMA,
+    pred_sigma: float | None = None,
+) -> dict[str, float]:
+    """Disagreement counts for WKDR; sum these over images, then call :func:`wkdr_from_counts`.
+
+    All inputs ``(N,)``. Ground-truth relations use the ratio rule with ``sigma``; predicted
+    relations use the same rule with ``pred_sigma`` (default ``sigma``), so the prediction must
+    be a positive depth in the ground truth's units (align it first, see :func:`align_scale_shift`).
+    Returns ``n_pairs, n_eq, n_neq, wrong, wrong_eq, wrong_neq``.
+    """
+    truth = ordinal_relation(gt_a, gt_b, sigma)
+    pred = ordinal_relation(pred_a, pred_b, sigma if pred_sigma is None else pred_sigma)
+    wrong = pred != truth
+    eq = truth == 0
+    return {
+        "n_pairs": float(truth.size),
+        "n_eq": float(np.count_nonzero(eq)),
+        "n_neq": float(np.count_nonzero(~eq)),
+        "wrong": float(np.count_nonzero(wrong)),
+        "wrong_eq": float(np.count_nonzero(wrong & eq)),
+        "wrong_neq": float(np.count_nonzero(wrong & ~eq)),
+    }
+
+
+def wkdr_from_counts(counts: Mapping[str, float]) -> dict[str, float]:
+    """``{"wkdr", "wkdr_eq", "wkdr_neq", "n_pairs"}`` from (summed) :func:`wkdr_counts`.
+
+    WKDR = wrong / all pairs; WKDR= over pairs the ground truth calls equal; WKDR≠ over the rest.
+    Every pair has weight 1 (pooled over images). A rate over zero pairs is NaN.
+    """
+
+    def rate(num: float, den: float) -> float:
+        return num / den if den else float("nan")
+
+    return {
+        "wkdr": rate(counts["wrong"], counts["n_pairs"]),
+        "wkdr_eq": rate(counts["wrong_eq"], counts["n_eq"]),
+        "wkdr_neq": rate(counts["wrong_neq"], counts["n_neq"]),
+        "n_pairs": float(counts["n_pairs"]),
+    }
+
+
+def wkdr(
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    gt_a: np.ndarray,
+    gt_b: np.ndarray,
+    sigma: float = DEFAULT_SIGMA,
+    pred_sigma: float | None = None,
+) -> dict[str, float]:
+    """WKDR, WKDR=, WKDR≠ of one set of pairs (see :func:`wkdr_counts` for the conventions)."""
+    return wkdr_from_counts(wkdr_counts(pred_a, pred_b, gt_a, gt_b, sigma, pred_sigma))
+
+
+def sum_counts(counts: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Key-wise sum of count dicts (for pooling WKDR counts over images)."""
+    total: dict[str, float] = {}
+    for c in counts:
+        for k, v in c.items():
+            total[k] = total.get(k, 0.0) + float(v)
+    return total
+
+
+# --------------------------------------------------------------------------- alignment
+def _masked(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x.ravel() if mask is None else x[np.asarray(mask, dtype=bool)]
+
+
+def normalize_to_stats(pred: np.ndarray, mean: float, std: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """The ReDWeb paper's normalization: standardize the prediction, then give it the training set's
+    depth ``mean`` and ``std`` (metres for NYUv2). ``(H, W) -> (H, W)`` float64.
+
+    The prediction's own mean/std are taken over ``mask`` (default: the whole map). A constant
+    prediction has no spread and becomes the constant ``mean``.
+    """
+    p = np.asarray(pred, dtype=np.float64)
+    vals = _masked(p, mask)
+    mu, sd = float(vals.mean()), float(vals.std())
+    z = (p - mu) / sd if sd > 0 else np.zeros_like(p)
+    return z * float(std) + float(mean)
+
+
+def fit_scale_shift(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """Least-squares ``(s, t)`` minimizing ``sum((s * pred + t - target)^2)`` over ``mask``.
+
+    Closed form of the 2x2 normal equations; a constant prediction gets ``s = 0, t = mean(target)``.
+    """
+    p, g = _masked(pred, mask), _masked(target, mask)
+    if p.size == 0:
+        raise ValueError("no valid pixels to align on")
+    pm, gm = p.mean(), g.mean()
+    var = float(((p - pm) ** 2).sum())
+    if var <= 0:
+        return 0.0, float(gm)
+    s = float(((p - pm) * (g - gm)).sum() / var)
+    return s, float(gm - s * pm)
+
+
+def align_scale_shift(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-image least-squares scale and shift of a depth-like prediction onto ``gt`` (depth space)."""
+    s, t = fit_scale_shift(pred, gt, mask)
+    return s * np.asarray(pred, dtype=np.float64) + t
+
+
+def align_scale_shift_inverse(
+    pred_inverse: np.ndarray,
+    gt: np.ndarray,
+    mask: np.ndarray | None = None,
+    max_depth: float | None = None,
+) -> np.ndarray:
+    """Scale-and-shift alignment in inverse-depth space (the MiDaS protocol); returns depth.
+
+    pred_inverse: ``(H, W)`` disparity-like prediction (larger = **closer**). Fits
+    ``s * pred_inverse + t ~= 1 / gt`` on valid pixels, then converts back to depth. Aligned
+    disparities below ``1 / max_depth`` (default: the largest valid gt depth) are clamped there,
+    so the depth is capped at ``max_depth`` instead of blowing up or turning negative.
+    """
+    g = np.asarray(gt, dtype=np.float64)
+    valid = (g > 0) if mask is None else (np.asarray(mask, dtype=bool) & (g > 0))
+    inv_gt = np.zeros_like(g)
+    inv_gt[valid] = 1.0 / g[valid]
+    s, t = fit_scale_shift(pred_inverse, inv_gt, valid)
+    disp = s * np.asarray(pred_inverse, dtype=np.float64) + t
+    cap = float(max_depth) if max_depth is not None else float(g[valid].max())
+    return 1.0 / np.maximum(disp, 1.0 / cap)
+
+
+# --------------------------------------------------------------------------- metric-depth errors
+def depth_errors(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    mask: np.ndarray | None = None,
+    min_depth: float = 1e-3,
+    max_depth: float | None = None,
+) -> dict[str, float]:
+    """Eigen et al.'s errors of one image: ``rms, rel, log10, delta1, delta2, delta3``.
+
+    pred, gt: ``(H, W)`` depth in the same units (pred already normalized or aligned). Pixels count
+    where ``mask`` and ``gt > 0``. The prediction is clipped to ``[min_depth, max_depth]`` first
+    (as every public NYUv2 evaluation does) so log10 and ratios stay finite.
+
+    rms = sqrt(mean((p - g)^2)); rel = mean(|p - g| / g); log10 = mean(|log10 p - log10 g|);
+    delta_k = fraction of pixels with max(p / g, g / p) < 1.25^k.
+    """
+    g = np.asarray(gt, dtype=np.float64)
+    valid = g > 0
+    if mask is not None:
+        valid &= np.asarray(mask, dtype=bool)
+    if not valid.any():
+        raise ValueError("no valid ground-truth pixels")
+    g = g[valid]
+    p = np.clip(np.asarray(pred, dtype=np.float64)[valid], min_depth, max_depth)
+    ratio = np.maximum(p / g, g / p)
+    return {
+        "rms": float(np.sqrt(np.mean((p - g) ** 2))),
+        "rel": float(np.mean(np.abs(p - g) / g)),
+        "log10": float(np.mean(np.abs(np.log10(p) - np.log10(g)))),
+        "delta1": float(np.mean(ratio < 1.25)),
+        "delta2": float(np.mean(ratio < 1.25**2)),
+        "delta3": float(np.mean(ratio < 1.25**3)),
+    }
+
+
+def mean_metrics(per_image: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Average per-image metric dicts key-wise (images weigh equally, as in Eigen et al.)."""
+    if not per_image:
+        return {}
+    keys = per_image[0].keys()
+    return {k: float(np.mean([m[k] for m in per_image])) for k in keys}

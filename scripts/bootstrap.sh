@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Create .venv and install redweb into it. Idempotent: re-runs only when pyproject.toml changed.
+#   scripts/bootstrap.sh          runtime dependencies (what `redweb demo` needs)
+#   scripts/bootstrap.sh --test   + test tools and the optional backends the tests exercise
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test,flow,segformer]"
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "[bootstrap] creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+stamp=".venv/.redweb-installed${extras}"
+want="$(sha256sum pyproject.toml | cut -c1-16)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+.venv/bin/python -m pip install -q --upgrade "pip<25" wheel
+# torch first, pinned to the builds this kind of machine has on local disk (see README).
+case "$(uname -m)" in
+  x86_64) torch_pins="torch==2.14.1 torchvision==0.29.1" ;;
+  *)      torch_pins="torch==2.9.1 torchvision==0.24.1" ;;
+esac
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+  echo "[bootstrap] installing $torch_pins"
+  .venv/bin/python -m pip install -q $torch_pins
+fi
+echo "[bootstrap] installing redweb${extras}"
+.venv/bin/python -m pip install -q -e ".${extras}"
+echo "$want" > "$stamp"

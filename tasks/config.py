@@ -1,0 +1,207 @@
+"""Typed, frozen configuration, validated once at the entry point.
+
+Precedence (later wins): built-in defaults < YAML file (``--config``) < environment variables
+(``REDWEB_DATA_ROOT``, ``REDWEB_DATABASE_URL``, ``REDWEB_FLICKR_REST_URL``, ``FLICKR_API_KEY``,
+``FLICKR_API_SECRET``, and ``REDWEB__SECTION__FIELD=value`` for any field) < CLI overrides
+(``--data-root``, ``--set section.field=value``).
+
+Every stage owns one section; stage code takes plain keyword arguments, so the functions in
+``tasks/`` and ``model/`` can be called without any config object. ``save_effective_config``
+writes what a run actually used next to its outputs.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from model.config import EvaluateConfig, TrainConfig
+
+FLICKR_REST_URL_DEFAULT = "https://api.flickr.com/services/rest/"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class IngestConfig(_Section):
+    """Ingestion: sources, limits on what counts as a usable image, deduplication."""
+
+    max_pixels: int = Field(80_000_000, gt=0, description="decompression-bomb cap on width*height")
+    min_side: int = Field(64, gt=0, description="smaller images are rejected as too_small (per view)")
+    max_file_bytes: int = Field(200 * 2**20, gt=0)
+    download_timeout_s: float = Field(30.0, gt=0)
+    download_retries: int = Field(4, ge=0)
+    near_duplicate_max_distance: int = Field(
+        6, ge=0, le=64, description="Hamming distance of 64-bit perceptual hashes below which two images are near-duplicates"
+    )
+    stereo_min_similarity: float = Field(
+        0.5, ge=-1, le=1, description="normalized correlation two halves need to count as two views"
+    )
+    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".mpo", ".jps", ".pns", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+
+
+class FlickrConfig(_Section):
+    """Flickr crawl. Credentials and endpoint come from the environment (see README)."""
+
+    rest_url: str = FLICKR_REST_URL_DEFAULT
+    api_key: str = ""
+    api_secret: str = ""
+    tags: tuple[str, ...] = ("stereoscopic", "stereo", "3d", "sidebyside", "parallel", "crossview", "mpo")
+    text: str = ""
+    tag_mode: str = Field("any", pattern="^(any|all)$")
+    # None = every license whose name says derivatives are allowed, read from flickr.photos.licenses.getInfo
+    licenses: tuple[str, ...] | None = None
+    per_page: int = Field(500, ge=1, le=500)
+    max_results_per_query: int = Field(4000, ge=1, description="Flickr returns at most this many results per query")
+    max_calls_per_hour: int = Field(3600, ge=1)
+    max_retries: int = Field(6, ge=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(120.0, ge=0)
+    timeout_s: float = Field(30.0, gt=0)
+    min_upload_date: str = "2004-01-01"
+    max_upload_date: str | None = None
+
+
+class ProcessConfig(_Section):
+    """Stereo to relative depth. Fields are added by the process stage."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    correspondence: str = "dis"
+    sky: str = "heuristic"
+    max_side: int = Field(1024, gt=0)
+    device: str = "auto"
+
+
+class ReviewConfig(_Section):
+    model_config = ConfigDict(frozen=True, extra="allow")
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+
+
+class ExportConfig(_Section):
+    model_config = ConfigDict(frozen=True, extra="allow")
+    val_fraction: float = Field(0.1, ge=0, le=1)
+
+
+class PipelineConfig(_Section):
+    model_config = ConfigDict(frozen=True, extra="allow")
+    dask_address: str | None = None
+    workers: int = Field(0, ge=0)
+
+
+class RedwebConfig(_Section):
+    data_root: Path = Path("data")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file <data_root>/catalog.db")
+    ingest: IngestConfig = IngestConfig()
+    flickr: FlickrConfig = FlickrConfig()
+    process: ProcessConfig = ProcessConfig()
+    review: ReviewConfig = ReviewConfig()
+    export: ExportConfig = ExportConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+
+    @field_validator("data_root")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return Path(v).expanduser().resolve()
+
+    @property
+    def catalog_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_root / 'catalog.db'}"
+
+
+class ConfigError(ValueError):
+    """Raised with a readable message when configuration does not validate."""
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted!r}: {key!r} is not a section")
+    node[keys[-1]] = value
+
+
+def _parse_value(text: str) -> Any:
+    """`--set a.b=3` -> 3; YAML rules, so lists (`[a, b]`), booleans and null work too."""
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict:
+    tree: dict = {}
+    direct = {
+        "REDWEB_DATA_ROOT": "data_root",
+        "REDWEB_DATABASE_URL": "database_url",
+        "REDWEB_FLICKR_REST_URL": "flickr.rest_url",
+        "FLICKR_API_KEY": "flickr.api_key",
+        "FLICKR_API_SECRET": "flickr.api_secret",
+    }
+    for var, dotted in direct.items():
+        if environ.get(var):
+            _set_dotted(tree, dotted, environ[var])
+    for var, text in environ.items():
+        if var.startswith("REDWEB__"):
+            _set_dotted(tree, ".".join(var[len("REDWEB__"):].lower().split("__")), _parse_value(text))
+    return tree
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    *,
+    data_root: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    environ: Mapping[str, str] | None = None,
+) -> RedwebConfig:
+    """Build the effective config. ``overrides`` are ``section.field=value`` strings."""
+    tree: dict = {}
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        tree = _merge(tree, loaded)
+    tree = _merge(tree, _env_layer(os.environ if environ is None else environ))
+    if data_root is not None:
+        tree["data_root"] = str(data_root)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects section.field=value, got {item!r}")
+        key, text = item.split("=", 1)
+        _set_dotted(tree, key.strip(), _parse_value(text.strip()))
+    try:
+        return RedwebConfig.model_validate(tree)
+    except Exception as exc:  # pydantic.ValidationError: re-raise with one readable message
+        raise ConfigError(f"invalid configuration:\n{exc}") from exc
+
+
+def config_to_dict(config: RedwebConfig, *, redact: bool = True) -> dict:
+    data = json.loads(config.model_dump_json())
+    if redact and data["flickr"].get("api_secret"):
+        data["flickr"]["api_secret"] = "***"
+    return data
+
+
+def save_effective_config(config: RedwebConfig, run_dir: str | Path) -> Path:
+    """Write the config a run used (secrets redacted) as ``run_dir/config.yaml``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return path
