@@ -92,6 +92,7 @@ REASONS: dict[str, str] = {
     "too_small": "image (or one of its views) smaller than the minimum side",
     "unsupported_mode": "pixel format that cannot be converted to RGB",
     "download_failed": "download failed after retries",
+    "flickr_no_original": "Flickr offered no downloadable size (getSizes failed or was empty)",
     "http_error": "server answered with an error status",
     "source_missing": "local file vanished or unreadable",
     # ingest: not usable stereo

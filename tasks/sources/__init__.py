@@ -1,0 +1,1 @@
+"""Sources of stereo photos: each finds items and records them in the catalog in state discovered."""
