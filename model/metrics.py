@@ -195,10 +195,15 @@ def normalize_to_stats(pred: np.ndarray, mean: float, std: float, mask: np.ndarr
     return z * float(std) + float(mean)
 
 
-def fit_scale_shift(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
+def fit_scale_shift(
+    pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None, nonnegative: bool = False
+) -> tuple[float, float]:
     """Least-squares ``(s, t)`` minimizing ``sum((s * pred + t - target)^2)`` over ``mask``.
 
     Closed form of the 2x2 normal equations; a constant prediction gets ``s = 0, t = mean(target)``.
+    ``nonnegative=True`` constrains ``s >= 0`` (the constrained optimum of a negative fit is
+    ``s = 0``): a prediction whose order is reversed then becomes the mean instead of being flipped
+    into a good score. Evaluation uses it; plain least squares is the default here.
     """
     p, g = _masked(pred, mask), _masked(target, mask)
     if p.size == 0:
@@ -208,12 +213,16 @@ def fit_scale_shift(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | Non
     if var <= 0:
         return 0.0, float(gm)
     s = float(((p - pm) * (g - gm)).sum() / var)
+    if nonnegative and s < 0:
+        return 0.0, float(gm)
     return s, float(gm - s * pm)
 
 
-def align_scale_shift(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def align_scale_shift(
+    pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None, nonnegative: bool = False
+) -> np.ndarray:
     """Per-image least-squares scale and shift of a depth-like prediction onto ``gt`` (depth space)."""
-    s, t = fit_scale_shift(pred, gt, mask)
+    s, t = fit_scale_shift(pred, gt, mask, nonnegative)
     return s * np.asarray(pred, dtype=np.float64) + t
 
 
@@ -222,6 +231,7 @@ def align_scale_shift_inverse(
     gt: np.ndarray,
     mask: np.ndarray | None = None,
     max_depth: float | None = None,
+    nonnegative: bool = False,
 ) -> np.ndarray:
     """Scale-and-shift alignment in inverse-depth space (the MiDaS protocol); returns depth.
 
@@ -234,7 +244,7 @@ def align_scale_shift_inverse(
     valid = (g > 0) if mask is None else (np.asarray(mask, dtype=bool) & (g > 0))
     inv_gt = np.zeros_like(g)
     inv_gt[valid] = 1.0 / g[valid]
-    s, t = fit_scale_shift(pred_inverse, inv_gt, valid)
+    s, t = fit_scale_shift(pred_inverse, inv_gt, valid, nonnegative)
     disp = s * np.asarray(pred_inverse, dtype=np.float64) + t
     cap = float(max_depth) if max_depth is not None else float(g[valid].max())
     return 1.0 / np.maximum(disp, 1.0 / cap)

@@ -1,0 +1,460 @@
+"""Score depth predictions on a benchmark, always next to the same baselines.
+
+A *predictor* turns one benchmark image into a raw ``(H, W)`` map at the image's resolution:
+:class:`FolderPredictions` (files written by any model), :class:`ModelPredictions` (a checkpoint),
+and the two baselines :class:`LowerIsCloser` and :class:`Constant`. ``inverse = True`` marks a
+disparity-like output (larger = closer, e.g. MiDaS); everything else is larger = farther.
+
+* DIW (:func:`evaluate_diw`): WHDR at the one labelled pair of each image; a tie is wrong.
+* Dense ground truth (:func:`evaluate_dense`: NYUv2, our export, Middlebury): WKDR / WKDR= /
+  WKDR≠ on ``pairs_per_image`` point pairs per image, sampled once per image with seed
+  ``[seed, image number]`` and shared by every predictor; for metric ground truth also rms, rel,
+  log10, delta1..3 after each available alignment:
+
+  - ``paper``: the ReDWeb paper's normalization, the prediction standardized then given the
+    training set's depth mean and std (``train_stats``; NYUv2 computes them from its 795
+    training images);
+  - ``scale_shift``: per-image least-squares scale and shift in depth space;
+  - ``scale_shift_inverse``: the same in inverse-depth space (the MiDaS protocol).
+
+  The ``alignment`` argument picks the one reported at the top level, and the aligned map is also
+  what WKDR's ratio threshold sees for the prediction (a ratio needs a positive depth in the
+  ground truth's units). Relative-only ground truth (our RDs) gets ordinal metrics only, with a
+  ``scale_shift`` alignment to the RD values.
+
+Result dicts use the metric names of DESIGN.md (``whdr, wkdr, wkdr_eq, wkdr_neq, rms, rel, log10,
+delta1, delta2, delta3``, fractions) plus ``n_images``/``n_pairs`` and, for dense benchmarks, the
+per-alignment errors under ``alignments``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from model import metrics as M
+from model.benchmarks import DenseSample, DiwSample, glob_escape, read_image, read_map
+
+log = logging.getLogger(__name__)
+
+BENCHMARKS = ("diw", "nyu", "redweb", "middlebury")
+ALIGNMENTS = ("paper", "scale_shift", "scale_shift_inverse")
+PREDICTION_SUFFIXES = (".npy", ".png", ".pfm", ".tif", ".tiff")
+#: Column order of the printed table and of the top-level JSON keys.
+METRIC_ORDER = ("whdr", "wkdr", "wkdr_eq", "wkdr_neq", "rms", "rel", "log10", "delta1", "delta2", "delta3")
+
+ImageLoader = Callable[[], np.ndarray]
+
+
+# --------------------------------------------------------------------------- predictors
+class FolderPredictions:
+    """Prediction files named by the image's file stem: ``<stem>.npy`` (float), ``.png``
+    (8/16-bit), ``.pfm`` or ``.tif``, any resolution (resized bilinearly to the image size)."""
+
+    def __init__(self, folder: str | Path, inverse: bool = False, name: str = "predictions") -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"{self.folder}: predictions folder does not exist")
+        self.inverse = inverse
+        self.name = name
+
+    def path_for(self, key: str) -> Path:
+        for suffix in PREDICTION_SUFFIXES:
+            p = self.folder / f"{key}{suffix}"
+            if p.exists():
+                return p
+        hits = [p for p in self.folder.glob(f"{glob_escape(key)}.*") if p.suffix.lower() in PREDICTION_SUFFIXES]
+        if hits:
+            return sorted(hits)[0]
+        raise FileNotFoundError(f"no prediction for image {key!r} in {self.folder} (expected {key}.npy or {key}.png)")
+
+    def __call__(self, key: str, load_image: ImageLoader, size: tuple[int, int]) -> np.ndarray:
+        from model.predict import resize_map
+
+        return resize_map(read_map(self.path_for(key)), size)
+
+
+class ModelPredictions:
+    """A network run on each benchmark image (output resized to the image size)."""
+
+    inverse = False  # our networks predict depth, larger = farther
+
+    def __init__(self, model, spec=None, device: str = "cpu", max_side: int | None = None, name: str = "model") -> None:
+        from model.predict import InputSpec
+
+        self.model, self.spec = model, spec or InputSpec()
+        self.device, self.max_side, self.name = device, max_side, name
+
+    def __call__(self, key: str, load_image: ImageLoader, size: tuple[int, int]) -> np.ndarray:
+        from model.predict import predict_image, resize_map
+
+        image = load_image()
+        return resize_map(predict_image(self.model, image, self.spec, self.device, self.max_side), size)
+
+
+class LowerIsCloser:
+    """Baseline: the lower a pixel in the image, the closer (depth = rows from the bottom + 1).
+
+    Chen et al. report 31.37 % WHDR for it on DIW. Two points on one row tie, and a tie is wrong.
+    """
+
+    inverse = False
+    name = "lower_is_closer"
+
+    def __call__(self, key: str, load_image: ImageLoader, size: tuple[int, int]) -> np.ndarray:
+        h, w = size
+        return np.repeat(np.arange(h, 0, -1, dtype=np.float64)[:, None], w, axis=1)
+
+
+class Constant:
+    """Baseline: the same depth everywhere (every pair a tie; after alignment: the mean depth)."""
+
+    inverse = False
+    name = "constant"
+
+    def __call__(self, key: str, load_image: ImageLoader, size: tuple[int, int]) -> np.ndarray:
+        return np.ones(size, dtype=np.float64)
+
+
+def baseline_predictors() -> dict[str, Any]:
+    """The baselines scored next to every model, by name."""
+    return {"lower_is_closer": LowerIsCloser(), "constant": Constant()}
+
+
+def depth_like(raw: np.ndarray, inverse: bool) -> np.ndarray:
+    """Raw prediction -> an ordering with larger = farther. A disparity-like map is negated (not
+    inverted): its shift is unknown, so 1/x would be meaningless, while -x keeps the order exactly."""
+    return -np.asarray(raw, dtype=np.float64) if inverse else np.asarray(raw, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- DIW
+def evaluate_diw(
+    samples: Sequence[DiwSample],
+    predictors: Mapping[str, Any],
+    images_dir: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """WHDR of each predictor on DIW samples -> ``{name: {"whdr", "n_pairs", "n_images"}}``.
+
+    Predictions are resized to the **original** image size given in the CSV, and read at the
+    labelled (0-based) points. Images are opened (by content) only for predictors that need them.
+    """
+    from tqdm import tqdm
+
+    za = {name: np.empty(len(samples)) for name in predictors}
+    zb = {name: np.empty(len(samples)) for name in predictors}
+    root = Path(images_dir) if images_dir is not None else None
+    for i, s in enumerate(tqdm(samples, desc="diw", unit="img", disable=not progress)):
+
+        def load(s: DiwSample = s) -> np.ndarray:
+            if root is None:
+                raise ValueError("this predictor needs the images: pass --images")
+            return read_image(root / s.image)
+
+        for name, predictor in predictors.items():
+            d = depth_like(predictor(s.key, load, (s.height, s.width)), predictor.inverse)
+            za[name][i], zb[name][i] = d[s.ya, s.xa], d[s.yb, s.xb]
+    relations = [s.relation for s in samples]
+    results = {}
+    for name in predictors:
+        r = M.whdr(za[name], zb[name], relations)
+        r["n_images"] = float(len(samples))
+        results[name] = r
+    return results
+
+
+# --------------------------------------------------------------------------- dense ground truth
+def _aligned_maps(
+    raw: np.ndarray,
+    inverse: bool,
+    sample: DenseSample,
+    train_stats: tuple[float, float] | None,
+    max_depth: float | None,
+) -> dict[str, np.ndarray]:
+    d = depth_like(raw, inverse)
+    gt, mask = sample.depth, sample.mask
+    # Scales are constrained to be >= 0 so that a reversed prediction is never flipped into credit.
+    maps = {"scale_shift": M.align_scale_shift(d, gt, mask, nonnegative=True)}
+    if sample.metric:
+        if train_stats is not None:
+            maps["paper"] = M.normalize_to_stats(d, *train_stats)
+        # inverse-space fit: the disparity-like view of the prediction is -d (= raw if inverse)
+        maps["scale_shift_inverse"] = M.align_scale_shift_inverse(-d, gt, mask, max_depth=max_depth, nonnegative=True)
+    return maps
+
+
+def evaluate_dense(
+    samples: Iterable[DenseSample],
+    predictors: Mapping[str, Any],
+    *,
+    alignment: str | None = None,
+    train_stats: tuple[float, float] | None = None,
+    sigma: float = M.DEFAULT_SIGMA,
+    pairs_per_image: int = M.DEFAULT_PAIRS_PER_IMAGE,
+    seed: int = 0,
+    min_depth: float = 1e-3,
+    max_depth: float | None = None,
+    progress: bool = False,
+    keep_examples: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Ordinal and metric-depth errors of each predictor on dense ground truth.
+
+    alignment: the alignment reported at the top level and used for WKDR (default ``paper`` when
+    ``train_stats`` is given, else ``scale_shift``). max_depth: prediction clip for the errors and
+    the inverse-alignment cap (default: each image's largest valid ground-truth depth).
+    keep_examples: keep the first N ``(image, gt, mask, aligned prediction per predictor)`` under
+    the key ``"_examples"`` of the result (for reports; not JSON).
+    """
+    from tqdm import tqdm
+
+    alignment = alignment or ("paper" if train_stats is not None else "scale_shift")
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"alignment must be one of {ALIGNMENTS}")
+    if alignment == "paper" and train_stats is None:
+        raise ValueError("the paper's normalization needs the training set's depth mean and std (train_stats)")
+    counts = {name: [] for name in predictors}
+    errors: dict[str, dict[str, list[dict[str, float]]]] = {name: {} for name in predictors}
+    examples: list[dict[str, Any]] = []
+    n_images = 0
+    any_metric = False
+    for i, sample in enumerate(tqdm(samples, desc="evaluate", unit="img", disable=not progress)):
+        n_images += 1
+        ia, ib = M.sample_pairs(sample.mask, pairs_per_image, np.random.default_rng([seed, i]))
+        gt_flat = sample.depth.ravel()
+        cap = max_depth if max_depth is not None else float(sample.depth[sample.mask].max())
+        example: dict[str, Any] | None = None
+        if len(examples) < keep_examples:
+            example = {"key": sample.key, "image": sample.load_image(), "gt": sample.depth, "mask": sample.mask, "pred": {}}
+        image_cache: list[np.ndarray] = []
+
+        def load(sample: DenseSample = sample, cache: list = image_cache) -> np.ndarray:
+            if not cache:
+                cache.append(sample.load_image())
+            return cache[0]
+
+        for name, predictor in predictors.items():
+            raw = predictor(sample.key, load, sample.shape)
+            maps = _aligned_maps(raw, predictor.inverse, sample, train_stats, cap)
+            primary = alignment if alignment in maps else "scale_shift"
+            # Ratio thresholds need non-negative depth; an aligned map can dip below zero.
+            ordinal = np.maximum(maps[primary], 0.0 if not sample.metric else min_depth).ravel()
+            counts[name].append(M.wkdr_counts(ordinal[ia], ordinal[ib], gt_flat[ia], gt_flat[ib], sigma))
+            if sample.metric:
+                any_metric = True
+                for align_name, aligned in maps.items():
+                    errors[name].setdefault(align_name, []).append(
+                        M.depth_errors(aligned, sample.depth, sample.mask, min_depth=min_depth, max_depth=cap)
+                    )
+            if example is not None:
+                example["pred"][name] = maps[primary]
+        if example is not None:
+            examples.append(example)
+    if n_images == 0:
+        raise ValueError("the benchmark has no images")
+
+    results: dict[str, dict[str, Any]] = {}
+    for name in predictors:
+        r: dict[str, Any] = M.wkdr_from_counts(M.sum_counts(counts[name]))
+        r["n_images"] = float(n_images)
+        if any_metric:
+            per_alignment = {a: M.mean_metrics(v) for a, v in errors[name].items()}
+            r["alignments"] = per_alignment
+            r.update(per_alignment.get(alignment, {}))
+        results[name] = r
+    if keep_examples:
+        results["_examples"] = examples  # type: ignore[assignment]
+    return results
+
+
+# --------------------------------------------------------------------------- output
+def build_report(
+    benchmark: str,
+    results: Mapping[str, Mapping[str, Any]],
+    model_name: str,
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON document: the model's metrics at the top level, baselines under ``baselines``."""
+    model = dict(results[model_name])
+    doc: dict[str, Any] = {"benchmark": benchmark, "model": model_name}
+    for k in METRIC_ORDER:
+        if k in model:
+            doc[k] = _finite(model.pop(k))
+    doc.update({k: _jsonable(v) for k, v in model.items()})
+    doc["baselines"] = {
+        name: {k: _jsonable(v) for k, v in r.items()} for name, r in results.items() if name not in (model_name, "_examples")
+    }
+    if settings:
+        doc["settings"] = {k: _jsonable(v) for k, v in settings.items()}
+    return doc
+
+
+def _finite(v: Any) -> Any:
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, (np.floating, np.integer)):
+        v = v.item()
+    return _finite(v)
+
+
+def format_table(doc: Mapping[str, Any]) -> str:
+    """Plain-text table: one row for the model, one per baseline; columns = metrics present."""
+    rows = [(doc.get("model", "model"), doc)] + list(doc.get("baselines", {}).items())
+    cols = [k for k in METRIC_ORDER if any(k in r for _, r in rows)]
+    width = max(len(str(name)) for name, _ in rows) + 2
+    lines = [f"{'':<{width}}" + "".join(f"{c:>10}" for c in cols)]
+    for name, r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            cells.append(f"{'-':>10}" if v is None else f"{v:>10.4f}")
+        lines.append(f"{name:<{width}}" + "".join(cells))
+    n = doc.get("n_images")
+    lines.append(f"({doc.get('benchmark', '')}: {int(n) if n else '?'} images; rates and errors are fractions;"
+                 " rms in ground-truth units)")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- one call per benchmark
+def load_benchmark(
+    benchmark: str,
+    annotations: str | Path,
+    images: str | Path | None = None,
+    *,
+    split_file: str | Path | None = None,
+    nyu_crop: str = "eigen",
+    redweb_split: str = "val",
+):
+    """DIW -> ``list[DiwSample]``; the dense benchmarks -> a fresh iterator of ``DenseSample``."""
+    from model import benchmarks as B
+
+    if benchmark == "diw":
+        return B.load_diw_csv(annotations)
+    if benchmark == "nyu":
+        return B.iter_nyu(annotations, B.load_nyu_split(split_file), crop=nyu_crop)
+    if benchmark == "redweb":
+        return B.iter_redweb_export(annotations, images, split=redweb_split)
+    if benchmark == "middlebury":
+        return B.iter_middlebury(annotations, images)
+    raise ValueError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
+
+
+def evaluate_benchmark(
+    benchmark: str,
+    annotations: str | Path,
+    predictor: Any,
+    *,
+    images: str | Path | None = None,
+    model_name: str = "model",
+    split_file: str | Path | None = None,
+    alignment: str | None = None,
+    train_stats: tuple[float, float] | None = None,
+    sigma: float = M.DEFAULT_SIGMA,
+    pairs_per_image: int = M.DEFAULT_PAIRS_PER_IMAGE,
+    seed: int = 0,
+    nyu_crop: str = "eigen",
+    redweb_split: str = "val",
+    baselines: bool = True,
+    progress: bool = False,
+    keep_examples: int = 0,
+) -> dict[str, Any]:
+    """Score ``predictor`` (and the baselines) on a benchmark; returns the JSON-ready document
+    (see :func:`build_report`), with the in-memory examples under ``"_examples"`` if requested.
+
+    For NYUv2 with the paper's normalization, ``train_stats`` defaults to the depth mean/std of the
+    795 training images of the same ``.mat`` (:func:`model.benchmarks.nyu_depth_stats`).
+    """
+    from model import benchmarks as B
+
+    predictors = {model_name: predictor}
+    if baselines:
+        predictors.update(baseline_predictors())
+    settings: dict[str, Any] = {"annotations": str(annotations), "images": str(images) if images else None}
+    samples = load_benchmark(benchmark, annotations, images, split_file=split_file, nyu_crop=nyu_crop,
+                             redweb_split=redweb_split)
+    if benchmark == "diw":
+        results = evaluate_diw(samples, predictors, images, progress=progress)
+        examples = None
+    else:
+        if benchmark == "nyu":
+            if train_stats is None and alignment in (None, "paper"):
+                test = B.load_nyu_split(split_file)
+                train_stats = B.nyu_depth_stats(annotations, exclude=test)
+                log.info("NYUv2 training-set depth: mean %.4f m, std %.4f m", *train_stats)
+            settings.update(split_file=str(split_file) if split_file else "built-in official test split",
+                            crop=nyu_crop)
+        if benchmark == "redweb":
+            settings["split"] = redweb_split
+        results = evaluate_dense(samples, predictors, alignment=alignment, train_stats=train_stats, sigma=sigma,
+                                 pairs_per_image=pairs_per_image, seed=seed, progress=progress,
+                                 keep_examples=keep_examples)
+        examples = results.pop("_examples", None)
+        settings.update(alignment=alignment or ("paper" if train_stats is not None else "scale_shift"),
+                        sigma=sigma, pairs_per_image=pairs_per_image, seed=seed,
+                        train_stats=list(train_stats) if train_stats is not None else None)
+    settings["inverse"] = bool(getattr(predictor, "inverse", False))
+    doc = build_report(benchmark, results, model_name, settings)
+    if examples is not None:
+        doc["_examples"] = examples
+    return doc
+
+
+def evaluate_predictions(
+    benchmark: str,
+    annotations: str | Path,
+    predictions: str | Path,
+    *,
+    images: str | Path | None = None,
+    inverse: bool = False,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Score a folder of prediction files (named by image stem; see :class:`FolderPredictions`).
+    Keyword arguments as :func:`evaluate_benchmark`."""
+    predictor = FolderPredictions(predictions, inverse=inverse)
+    kwargs.setdefault("model_name", Path(predictions).name or "predictions")
+    return evaluate_benchmark(benchmark, annotations, predictor, images=images, **kwargs)
+
+
+def evaluate_checkpoint(
+    benchmark: str,
+    annotations: str | Path,
+    checkpoint: str | Path,
+    *,
+    images: str | Path | None = None,
+    device: str = "cpu",
+    max_side: int | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Score a ``redweb train`` checkpoint (run on every benchmark image).
+    Keyword arguments as :func:`evaluate_benchmark`."""
+    from model.predict import load_checkpoint_model
+
+    model, spec, meta = load_checkpoint_model(checkpoint, device)
+    predictor = ModelPredictions(model, spec, device=device, max_side=max_side)
+    name = str(meta.get("arch") or meta.get("architecture") or Path(checkpoint).stem) if isinstance(meta, Mapping) else Path(checkpoint).stem
+    kwargs.setdefault("model_name", name)
+    doc = evaluate_benchmark(benchmark, annotations, predictor, images=images, **kwargs)
+    doc.setdefault("settings", {})["checkpoint"] = str(checkpoint)
+    return doc
+
+
+def write_json(doc: Mapping[str, Any], path: str | Path) -> Path:
+    """Write the evaluation document (without in-memory examples) as indented JSON."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {k: _jsonable(v) for k, v in doc.items() if not k.startswith("_")}
+    # NaN (a rate over zero pairs) is written as null: strict JSON parsers reject NaN.
+    path.write_text(json.dumps(clean, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return path
