@@ -129,15 +129,15 @@ def _stream_once(session: requests.Session, url: str, part: Path, *, timeout: fl
         digest = hashlib.sha256()
         size = 0
         try:
-            with open(part, "wb") as fh:
-                for chunk in resp.raw.stream(_CHUNK, decode_content=encoded):
+            # unbuffered file + read1: bytes reach the disk as they arrive (a slow body shows progress)
+            with open(part, "wb", buffering=0) as fh:
+                while chunk := resp.raw.read1(_CHUNK, decode_content=encoded):
                     size += len(chunk)
                     if max_bytes is not None and size > max_bytes:
                         raise _Attempt(FILE_TOO_BIG, f"body exceeds max_bytes {max_bytes}", status=status,
                                        retry=False)
                     digest.update(chunk)
                     fh.write(chunk)
-                fh.flush()
                 os.fsync(fh.fileno())
         except urllib3.exceptions.ReadTimeoutError as exc:
             raise _Attempt(DOWNLOAD_FAILED, f"timeout mid-body after {size} bytes", status=status,

@@ -44,7 +44,7 @@ from typing import Any, Callable, Sequence
 
 import requests
 
-from tasks.catalog import Catalog, State, item_id_for
+from tasks.catalog import Catalog, Item, State, item_id_for
 from tasks.download import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,19 @@ class RateLimiter:
 
 
 # ---- API client -------------------------------------------------------------------------------
+class _Demoted:
+    """A logger stand-in that logs ``error`` at DEBUG (for flickrapi's per-response error logs)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._logger.debug(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+
 class FlickrClient:
     """flickrapi.FlickrAPI plus our retry policy and rate limit. ``call`` returns parsed JSON."""
 
@@ -209,6 +222,8 @@ class FlickrClient:
         self.session = requests.Session()
         self.session.hooks["response"].append(self._remember)
         self.api.flickr_oauth.session = self.session
+        # flickrapi logs every non-200 answer at ERROR; we retry those and log the retry ourselves
+        self.api.flickr_oauth.log = _Demoted(logging.getLogger(f"{__name__}.http"))
         self._last: requests.Response | None = None
         self.timeout_s, self.max_retries = timeout_s, max_retries
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
@@ -406,8 +421,10 @@ class FlickrCrawler:
                 return
             photos = block.get("photo", []) or []
             new_before = self.stats.new
+            # one query for the whole page: known photos cost neither a write nor a getSizes call
+            known = {it.source_id: it for it in self.catalog.items(item_id_for(SOURCE, str(p["id"])) for p in photos)}
             for photo in photos:
-                self._record(photo, query)
+                self._record(photo, query, known.get(str(photo["id"])))
             if self.progress is not None:
                 self.progress(self.stats.new - new_before)
             last = min(pages, max_pages)
@@ -427,10 +444,9 @@ class FlickrCrawler:
         self.catalog.put_cursor(key, data, done=True)
 
     # -- photos ---------------------------------------------------------------------------------
-    def _record(self, photo: dict, query: Query) -> None:
+    def _record(self, photo: dict, query: Query, existing: Item | None) -> None:
         self.stats.photos_seen += 1
         pid = str(photo["id"])
-        existing = self.catalog.get(item_id_for(SOURCE, pid))
         if existing is not None and not (existing.state == State.DISCOVERED.value and not existing.url):
             self.stats.known += 1
             return
@@ -464,6 +480,8 @@ class FlickrCrawler:
             item, created = self.catalog.update(existing.id, **{k: v for k, v in fields.items() if k != "batch"}), False
         if created:
             self.stats.new += 1
+        else:  # the same photo twice on one page
+            self.stats.known += 1
         if problem is not None:
             self.stats.no_original += 1
             self.catalog.fail(item.id, NO_ORIGINAL, problem, actor="flickr")
