@@ -1,0 +1,350 @@
+"""One stereo pair end to end: flow both ways, consistency, alignment, view order, sky, crop, depth, triage.
+
+``process_item`` is a plain function (no Prefect): it reads the item's views (state ``split``, see
+INTERFACES.md), writes ``maps/<id>/{image.jpg, depth.png, mask.png, sky.png, preview.jpg}`` and
+records paths, crop box, quality figures, score, view order and the pipeline version in the
+catalog, then moves the item to ``processed`` and on to its triage state. Errors become ``failed``
+with a reason; ``process_batch`` never lets one pair stop the others.
+
+Map semantics (DESIGN.md contract): depth.png uint16, larger = farther, sky = 65535 (tasks/depth.py
+documents how disparity becomes positive, comparable depth); mask.png 255 where the label is
+reliable (consistent correspondence, or sky); sky.png 255 = sky. All maps have the size of
+image.jpg (the cropped left view, at the processing resolution).
+"""
+from __future__ import annotations
+
+import logging
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import cv2
+import numpy as np
+
+from tasks import crop as crop_mod
+from tasks.catalog import PIPELINE_VERSION, Catalog, State, TransitionError
+from tasks.correspondence import FlowBackend, build_backend, consistency_mask, warp_by_flow
+from tasks.depth import decide_view_order, disparity_to_depth, encode_depth
+from tasks.rectify import fit_alignment, rectified_disparity
+from tasks.sky import SkyBackend, build_sky, detect_sky
+from tasks.triage import TriageThresholds, quality_figures, triage
+
+log = logging.getLogger(__name__)
+
+PROCESSABLE = (State.SPLIT, State.PROCESSED)  # PROCESSED: interrupted between the two transitions
+REPROCESSABLE = (State.PROCESSED, State.PENDING_REVIEW, State.AUTO_REJECTED, State.AUTO_ACCEPTED)
+
+
+@dataclass
+class PairResult:
+    """Everything the stage computes for one pair, at the processing resolution, cropped."""
+
+    image: np.ndarray  # (h, w, 3) uint8 RGB, the left-eye view
+    depth: np.ndarray  # (h, w) uint16
+    reliable: np.ndarray  # (h, w) bool: consistent or sky
+    sky: np.ndarray  # (h, w) bool
+    box: tuple[int, int, int, int]  # crop box on the processed (uncropped) left view
+    processed_size: tuple[int, int]  # (width, height) before cropping
+    swapped_views: bool  # True when the data said the given left/right were the wrong way round
+    view_order: str
+    quality: dict
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    disparity: np.ndarray | None = None  # (h, w) float32, larger = nearer (for benchmarks)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def downscale(image: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    s = max_side / max(h, w)
+    if s >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_alpha: float, fb_beta: float,
+             photometric_max: float | None) -> dict[str, Any]:
+    """Flow both ways and everything that follows from it for one view order."""
+    t = time.perf_counter()
+    fwd, bwd = backend.flow([left, right], [right, left])
+    t_flow = time.perf_counter() - t
+    t = time.perf_counter()
+    finite = bool(np.isfinite(fwd).all() and np.isfinite(bwd).all())
+    fwd = np.nan_to_num(fwd, nan=0.0, posinf=0.0, neginf=0.0)
+    bwd = np.nan_to_num(bwd, nan=0.0, posinf=0.0, neginf=0.0)
+    consistent = consistency_mask(fwd, bwd, alpha=fb_alpha, beta=fb_beta)
+    raw_consistency = float(consistent.mean())
+    if photometric_max is not None:
+        # fb-consistent yet wrong: smooth flows drag the near surface's motion over the far one
+        # next to it (edge fattening); the warped colour then differs
+        warped, _ = warp_by_flow(right.astype(np.float32), fwd)
+        diff = np.abs(cv2.blur(warped, (3, 3)) - cv2.blur(left.astype(np.float32), (3, 3))).mean(axis=2)
+        consistent &= diff < photometric_max
+    alignment = fit_alignment(fwd, consistent)
+    disparity, vres = rectified_disparity(fwd, alignment)
+    return dict(fwd=fwd, bwd=bwd, consistent=consistent, raw_consistency=raw_consistency, finite=finite,
+                alignment=alignment, disparity=disparity, vres=vres, t_flow=t_flow,
+                t_check=time.perf_counter() - t)
+
+
+def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_backend: SkyBackend, *,
+                 fb_alpha: float = 0.01, fb_beta: float = 0.5, photometric_max: float | None = 20.0,
+                 crf: bool = True, crf_iterations: int = 5, crf_max_side: int = 384,
+                 depth_range_ratio: float = 10.0, view_order_min_votes: int = 20,
+                 view_order_min_margin: float = 0.2, vertical_tolerance_px: float = 2.0,
+                 known_order: bool = False) -> PairResult:
+    """Left/right (H, W, 3) uint8 RGB views of one size -> cropped maps and quality figures.
+
+    ``known_order``: the file format fixes the order (MPO, JPS); the data still decides when it
+    is clear, but an undecided pair keeps the given order instead of being rejected.
+    """
+    timings: dict[str, float] = {}
+    a = _analyse(backend, left, right, fb_alpha=fb_alpha, fb_beta=fb_beta, photometric_max=photometric_max)
+    timings["flow"], timings["consistency"] = a["t_flow"], a["t_check"]
+
+    t = time.perf_counter()
+    order = decide_view_order(left, a["disparity"], a["consistent"], min_votes=view_order_min_votes,
+                              min_margin=view_order_min_margin)
+    swapped_views = order.order == "cross_eyed"
+    if swapped_views:
+        # the given "left" is the right eye: swap the views; both flows are reused, only the
+        # per-view products are recomputed (no second flow run)
+        left, right = right, left
+        fwd, bwd = a["bwd"], a["fwd"]
+        consistent = consistency_mask(fwd, bwd, alpha=fb_alpha, beta=fb_beta)
+        a_raw = float(consistent.mean())
+        if photometric_max is not None:
+            warped, _ = warp_by_flow(right.astype(np.float32), fwd)
+            diff = np.abs(cv2.blur(warped, (3, 3)) - cv2.blur(left.astype(np.float32), (3, 3))).mean(axis=2)
+            consistent &= diff < photometric_max
+        alignment = fit_alignment(fwd, consistent)
+        disparity, vres = rectified_disparity(fwd, alignment)
+        a.update(fwd=fwd, bwd=bwd, consistent=consistent, alignment=alignment, disparity=disparity, vres=vres,
+                 raw_consistency=a_raw)
+    timings["view_order"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    _, sky = detect_sky(sky_backend, left, a["consistent"], crf=crf, crf_iterations=crf_iterations,
+                        crf_max_side=crf_max_side)
+    timings["sky"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    h, w = left.shape[:2]
+    box = crop_mod.intersect(crop_mod.content_box(left), crop_mod.matched_box(a["consistent"] | sky))
+    if box[2] - box[0] < 8 or box[3] - box[1] < 8:  # nothing usable: keep the whole view, triage rejects
+        box = (0, 0, w, h)
+    consistent = crop_mod.crop(a["consistent"], box)
+    sky_c = crop_mod.crop(sky, box)
+    disparity = crop_mod.crop(a["disparity"], box)
+    vres = crop_mod.crop(a["vres"], box)
+    image = np.ascontiguousarray(crop_mod.crop(left, box))
+    timings["crop"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    reliable_depth = consistent & ~sky_c
+    g, stats = disparity_to_depth(disparity, reliable_depth, range_ratio=depth_range_ratio)
+    depth = encode_depth(g, sky_c)
+    timings["depth"] = time.perf_counter() - t
+
+    view_order = order.order if order.order != "undecided" else "undecided"
+    q = quality_figures(consistent=consistent, sky=sky_c, vertical_residual=vres, d_far=stats.d_far,
+                        d_near=stats.d_near, flow_finite=a["finite"], raw_consistency=a["raw_consistency"],
+                        crop_fraction=(box[2] - box[0]) * (box[3] - box[1]) / float(w * h),
+                        view_order_margin=order.margin, view_order=view_order,
+                        vertical_tolerance_px=vertical_tolerance_px)
+    q["known_order"] = bool(known_order)
+    info = {"alignment": a["alignment"].as_dict(), "view_order_votes": order.as_dict(), "depth": stats.as_dict()}
+    return PairResult(image=image, depth=depth, reliable=consistent | sky_c, sky=sky_c, box=box,
+                      processed_size=(w, h), swapped_views=swapped_views, view_order=view_order, quality=q,
+                      timings=timings, info=info, disparity=disparity)
+
+
+def colourize(image: np.ndarray, depth: np.ndarray, reliable: np.ndarray, sky: np.ndarray) -> np.ndarray:
+    """Reviewer preview, (h, 2w, 3) uint8 RGB: the image with sky tinted blue | depth (turbo, near = red)
+    with unreliable pixels hatched grey."""
+    non_sky = depth < 65535
+    vals = depth[non_sky & reliable] if (non_sky & reliable).any() else depth[non_sky]
+    lo, hi = (np.percentile(vals, [1, 99]) if vals.size else (0, 1))
+    norm = np.clip((depth.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
+    turbo = cv2.applyColorMap(((1 - norm) * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+    turbo[sky] = (40, 40, 90)
+    hatch = ((np.add.outer(np.arange(depth.shape[0]), np.arange(depth.shape[1])) // 3) % 2).astype(bool)
+    bad = ~reliable
+    turbo[bad & hatch] = (128, 128, 128)
+    left = image.copy()
+    left[sky] = (0.5 * left[sky] + 0.5 * np.array([60, 120, 255])).astype(np.uint8)
+    return np.hstack([left, turbo])
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), array):
+        raise OSError(f"cannot write {path}")
+
+
+def write_maps(data_root: Path, item_id: str, result: PairResult, *, jpeg_quality: int = 95) -> dict[str, str]:
+    """Write the five map files; returns the catalog path fields (relative to the data root)."""
+    rel = Path("maps") / item_id
+    out = Path(data_root) / rel
+    out.mkdir(parents=True, exist_ok=True)
+    bgr = cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(out / "image.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
+        raise OSError(f"cannot write {out / 'image.jpg'}")
+    _write_png(out / "depth.png", result.depth)
+    _write_png(out / "mask.png", result.reliable.astype(np.uint8) * 255)
+    _write_png(out / "sky.png", result.sky.astype(np.uint8) * 255)
+    preview = colourize(result.image, result.depth, result.reliable, result.sky)
+    cv2.imwrite(str(out / "preview.jpg"), cv2.cvtColor(preview, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return {f"{name}_path": str(rel / file) for name, file in
+            (("image", "image.jpg"), ("depth", "depth.png"), ("mask", "mask.png"), ("sky", "sky.png"),
+             ("preview", "preview.jpg"))}
+
+
+def select_items(catalog: Catalog, *, reprocess: bool = False, limit: int | None = None,
+                 ids: Iterable[str] | None = None) -> list[str]:
+    """Ids to process: ``split`` ones (and interrupted ``processed`` ones); with ``reprocess``, also
+    items not yet reviewed by a person that an older PIPELINE_VERSION made."""
+    if ids is not None:
+        return list(ids)[:limit] if limit else list(ids)
+    chosen = catalog.ids(*PROCESSABLE)
+    if reprocess:
+        old = [i.id for i in catalog.items(catalog.ids(*REPROCESSABLE)) if i.pipeline_version != PIPELINE_VERSION]
+        chosen += [i for i in old if i not in set(chosen)]
+    return chosen[:limit] if limit else chosen
+
+
+def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backend: FlowBackend,
+                 sky_backend: SkyBackend, max_side: int = 1024, reprocess: bool = False,
+                 thresholds: TriageThresholds | None = None, jpeg_quality: int = 95, **pair_options: Any) -> str:
+    """Process one item; returns its new state (or its unchanged state when there was nothing to do).
+
+    ``pair_options``: keyword arguments of ``process_pair`` (fb_alpha, crf, depth_range_ratio, ...).
+    """
+    data_root = Path(data_root)
+    thresholds = thresholds or TriageThresholds()
+    item = catalog.get(item_id)
+    if item is None:
+        raise KeyError(item_id)
+    state = State(item.state)
+    allowed = set(PROCESSABLE) | (set(REPROCESSABLE) if reprocess else set())
+    if state not in allowed or (state in REPROCESSABLE and state != State.PROCESSED
+                                and item.pipeline_version == PIPELINE_VERSION):
+        return state.value
+    if not item.left_path or not item.right_path:
+        return catalog.fail(item_id, "source_missing", "no left_path/right_path", expect=[state]).state
+    try:
+        left = read_rgb(data_root / item.left_path)
+        right = read_rgb(data_root / item.right_path)
+    except FileNotFoundError as exc:
+        return catalog.fail(item_id, "source_missing", str(exc), expect=[state]).state
+    if left.shape != right.shape:
+        return catalog.fail(item_id, "process_error", f"views differ in size: {left.shape} vs {right.shape}",
+                            expect=[state]).state
+    stored = (left.shape[1], left.shape[0])
+    t0 = time.perf_counter()
+    left, right = downscale(left, max_side), downscale(right, max_side)
+    known_order = (item.view_order or "undecided") not in ("undecided", "")
+    result = process_pair(left, right, backend, sky_backend, known_order=known_order, **pair_options)
+
+    swapped = bool(item.swapped) ^ result.swapped_views
+    views = (item.info or {}).get("views") or {}
+    view_key = "right" if result.swapped_views else "left"  # the source region the left eye came from
+    rel_box, abs_box = crop_mod.box_to_source(result.box, result.processed_size, views.get(view_key), stored)
+    if result.view_order == "undecided":
+        view_order = item.view_order if known_order else "undecided"
+    else:
+        view_order = "cross_eyed" if swapped else "parallel"
+    paths = write_maps(data_root, item_id, result, jpeg_quality=jpeg_quality)
+    verdict = triage(result.quality, thresholds, order_known=known_order)
+    quality = {**result.quality, "score": verdict.score}
+    result.timings["total"] = time.perf_counter() - t0
+    info = dict(item.info or {})
+    info["process"] = {**result.info, "crop_source": list(abs_box), "timings": result.timings,
+                       "backend": getattr(backend, "name", "?"), "sky_backend": getattr(sky_backend, "name", "?"),
+                       "processed_size": list(result.processed_size), "reasons": verdict.reasons}
+    fields = dict(paths, crop_x0=rel_box[0], crop_y0=rel_box[1], crop_x1=rel_box[2], crop_y1=rel_box[3],
+                  quality=quality, score=verdict.score, pipeline_version=PIPELINE_VERSION, swapped=swapped,
+                  view_order=view_order, info=info)
+    if swapped != bool(item.swapped):
+        fields.update(left_path=item.right_path, right_path=item.left_path)
+    catalog.transition(item_id, State.PROCESSED, expect=[state], actor="process", **fields)
+    if verdict.reasons:
+        catalog.transition(item_id, State.AUTO_REJECTED, reason=verdict.reasons[0], detail=",".join(verdict.reasons),
+                           expect=[State.PROCESSED], actor="process")
+    else:
+        catalog.transition(item_id, verdict.state, expect=[State.PROCESSED], actor="process")
+    return verdict.state
+
+
+def build_backends(*, correspondence: str = "dis", correspondence_checkpoint: str | None = None,
+                   sky: str = "heuristic", sky_checkpoint: str | None = None, mmseg_config: str | None = None,
+                   device: str = "auto") -> tuple[FlowBackend, SkyBackend]:
+    backend = build_backend(correspondence, checkpoint=correspondence_checkpoint, device=device)
+    sky_backend = build_sky(sky, checkpoint=sky_checkpoint, mmseg_config=mmseg_config, device=device)
+    return backend, sky_backend
+
+
+_PAIR_OPTIONS = ("fb_alpha", "fb_beta", "photometric_max", "crf", "crf_iterations", "crf_max_side",
+                 "depth_range_ratio", "view_order_min_votes", "view_order_min_margin", "vertical_tolerance_px")
+_THRESHOLDS = ("min_flow_consistency", "vertical_tolerance_px", "max_misaligned_fraction", "min_disparity_range_px",
+               "min_coverage", "min_crop_fraction", "auto_accept_score")
+
+
+def process_batch(catalog_url: str, ids: list[str], data_root: str | Path, *, correspondence: str = "dis",
+                  correspondence_checkpoint: str | None = None, sky: str = "heuristic",
+                  sky_checkpoint: str | None = None, mmseg_config: str | None = None, device: str = "auto",
+                  max_side: int = 1024, reprocess: bool = False, jpeg_quality: int = 95,
+                  **options: Any) -> dict[str, str]:
+    """Process ``ids`` with backends built once; returns {id: state}. One pair's error never stops the rest.
+
+    ``options``: process_pair options and TriageThresholds fields by name (ProcessConfig's names).
+    """
+    unknown = set(options) - set(_PAIR_OPTIONS) - set(_THRESHOLDS)
+    if unknown:
+        raise TypeError(f"unknown process options: {sorted(unknown)}")
+    pair_options = {k: options[k] for k in _PAIR_OPTIONS if k in options}
+    thresholds = TriageThresholds(**{k: options[k] for k in _THRESHOLDS if k in options})
+    states: dict[str, str] = {}
+    with Catalog(catalog_url) as catalog:
+        try:
+            backend, sky_backend = build_backends(
+                correspondence=correspondence, correspondence_checkpoint=correspondence_checkpoint, sky=sky,
+                sky_checkpoint=sky_checkpoint, mmseg_config=mmseg_config, device=device)
+        except (ImportError, KeyError, ValueError, OSError) as exc:
+            # a misconfigured backend fails every item of the batch loudly, but with a reason
+            log.error("cannot build backends: %s", exc)
+            raise
+        for item_id in ids:
+            try:
+                states[item_id] = process_item(catalog, item_id, data_root, backend=backend, sky_backend=sky_backend,
+                                               max_side=max_side, reprocess=reprocess, thresholds=thresholds,
+                                               jpeg_quality=jpeg_quality, **pair_options)
+            except TransitionError as exc:  # another worker moved it: not ours any more
+                log.warning("%s: %s", item_id, exc)
+                states[item_id] = "skipped"
+            except Exception as exc:  # noqa: BLE001 - one bad pair must not stop a batch; recorded as failed
+                log.exception("processing %s failed", item_id)
+                try:
+                    states[item_id] = catalog.fail(item_id, "process_error", f"{type(exc).__name__}: {exc}"[:2000]).state
+                except Exception:  # noqa: BLE001 - the catalog itself is unreachable: report, go on
+                    log.exception("could not record the failure of %s", item_id)
+                    states[item_id] = "error"
+    return states
+
+
+def peak_memory_mb(fn, *args, **kwargs) -> tuple[Any, float]:
+    """Run fn and return (result, peak Python-heap MiB) with tracemalloc (numpy buffers included)."""
+    tracemalloc.start()
+    try:
+        out = fn(*args, **kwargs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return out, peak / 2**20
