@@ -71,9 +71,11 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.PENDING_REVIEW: frozenset({S.ACCEPTED, S.REJECTED, S.PROCESSED, S.SPLIT, S.FAILED}),
     S.AUTO_REJECTED: frozenset({S.ACCEPTED, S.REJECTED, S.PENDING_REVIEW, S.PROCESSED, S.SPLIT}),
     S.AUTO_ACCEPTED: frozenset({S.ACCEPTED, S.REJECTED, S.PENDING_REVIEW, S.PROCESSED, S.SPLIT}),
-    # a person's decision changes only by an explicit second decision (review UI logs it)
-    S.ACCEPTED: frozenset({S.REJECTED, S.SPLIT}),
-    S.REJECTED: frozenset({S.ACCEPTED, S.PENDING_REVIEW, S.SPLIT, S.DISCOVERED, S.DOWNLOADED}),
+    # a person's decision changes only by an explicit second decision (review UI logs it); the
+    # moves back to the review states are the reviewer's own logged undo (tasks/review_store.py)
+    S.ACCEPTED: frozenset({S.REJECTED, S.SPLIT, S.PENDING_REVIEW, S.AUTO_ACCEPTED, S.AUTO_REJECTED}),
+    S.REJECTED: frozenset({S.ACCEPTED, S.PENDING_REVIEW, S.SPLIT, S.DISCOVERED, S.DOWNLOADED,
+                           S.AUTO_ACCEPTED, S.AUTO_REJECTED}),
     # retry: a failed item goes back to the state before the step that failed
     S.FAILED: frozenset({S.DISCOVERED, S.DOWNLOADED, S.SPLIT, S.PROCESSED, S.REJECTED}),
 }
@@ -101,6 +103,14 @@ REASONS: dict[str, str] = {
     "duplicate": "same bytes as another item",
     "near_duplicate": "perceptually the same image as another item",
     "unknown_format": "stereo layout could not be determined",
+    # review: a person's reject reasons (config.review.reject_reasons picks the offered ones)
+    "not_stereo": "reviewer: not a stereo photo",
+    "misaligned": "reviewer or process: the two views are misaligned (vertical offset, different shots)",
+    "sky_leak": "reviewer: sky mask leaks into foreground or misses sky",
+    "wrong_view_order": "reviewer: left and right views are swapped (depth inverted)",
+    "noisy_map": "reviewer: depth map too noisy to be useful",
+    "bad_crop": "reviewer: crop cuts the content or keeps borders",
+    "other": "reviewer: other (see comment)",
 }
 
 

@@ -77,15 +77,54 @@ class ProcessConfig(_Section):
     device: str = "auto"
 
 
+REJECT_REASONS_DEFAULT = (
+    "not_stereo", "anaglyph", "misaligned", "sky_leak", "wrong_view_order", "noisy_map", "bad_crop", "other",
+)
+
+
 class ReviewConfig(_Section):
-    model_config = ConfigDict(frozen=True, extra="allow")
+    """Review web UI (`redweb review`): accounts, leases, double review, paging."""
+
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
+    reject_reasons: tuple[str, ...] = Field(
+        REJECT_REASONS_DEFAULT, min_length=1,
+        description="reason codes offered on reject, in key order 1..9; 'other' asks for a comment")
+    review_states: tuple[str, ...] = Field(
+        ("pending_review", "auto_accepted", "auto_rejected"), min_length=1,
+        description="states the review queue draws from (a person's decision moves items to accepted/rejected)")
+    lease_timeout_s: float = Field(900.0, gt=0, description="an unfinished item returns to the queue after this")
+    double_review_share: float = Field(
+        0.0, ge=0, le=1, description="share of items (chosen by id hash) that a second reviewer also decides")
+    skip_cooldown_s: float = Field(3600.0, ge=0, description="a skipped item is not offered to the same reviewer again for this long")
+    secret_key_file: Path | None = Field(
+        None, description="file holding the cookie-signing key; default <data_root>/review_secret.key (created 0600)")
+    session_max_age_s: int = Field(12 * 3600, gt=0)
+    cookie_secure: bool = Field(False, description="set True behind HTTPS so cookies are never sent in clear")
+    page_size: int = Field(60, ge=1, le=500, description="thumbnails per grid page")
+    thumbnail_px: int = Field(160, ge=32, le=1024, description="thumbnail height (pixels) cached under <data_root>/cache/review")
+
+    @field_validator("reject_reasons")
+    @classmethod
+    def _codes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+
+        bad = [r for r in v if not re.fullmatch(r"[a-z][a-z0-9_]*", r)]
+        if bad:
+            raise ValueError(f"reject reasons must be lowercase snake_case codes: {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError("reject reasons must be unique")
+        return v
 
 
 class ExportConfig(_Section):
-    model_config = ConfigDict(frozen=True, extra="allow")
-    val_fraction: float = Field(0.1, ge=0, le=1)
+    """Dataset export (`redweb export`) in the ReDWeb layout of DESIGN.md."""
+
+    val_fraction: float = Field(0.1, ge=0, le=1, description="share of items in split=val, chosen by id hash")
+    states: tuple[str, ...] = Field(("accepted",), min_length=1, description="catalog states to export")
+    format: str = Field("redweb16", pattern="^(redweb16|redweb8)$")
+    max_side: int | None = Field(None, gt=0, description="resize exported image/RD/mask so the longer side is at most this")
+    jpeg_quality: int = Field(95, ge=1, le=100, description="used only when the image must be re-encoded")
 
 
 class PipelineConfig(_Section):

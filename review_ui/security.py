@@ -1,0 +1,108 @@
+"""Sessions and CSRF for the review app.
+
+* The session is a signed, timestamped cookie (itsdangerous) holding the reviewer's name, a random
+  session nonce and a fingerprint of their password hash (a password change ends old sessions).
+  Cookie flags: HttpOnly, SameSite=Strict (no cross-site request carries it, not even top-level
+  navigations), Secure when configured (HTTPS).
+* CSRF: every state-changing request must carry ``X-CSRF-Token`` (fetch) or a ``csrf_token`` form
+  field equal to HMAC(secret, nonce); a request with an ``Origin`` header from another host is refused
+  as well. The sign-in form has its own token bound to a pre-session cookie (login CSRF).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+SESSION_COOKIE = "redweb_session"
+LOGIN_COOKIE = "redweb_login"
+
+
+def load_secret_key(path: Path) -> bytes:
+    """Read the cookie-signing key, creating a random one (mode 0600) on first use."""
+    path = Path(path)
+    if path.is_file():
+        key = path.read_bytes().strip()
+        if len(key) < 32:
+            raise ValueError(f"{path}: secret key shorter than 32 bytes")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, key)
+    finally:
+        os.close(fd)
+    return key
+
+
+def password_fingerprint(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SessionData:
+    reviewer: str
+    nonce: str
+    fingerprint: str
+
+
+class SessionSigner:
+    def __init__(self, secret: bytes, *, max_age_s: int) -> None:
+        self.secret = secret
+        self.max_age_s = max_age_s
+        self._session = URLSafeTimedSerializer(secret, salt="redweb-review-session")
+        self._login = URLSafeTimedSerializer(secret, salt="redweb-review-login")
+
+    def dump_session(self, reviewer: str, fingerprint: str) -> tuple[str, SessionData]:
+        data = SessionData(reviewer, secrets.token_urlsafe(16), fingerprint)
+        return self._session.dumps([data.reviewer, data.nonce, data.fingerprint]), data
+
+    def load_session(self, cookie: str | None) -> SessionData | None:
+        if not cookie:
+            return None
+        try:
+            reviewer, nonce, fp = self._session.loads(cookie, max_age=self.max_age_s)
+        except (BadSignature, ValueError, TypeError):
+            return None
+        return SessionData(str(reviewer), str(nonce), str(fp))
+
+    def csrf_token(self, nonce: str, purpose: str = "session") -> str:
+        return hmac.new(self.secret, f"csrf:{purpose}:{nonce}".encode(), hashlib.sha256).hexdigest()
+
+    def check_csrf(self, nonce: str, token: str | None, purpose: str = "session") -> bool:
+        return bool(token) and hmac.compare_digest(self.csrf_token(nonce, purpose), token)
+
+    def dump_login_nonce(self) -> tuple[str, str]:
+        nonce = secrets.token_urlsafe(16)
+        return self._login.dumps(nonce), nonce
+
+    def load_login_nonce(self, cookie: str | None) -> str | None:
+        if not cookie:
+            return None
+        try:
+            return str(self._login.loads(cookie, max_age=3600))
+        except (BadSignature, ValueError, TypeError):
+            return None
+
+
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """True when there is no Origin header (same-origin GET/old browsers) or it names our host."""
+    if not origin:
+        return True
+    if origin == "null":
+        return False
+    return urlsplit(origin).netloc == (host or "")
+
+
+def safe_next(target: str | None) -> str:
+    """Only local paths after sign-in (no open redirect to //evil or http://evil)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/next"
+    return target

@@ -1,0 +1,617 @@
+"""Review bookkeeping: reviewer accounts, leases, the append-only decision log, double review.
+
+This module and ``tasks/catalog.py`` are the only code that writes the review tables; item states
+still change only through ``Catalog.transition`` (a decision calls it with the reviewer as actor).
+
+* **Accounts**: ``reviewers`` rows with scrypt password hashes (salted, constant-time check).
+* **Leases**: ``review_leases`` has one row per item (primary key ``item_id``), so at most one
+  reviewer holds an item; a lease ends at ``expires_at`` and the item goes back to the queue.
+  Taking a lease is one conditional ``UPDATE`` or one ``INSERT`` that fails on the primary key,
+  which is race-free on SQLite (serialized writers) and PostgreSQL (row locks) alike.
+* **Decisions**: ``review_decisions`` is append-only (database triggers refuse UPDATE/DELETE).
+  Kinds: ``first`` (moves a review-state item to accepted/rejected), ``second`` (the other opinion
+  on a double-review item; no state change), ``override`` (an explicit second decision that flips
+  a person's accepted/rejected), ``undo`` (a reviewer retracts their own latest decision; the item
+  goes back exactly to where it was), ``skip``.
+* **Double review**: an item whose id hash falls below ``double_review_share`` gets a
+  ``review_double`` row at its first decision; the queue then offers it to a different reviewer,
+  and ``agreement()`` reports how often the two agreed (and Cohen's kappa).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterable, Sequence
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tasks.catalog import PIPELINE_VERSION, Base, Catalog, Item, State, TransitionError, utcnow
+
+DECISIONS = ("accepted", "rejected")
+DEFAULT_REVIEW_STATES = (State.PENDING_REVIEW.value, State.AUTO_ACCEPTED.value, State.AUTO_REJECTED.value)
+_DECIDING_KINDS = ("first", "second", "override")
+
+
+class Reviewer(Base):
+    __tablename__ = "reviewers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Lease(Base):
+    __tablename__ = "review_leases"
+
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(128), index=True)
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Decision(Base):
+    """One row per reviewer action; never updated or deleted (triggers enforce it)."""
+
+    __tablename__ = "review_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # first | second | override | undo | skip
+    decision: Mapped[str | None] = mapped_column(String(16))  # accepted | rejected
+    reason: Mapped[str | None] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str | None] = mapped_column(String(24))
+    pipeline_version: Mapped[str | None] = mapped_column(String(32))  # of the item's maps
+    via: Mapped[str | None] = mapped_column(String(16))  # ui | grid | api
+    supersedes_id: Mapped[int | None] = mapped_column(Integer)  # override/undo: the decision it replaces
+    prev_reason: Mapped[str | None] = mapped_column(String(64))
+    prev_detail: Mapped[str | None] = mapped_column(Text)
+    prev_reviewer: Mapped[str | None] = mapped_column(String(128))
+    prev_decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DoubleReview(Base):
+    __tablename__ = "review_double"
+
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    first_reviewer: Mapped[str] = mapped_column(String(128))
+    first_decision: Mapped[str] = mapped_column(String(16))
+    first_decision_id: Mapped[int] = mapped_column(Integer)
+    second_reviewer: Mapped[str | None] = mapped_column(String(128))
+    second_decision: Mapped[str | None] = mapped_column(String(16))
+    second_decision_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReviewError(ValueError):
+    """A review action that cannot be done (bad input); HTTP 400."""
+
+
+class ReviewConflict(ReviewError):
+    """Someone else holds the item, or the item moved on; HTTP 409."""
+
+
+# ---- passwords --------------------------------------------------------------------------------
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1  # 16 MiB, ~50 ms: OWASP's minimum scrypt setting
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$N$r$p$salt$hash`` (hex) with a random 16-byte salt."""
+    if not password:
+        raise ReviewError("empty password")
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        algo, n, r, p, salt, digest = stored.split("$")
+        if algo != "scrypt":
+            return False
+        got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
+                             dklen=len(digest) // 2)
+    except ValueError:
+        return False
+    return hmac.compare_digest(got.hex(), digest)
+
+
+def id_fraction(item_id: str, salt: str) -> float:
+    """Deterministic number in [0, 1) from an item id (double-review pick, train/val split)."""
+    return int(hashlib.sha256(f"{salt}:{item_id}".encode()).hexdigest()[:12], 16) / 16**12
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """What part of the catalog a reviewer works on. ``states`` empty = the store's review states."""
+
+    states: tuple[str, ...] = ()
+    source: str | None = None
+    batch: str | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+    sort: str = "oldest"  # oldest | score_asc | score_desc
+
+    def where(self) -> list:
+        conds = []
+        if self.states:
+            conds.append(Item.state.in_(list(self.states)))
+        if self.source:
+            conds.append(Item.source == self.source)
+        if self.batch:
+            conds.append(Item.batch == self.batch)
+        if self.min_score is not None:
+            conds.append(Item.score >= self.min_score)
+        if self.max_score is not None:
+            conds.append(Item.score <= self.max_score)
+        return conds
+
+    def order(self) -> list:
+        if self.sort == "score_asc":
+            return [Item.score.is_(None), Item.score.asc(), Item.id]  # NULL scores last on both DBs
+        if self.sort == "score_desc":
+            return [Item.score.is_(None), Item.score.desc(), Item.id]
+        return [Item.created_at, Item.id]
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    item_id: str
+    reviewer: str
+    expires_at: datetime
+
+
+@dataclass
+class Agreement:
+    pairs: int = 0
+    agreed: int = 0
+    kappa: float | None = None
+    open: int = 0  # double-review items still waiting for their second reviewer
+    disagreements: list[dict] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float | None:
+        return self.agreed / self.pairs if self.pairs else None
+
+
+class ReviewStore:
+    """Review operations over one catalog. All methods are safe to call from many threads/processes."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        lease_timeout_s: float = 900.0,
+        double_review_share: float = 0.0,
+        review_states: Sequence[str] = DEFAULT_REVIEW_STATES,
+        skip_cooldown_s: float = 3600.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.catalog = catalog
+        self.lease_timeout = timedelta(seconds=lease_timeout_s)
+        self.double_review_share = double_review_share
+        self.review_states = tuple(State(s).value for s in review_states)
+        self.skip_cooldown = timedelta(seconds=skip_cooldown_s)
+        self.clock = clock
+
+    # ---- accounts -----------------------------------------------------------------------------
+    def add_reviewer(self, name: str, password: str, *, replace: bool = False) -> None:
+        """Create an account (or, with ``replace``, set a new password and re-activate it)."""
+        name = name.strip()
+        if not name or len(name) > 128 or any(c.isspace() for c in name):
+            raise ReviewError("reviewer names are 1-128 characters without spaces")
+        hashed = hash_password(password)
+        with self.catalog.session() as s:
+            row = s.scalars(select(Reviewer).where(Reviewer.name == name)).first()
+            if row is not None and not replace:
+                raise ReviewError(f"reviewer {name!r} exists (use replace=True to set a new password)")
+            if row is None:
+                s.add(Reviewer(name=name, password_hash=hashed, active=True))
+            else:
+                row.password_hash, row.active = hashed, True
+
+    def deactivate_reviewer(self, name: str) -> None:
+        with self.catalog.session() as s:
+            s.execute(update(Reviewer).where(Reviewer.name == name).values(active=False))
+
+    def authenticate(self, name: str, password: str) -> Reviewer | None:
+        row = self.get_reviewer(name)
+        if row is None:
+            verify_password(password, hash_password("x"))  # same cost whether or not the name exists
+            return None
+        return row if verify_password(password, row.password_hash) else None
+
+    def get_reviewer(self, name: str) -> Reviewer | None:
+        with self.catalog.session() as s:
+            return s.scalars(select(Reviewer).where(Reviewer.name == name, Reviewer.active.is_(True))).first()
+
+    def reviewer_names(self) -> list[str]:
+        with self.catalog.session() as s:
+            return list(s.scalars(select(Reviewer.name).order_by(Reviewer.name)))
+
+    # ---- leases -------------------------------------------------------------------------------
+    def lease(self, item_id: str, reviewer: str) -> LeaseInfo:
+        """Lease ``item_id`` to ``reviewer`` (renewing their own lease); ReviewConflict if someone else holds it."""
+        now = self.clock()
+        expires = now + self.lease_timeout
+        with self.catalog.session() as s:
+            taken = s.execute(
+                update(Lease)
+                .where(Lease.item_id == item_id, or_(Lease.reviewer == reviewer, Lease.expires_at < now))
+                .values(reviewer=reviewer, acquired_at=now, expires_at=expires)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        if taken != 1:
+            try:
+                with self.catalog.session() as s:
+                    s.add(Lease(item_id=item_id, reviewer=reviewer, acquired_at=now, expires_at=expires))
+            except IntegrityError as exc:  # a row exists (someone's live lease) or the item does not
+                holder = self.lease_holder(item_id)
+                if holder is None:
+                    if self.catalog.get(item_id) is None:
+                        raise KeyError(item_id) from exc
+                    raise ReviewConflict(f"{item_id}: lease race, try again") from exc
+                raise ReviewConflict(f"{item_id} is being reviewed by {holder.reviewer}") from exc
+        return LeaseInfo(item_id, reviewer, expires)
+
+    def lease_holder(self, item_id: str) -> LeaseInfo | None:
+        """The live lease on an item, if any (expired leases count as none)."""
+        with self.catalog.session() as s:
+            row = s.get(Lease, item_id)
+            if row is None or _aware(row.expires_at) < self.clock():
+                return None
+            return LeaseInfo(row.item_id, row.reviewer, _aware(row.expires_at))
+
+    def release(self, item_id: str, reviewer: str) -> None:
+        with self.catalog.session() as s:
+            s.execute(delete(Lease).where(Lease.item_id == item_id, Lease.reviewer == reviewer))
+
+    def _reviewable_for(self, item: Item, reviewer: str, s) -> bool:
+        if item.state in self.review_states:
+            return True
+        dr = s.get(DoubleReview, item.id)
+        return dr is not None and dr.second_decision_id is None and dr.first_reviewer != reviewer
+
+    def next_item(self, reviewer: str, filt: QueueFilter = QueueFilter(), *, exclude: Iterable[str] = ()) -> str | None:
+        """Lease and return the next item for ``reviewer``: their own live lease first, then open
+        second reviews (double review), then the queue in ``filt`` order. None when the queue is empty."""
+        exclude = set(exclude)
+        now = self.clock()
+        states = [s for s in (filt.states or self.review_states) if s in self.review_states] or ["-none-"]
+        base_filter = QueueFilter(states=(), source=filt.source, batch=filt.batch,
+                                  min_score=filt.min_score, max_score=filt.max_score, sort=filt.sort)
+        live_lease = and_(Lease.item_id == Item.id, Lease.expires_at >= now)
+        recent_skips = select(Decision.item_id).where(
+            Decision.reviewer == reviewer, Decision.kind == "skip", Decision.at >= now - self.skip_cooldown)
+        with self.catalog.session() as s:
+            mine = list(s.scalars(
+                select(Item.id).join(Lease, Lease.item_id == Item.id)
+                .where(Lease.reviewer == reviewer, Lease.expires_at >= now, *base_filter.where())
+                .order_by(Lease.acquired_at)))
+            seconds = list(s.scalars(
+                select(Item.id).join(DoubleReview, DoubleReview.item_id == Item.id)
+                .outerjoin(Lease, live_lease)
+                .where(DoubleReview.second_decision_id.is_(None), DoubleReview.first_reviewer != reviewer,
+                       Lease.item_id.is_(None), *base_filter.where())
+                .order_by(DoubleReview.created_at).limit(20)))
+        for item_id in mine:
+            if item_id not in exclude and self._still_reviewable(item_id, reviewer):
+                return item_id
+        for item_id in seconds:
+            if item_id not in exclude and self._try_take(item_id, reviewer):
+                return item_id
+        # Fetch candidates in pages; on a lost race move to the next candidate.
+        offset = 0
+        while True:
+            with self.catalog.session() as s:
+                page = list(s.scalars(
+                    select(Item.id).outerjoin(Lease, live_lease)
+                    .where(Item.state.in_(states), Lease.item_id.is_(None), Item.id.not_in(recent_skips),
+                           *base_filter.where())
+                    .order_by(*filt.order()).offset(offset).limit(32)))
+            if not page:
+                return None
+            for item_id in page:
+                if item_id not in exclude and self._try_take(item_id, reviewer):
+                    return item_id
+            offset += len(page)
+
+    def _still_reviewable(self, item_id: str, reviewer: str) -> bool:
+        with self.catalog.session() as s:
+            item = s.get(Item, item_id)
+            ok = item is not None and self._reviewable_for(item, reviewer, s)
+        if not ok:
+            self.release(item_id, reviewer)
+        return ok
+
+    def _try_take(self, item_id: str, reviewer: str) -> bool:
+        try:
+            self.lease(item_id, reviewer)
+        except (ReviewConflict, KeyError):
+            return False
+        # Re-check after leasing: the item may have been decided between our query and our lease.
+        return self._still_reviewable(item_id, reviewer)
+
+    # ---- decisions ----------------------------------------------------------------------------
+    def decide(
+        self,
+        item_id: str,
+        reviewer: str,
+        decision: str,
+        *,
+        reason: str | None = None,
+        comment: str | None = None,
+        override: bool = False,
+        via: str = "ui",
+        require_lease: bool = True,
+    ) -> Decision:
+        """Record ``reviewer``'s ``decision`` ("accepted" | "rejected") on ``item_id``.
+
+        The reviewer must hold the item's lease (``require_lease``; the grid's bulk action leases
+        each item itself). A person-decided item changes only with ``override=True``; the override
+        is logged with the decision it supersedes.
+        """
+        if decision not in DECISIONS:
+            raise ReviewError(f"decision must be one of {DECISIONS}")
+        if decision == "rejected" and not reason:
+            raise ReviewError("a reject needs a reason code")
+        if decision == "accepted":
+            reason = None
+        comment = (comment or "").strip()[:2000] or None
+        now = self.clock()
+        holder = self.lease_holder(item_id)
+        if holder is not None and holder.reviewer != reviewer:
+            raise ReviewConflict(f"{item_id} is being reviewed by {holder.reviewer}")
+        if require_lease and holder is None and not override:
+            raise ReviewConflict(f"{item_id}: your lease expired or was never taken; reload the item")
+        item = self.catalog.get(item_id)
+        if item is None:
+            raise KeyError(item_id)
+        with self.catalog.session() as s:
+            dr = s.get(DoubleReview, item_id)
+            last = s.scalars(select(Decision).where(Decision.item_id == item_id,
+                                                    Decision.kind.in_(_DECIDING_KINDS + ("undo",)))
+                             .order_by(Decision.id.desc()).limit(1)).first()
+        prev = dict(prev_reason=item.reason, prev_detail=item.reason_detail, prev_reviewer=item.reviewer,
+                    prev_decided_at=item.decided_at)
+        if item.state in self.review_states:
+            kind = "first"
+            try:
+                self.catalog.transition(item_id, decision, reason=reason, detail=comment, actor=reviewer,
+                                        expect=self.review_states, reviewer=reviewer, decided_at=now)
+            except TransitionError as exc:
+                raise ReviewConflict(str(exc)) from exc
+            to_state = decision
+        elif (dr is not None and dr.second_decision_id is None and dr.first_reviewer != reviewer
+              and not override):
+            kind, to_state = "second", item.state  # an opinion, not a state change
+        elif item.state in DECISIONS:
+            if not override:
+                who = item.reviewer or "the pipeline"
+                raise ReviewConflict(f"{item_id} was already {item.state} by {who}; override explicitly")
+            if item.state == decision:
+                raise ReviewConflict(f"{item_id} is already {decision}")
+            kind = "override"
+            try:
+                self.catalog.transition(item_id, decision, reason=reason, detail=comment, actor=reviewer,
+                                        expect=[item.state], reviewer=reviewer, decided_at=now)
+            except TransitionError as exc:
+                raise ReviewConflict(str(exc)) from exc
+            to_state = decision
+        else:
+            raise ReviewConflict(f"{item_id} is {item.state}: not reviewable")
+        with self.catalog.session() as s:
+            row = Decision(at=now, item_id=item_id, reviewer=reviewer, kind=kind, decision=decision, reason=reason,
+                           comment=comment, from_state=item.state, to_state=to_state,
+                           pipeline_version=item.pipeline_version or PIPELINE_VERSION, via=via,
+                           supersedes_id=last.id if (kind == "override" and last is not None) else None, **prev)
+            s.add(row)
+            s.flush()
+            if kind == "first" and self.double_review_share > 0 and \
+                    id_fraction(item_id, "double") < self.double_review_share:
+                s.add(DoubleReview(item_id=item_id, first_reviewer=reviewer, first_decision=decision,
+                                   first_decision_id=row.id, created_at=now))
+            elif kind == "second":
+                done = s.execute(
+                    update(DoubleReview)
+                    .where(DoubleReview.item_id == item_id, DoubleReview.second_decision_id.is_(None))
+                    .values(second_reviewer=reviewer, second_decision=decision, second_decision_id=row.id)
+                    .execution_options(synchronize_session=False)).rowcount
+                if done != 1:
+                    raise ReviewConflict(f"{item_id}: second review already recorded")
+            s.execute(delete(Lease).where(Lease.item_id == item_id, Lease.reviewer == reviewer))
+        return row
+
+    def skip(self, item_id: str, reviewer: str) -> None:
+        """Give the item back to the queue; this reviewer is not offered it again for a while."""
+        item = self.catalog.get(item_id)
+        if item is None:
+            raise KeyError(item_id)
+        with self.catalog.session() as s:
+            s.add(Decision(at=self.clock(), item_id=item_id, reviewer=reviewer, kind="skip",
+                           from_state=item.state, to_state=item.state, pipeline_version=item.pipeline_version))
+            s.execute(delete(Lease).where(Lease.item_id == item_id, Lease.reviewer == reviewer))
+
+    def undo(self, reviewer: str) -> str | None:
+        """Retract ``reviewer``'s latest not-yet-undone decision; the item returns to its state before it
+        (reason, reviewer, decided_at restored) and is leased back to them. Returns the item id, or
+        None if there is nothing to undo. ReviewConflict if someone decided the item after them."""
+        undone = select(Decision.supersedes_id).where(Decision.kind == "undo", Decision.supersedes_id.is_not(None))
+        with self.catalog.session() as s:
+            target = s.scalars(select(Decision).where(Decision.reviewer == reviewer,
+                                                      Decision.kind.in_(_DECIDING_KINDS),
+                                                      Decision.id.not_in(undone))
+                               .order_by(Decision.id.desc()).limit(1)).first()
+            if target is None:
+                return None
+            later = s.scalars(select(Decision.id).where(Decision.item_id == target.item_id, Decision.id > target.id,
+                                                        Decision.kind.in_(_DECIDING_KINDS + ("undo",)))
+                              .limit(1)).first()
+        if later is not None:
+            raise ReviewConflict(f"{target.item_id} was decided again after your decision; override it instead")
+        holder = self.lease_holder(target.item_id)
+        if holder is not None and holder.reviewer != reviewer:
+            raise ReviewConflict(f"{target.item_id} is being reviewed by {holder.reviewer}")
+        item_id = target.item_id
+        if target.kind in ("first", "override"):
+            try:
+                self.catalog.transition(
+                    item_id, target.from_state, reason=target.prev_reason, detail=target.prev_detail,
+                    actor=reviewer, expect=[target.to_state], reviewer=target.prev_reviewer,
+                    decided_at=target.prev_decided_at)
+            except TransitionError as exc:
+                raise ReviewConflict(str(exc)) from exc
+        with self.catalog.session() as s:
+            now = self.clock()
+            s.add(Decision(at=now, item_id=item_id, reviewer=reviewer, kind="undo", decision=None,
+                           from_state=target.to_state, to_state=target.from_state,
+                           pipeline_version=target.pipeline_version, supersedes_id=target.id))
+            if target.kind == "first":
+                s.execute(delete(DoubleReview).where(DoubleReview.item_id == item_id,
+                                                     DoubleReview.first_decision_id == target.id))
+            elif target.kind == "second":
+                s.execute(update(DoubleReview).where(DoubleReview.item_id == item_id,
+                                                     DoubleReview.second_decision_id == target.id)
+                          .values(second_reviewer=None, second_decision=None, second_decision_id=None)
+                          .execution_options(synchronize_session=False))
+        self.lease(item_id, reviewer)
+        return item_id
+
+    # ---- reading ------------------------------------------------------------------------------
+    def decisions(self, *, item_id: str | None = None, reviewer: str | None = None,
+                  limit: int | None = None) -> list[Decision]:
+        q = select(Decision).order_by(Decision.id)
+        if item_id:
+            q = q.where(Decision.item_id == item_id)
+        if reviewer:
+            q = q.where(Decision.reviewer == reviewer)
+        if limit:
+            q = q.limit(limit)
+        with self.catalog.session() as s:
+            return list(s.scalars(q))
+
+    def history(self, reviewer: str, *, limit: int = 500) -> list[str]:
+        """Items this reviewer decided or skipped, oldest first, each once (at its latest position)."""
+        with self.catalog.session() as s:
+            rows = list(s.execute(select(Decision.item_id, func.max(Decision.id)).where(
+                Decision.reviewer == reviewer, Decision.kind.in_(_DECIDING_KINDS + ("skip",)))
+                .group_by(Decision.item_id).order_by(func.max(Decision.id).desc()).limit(limit)))
+        return [r[0] for r in reversed(rows)]
+
+    def double_review(self, item_id: str) -> DoubleReview | None:
+        with self.catalog.session() as s:
+            return s.get(DoubleReview, item_id)
+
+    def browse(self, filt: QueueFilter, *, page: int = 1, page_size: int = 60) -> tuple[list[Item], int]:
+        """One page of items matching ``filt`` (all states allowed) and the total count."""
+        where = filt.where()
+        with self.catalog.session() as s:
+            total = s.scalar(select(func.count()).select_from(Item).where(*where)) or 0
+            items = list(s.scalars(select(Item).where(*where).order_by(*filt.order())
+                                   .offset(max(page - 1, 0) * page_size).limit(page_size)))
+        return items, int(total)
+
+    def live_leases(self, item_ids: Iterable[str]) -> dict[str, str]:
+        ids = list(item_ids)
+        with self.catalog.session() as s:
+            rows = s.execute(select(Lease.item_id, Lease.reviewer).where(
+                Lease.item_id.in_(ids), Lease.expires_at >= self.clock()))
+            return dict(rows.all())
+
+    def sources(self) -> list[str]:
+        with self.catalog.session() as s:
+            return list(s.scalars(select(Item.source).distinct().order_by(Item.source)))
+
+    def queue_size(self, filt: QueueFilter = QueueFilter()) -> int:
+        states = [s for s in (filt.states or self.review_states) if s in self.review_states] or ["-none-"]
+        base = QueueFilter(states=tuple(states), source=filt.source, batch=filt.batch,
+                           min_score=filt.min_score, max_score=filt.max_score)
+        with self.catalog.session() as s:
+            return int(s.scalar(select(func.count()).select_from(Item).where(*base.where())) or 0)
+
+    def progress_by_batch(self) -> list[dict]:
+        """Per ingest batch: total, still to review, accepted, rejected, other (failed, unprocessed...)."""
+        with self.catalog.session() as s:
+            rows = s.execute(select(Item.batch, Item.state, func.count()).group_by(Item.batch, Item.state)).all()
+        out: dict[str, dict] = {}
+        for batch, state, n in rows:
+            d = out.setdefault(batch or "-", dict(batch=batch or "-", total=0, to_review=0, accepted=0,
+                                                  rejected=0, other=0))
+            d["total"] += n
+            key = "to_review" if state in self.review_states else state if state in DECISIONS else "other"
+            d[key] += n
+        for d in out.values():
+            reviewable = d["to_review"] + d["accepted"] + d["rejected"]
+            d["done_fraction"] = (d["accepted"] + d["rejected"]) / reviewable if reviewable else None
+        return sorted(out.values(), key=lambda d: d["batch"])
+
+    def progress_by_reviewer(self, *, since: datetime | None = None) -> list[dict]:
+        """Per reviewer: decisions by kind, accepts/rejects (undone ones not counted), last activity."""
+        undone = select(Decision.supersedes_id).where(Decision.kind == "undo", Decision.supersedes_id.is_not(None))
+        q = select(Decision.reviewer, Decision.kind, Decision.decision, func.count(), func.max(Decision.at)) \
+            .where(or_(Decision.kind.in_(("undo", "skip")), Decision.id.not_in(undone)))
+        if since is not None:
+            q = q.where(Decision.at >= since)
+        with self.catalog.session() as s:
+            rows = s.execute(q.group_by(Decision.reviewer, Decision.kind, Decision.decision)).all()
+        out: dict[str, dict] = {}
+        for reviewer, kind, decision, n, last in rows:
+            d = out.setdefault(reviewer, dict(reviewer=reviewer, decided=0, accepted=0, rejected=0, second=0,
+                                              overrides=0, undos=0, skips=0, last=None))
+            if kind in _DECIDING_KINDS:
+                d["decided"] += n
+                d[decision] += n
+            d.update({"second": d["second"] + n} if kind == "second" else {})
+            d.update({"overrides": d["overrides"] + n} if kind == "override" else {})
+            d.update({"undos": d["undos"] + n} if kind == "undo" else {})
+            d.update({"skips": d["skips"] + n} if kind == "skip" else {})
+            last = _aware(last)
+            d["last"] = last if d["last"] is None or (last and last > d["last"]) else d["last"]
+        return sorted(out.values(), key=lambda d: d["reviewer"])
+
+    def agreement(self, *, max_listed: int = 100) -> Agreement:
+        """Agreement between the two reviewers of double-review items, with Cohen's kappa."""
+        with self.catalog.session() as s:
+            rows = list(s.scalars(select(DoubleReview)))
+        done = [r for r in rows if r.second_decision is not None]
+        ag = Agreement(pairs=len(done), agreed=sum(r.first_decision == r.second_decision for r in done),
+                       open=len(rows) - len(done))
+        if done:
+            # kappa = (p_o - p_e) / (1 - p_e), p_e from each rater's accept share
+            p_o = ag.agreed / len(done)
+            a1 = sum(r.first_decision == "accepted" for r in done) / len(done)
+            a2 = sum(r.second_decision == "accepted" for r in done) / len(done)
+            p_e = a1 * a2 + (1 - a1) * (1 - a2)
+            ag.kappa = (p_o - p_e) / (1 - p_e) if p_e < 1 else None
+        ag.disagreements = [dict(item_id=r.item_id, first_reviewer=r.first_reviewer, first=r.first_decision,
+                                 second_reviewer=r.second_reviewer, second=r.second_decision)
+                            for r in done if r.first_decision != r.second_decision][:max_listed]
+        return ag
