@@ -1,0 +1,75 @@
+"""Score a model on a benchmark, next to the baselines ("lower is closer", constant).
+
+  redweb evaluate --benchmark diw --annotations DIW_test.csv --images DIW/ --predictions preds/
+  redweb evaluate --benchmark nyu --annotations nyu_depth_v2_labeled.mat --checkpoint run/model.pt
+  redweb evaluate --benchmark redweb --annotations data/exports/v1 --checkpoint run/model.pt
+  redweb evaluate --benchmark middlebury --annotations MiddEval3/trainingF --predictions midas/ --inverse
+
+--annotations is the DIW test CSV, the NYUv2 labeled .mat, our export folder (or its manifest.csv:
+the rows with split=val are scored, images from <export>/imgs), or a Middlebury folder (scene
+folders with im0.png + disp0GT.pfm, or flat <name>.pfm/.png disparity maps with --images).
+
+Predictions: one file per image named by the image's file stem (<stem>.npy float, 16-bit
+<stem>.png, .pfm), any resolution (resized bilinearly to the image), larger = farther; --inverse
+for disparity-like outputs (e.g. MiDaS). NYUv2 stems are the 1-based image index: 0001 ... 1449;
+Middlebury scene folders use the scene name.
+
+The JSON (--out, and metrics.json in the run folder) has whdr, wkdr, wkdr_eq, wkdr_neq, rms, rel,
+log10, delta1, delta2, delta3 (fractions) at the top level and the baselines under "baselines".
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--benchmark", required=True, choices=("diw", "nyu", "redweb", "middlebury"))
+    parser.add_argument("--annotations", required=True, metavar="FILE",
+                        help="DIW CSV | NYUv2 .mat | export folder or manifest.csv | Middlebury folder")
+    parser.add_argument("--images", metavar="DIR", help="image folder (DIW: the CSV's paths are relative to it)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", metavar="DIR", help="folder of <image stem>.npy/.png prediction files")
+    source.add_argument("--checkpoint", metavar="FILE", help="a model.pt written by `redweb train`")
+    parser.add_argument("--inverse", action="store_true", help="predictions are disparity-like (larger = closer)")
+    parser.add_argument("--out", metavar="FILE.json", help="also write the metrics JSON here")
+    parser.add_argument("--run-dir", metavar="DIR", help="folder for metrics.json and the report "
+                        "(default: <data root>/runs/evaluate-<benchmark>-<time>)")
+    parser.add_argument("--no-report", action="store_true", help="skip the Markdown/HTML report")
+    parser.add_argument("--split-file", metavar="FILE", help="NYUv2 splits.mat (testNdxs) or a text file of "
+                        "1-based indices; default: the built-in official 654-image test split")
+    parser.add_argument("--alignment", choices=("paper", "scale_shift", "scale_shift_inverse"),
+                        help="alignment reported at the top level (default: paper for nyu, else scale_shift)")
+    parser.add_argument("--sigma", type=float, help="ordinal equality threshold (default evaluate.sigma = 0.02)")
+    parser.add_argument("--pairs-per-image", type=int, help="WKDR pairs per dense image (default 3000)")
+    parser.add_argument("--seed", type=int, help="pair-sampling seed (default 0)")
+    parser.add_argument("--device", help="auto | cpu | cuda (default evaluate.device)")
+    parser.add_argument("--max-side", type=int, help="checkpoint inputs: longer side at most this (default 1024)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace, config) -> int:
+    from flows.evaluate import default_run_dir, evaluate_flow
+    from model.evaluate import format_table
+    from model.predict import resolve_device
+
+    ev = config.evaluate
+    pick = lambda value, default: default if value is None else value  # noqa: E731
+    run_dir = args.run_dir or str(default_run_dir(config.data_root, args.benchmark))
+    try:
+        doc = evaluate_flow(
+            args.benchmark, args.annotations, images=args.images, predictions=args.predictions,
+            checkpoint=args.checkpoint, inverse=args.inverse, out=args.out, run_dir=run_dir,
+            report=not args.no_report, split_file=args.split_file, alignment=pick(args.alignment, ev.alignment),
+            sigma=pick(args.sigma, ev.sigma), pairs_per_image=pick(args.pairs_per_image, ev.pairs_per_image),
+            seed=pick(args.seed, ev.seed), nyu_crop=ev.nyu_crop, redweb_split=ev.redweb_split,
+            device=resolve_device(pick(args.device, ev.device)), max_side=pick(args.max_side, ev.max_side),
+            report_examples=ev.report_examples, progress=not args.no_progress,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"redweb evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(doc))
+    for kind, path in doc.get("_paths", {}).items():
+        print(f"{kind}: {path}")
+    return 0
