@@ -103,6 +103,7 @@ REASONS: dict[str, str] = {
     "duplicate": "same bytes as another item",
     "near_duplicate": "perceptually the same image as another item",
     "unknown_format": "stereo layout could not be determined",
+    "internal_error": "ingest: unexpected error while handling this item (detail has the traceback)",
     # review: a person's reject reasons (config.review.reject_reasons picks the offered ones)
     "not_stereo": "reviewer: not a stereo photo",
     "misaligned": "reviewer or process: the two views are misaligned (vertical offset, different shots)",

@@ -40,8 +40,14 @@ class IngestConfig(_Section):
         6, ge=0, le=64, description="Hamming distance of 64-bit perceptual hashes below which two images are near-duplicates"
     )
     stereo_min_similarity: float = Field(
-        0.5, ge=-1, le=1, description="normalized correlation two halves need to count as two views"
+        0.36, ge=-1, le=1,
+        description="view_similarity two regions need to count as two views (stereo samples >= 0.41, mono halves <= 0.31)",
     )
+    samples_max_view_side: int | None = Field(
+        None, gt=0, description="build the embedded samples with views at most this many px (None: 741x500 source)"
+    )
+    batch_size: int = Field(16, ge=1, description="items per Prefect task in the ingest flow")
+    anaglyph_min_score: float = Field(0.45, ge=-2, le=2, description="anaglyph_score above which a mono-looking image is an anaglyph")
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".mpo", ".jps", ".pns", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 
 

@@ -1,0 +1,290 @@
+"""Decide how a web image stores its stereo views, from its content, and cut the views out.
+
+A web "stereo" photo is one of: two views side by side (parallel or cross-eyed: the same here,
+the process stage decides the order from the disparity sign), over-under, an MPO file (one JPEG
+per view), a JPS file (side by side, cross-eyed by convention), a left-center-right triptych, a
+red/cyan anaglyph, or no stereo at all (mono). Aspect ratio alone cannot tell these apart: a 2:1
+panorama is mono, and a triptych can be 2:1 too. So every candidate layout is scored by how alike
+its regions are:
+
+- ``view_similarity``: normalised cross-correlation of two regions, maximised over horizontal
+  shifts up to 15 % of the width (stereo views differ by horizontal disparity) and a few rows of
+  vertical shift (imperfect rectification), on blurred, downscaled grey images.
+- The seam is found, not assumed: a run of flat (near-constant) columns or rows near the middle
+  (or at 1/3 and 2/3 for triptychs) is a divider bar; flat outer borders are trimmed first.
+- Anaglyphs: the red channel comes from one view and green/blue from the other, so the
+  red channel's edges disagree with the green/blue edges (which agree with each other) —
+  ``anaglyph_score`` = corr(dG, dB) - corr(dR, d(G+B)/2) on horizontal gradients; natural photos
+  score below 0.25, anaglyphs near 1.
+
+Boxes are ``[x0, y0, x1, y1]`` in source pixels (after EXIF orientation), x1/y1 exclusive.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STEREO_FORMATS = ("side_by_side", "over_under", "mpo", "jps", "triptych")
+REJECTED_FORMATS = ("anaglyph", "mono")
+
+Box = list[int]  # [x0, y0, x1, y1]
+
+
+@dataclass
+class StereoLayout:
+    """Where the two views are. ``format`` is one of STEREO_FORMATS or REJECTED_FORMATS.
+
+    ``views``: {"left": box, "right": box} (None for rejected formats); ``frames``: which MPO frame
+    each view is in (0 for single-frame files); ``scores``: the detection figures (stored in
+    item.info); ``swapped``/``view_order``: INTERFACES.md ingest -> process contract.
+    """
+
+    format: str
+    views: dict[str, Box] | None = None
+    frames: dict[str, int] = field(default_factory=lambda: {"left": 0, "right": 0})
+    swapped: bool = False
+    view_order: str = "undecided"
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def is_stereo(self) -> bool:
+        return self.format in STEREO_FORMATS
+
+    @property
+    def view_size(self) -> tuple[int, int]:
+        """(width, height) of each view."""
+        x0, y0, x1, y1 = self.views["left"]
+        return x1 - x0, y1 - y0
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    if rgb.ndim == 2:
+        return rgb.astype(np.float32)
+    return cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def _shrink(gray: np.ndarray, width: int) -> np.ndarray:
+    import cv2
+
+    h, w = gray.shape
+    if w <= width:
+        return gray
+    return cv2.resize(gray, (width, max(8, int(round(h * width / w)))), interpolation=cv2.INTER_AREA)
+
+
+def _ncc_best_shift(a: np.ndarray, b: np.ndarray, mx: int, my: int) -> float:
+    """Best TM_CCOEFF_NORMED of ``b`` (less an mx/my margin) inside ``a``, over shifts within the margins."""
+    import cv2
+
+    h, w = a.shape
+    template = b[my : h - my, mx : w - mx]
+    if template.size < 64 or template.std() < 1e-3 or a.std() < 1e-3:
+        return 0.0
+    res = cv2.matchTemplate(a, template, cv2.TM_CCOEFF_NORMED)
+    return float(np.nan_to_num(res, nan=0.0).max())
+
+
+def view_similarity(a: np.ndarray, b: np.ndarray, *, max_shift: float = 0.15, work_width: int = 160) -> float:
+    """How alike two views are, in [-1, 1].
+
+    ``a``, ``b``: HxW grey or HxWx3 arrays of the same size. Both are shrunk to ``work_width``
+    (blurring: disparity varies across a stereo image, and at low resolution one global shift fits
+    most of it), then ``b`` is matched inside ``a`` over horizontal shifts up to ``max_shift`` x width
+    and vertical shifts up to 3 % of the height. The score is the smaller of two normalised
+    cross-correlations: of the intensities, and of a band-pass (difference of Gaussians, sigma 1
+    and 3 px) that ignores smooth gradients such as sky, which make any two halves of a mono photo
+    correlate. On the embedded samples and scikit-image's photos, stereo views score >= 0.41 and
+    halves of mono photos <= 0.31 (benchmarks/bench_ingest.py)."""
+    import cv2
+
+    ga, gb = _gray(a), _gray(b)
+    if ga.shape != gb.shape:
+        h, w = min(ga.shape[0], gb.shape[0]), min(ga.shape[1], gb.shape[1])
+        ga, gb = ga[:h, :w], gb[:h, :w]
+    ga, gb = _shrink(ga, work_width), _shrink(gb, work_width)
+    if ga.std() < 2.0 or gb.std() < 2.0:
+        return 0.0  # flat images carry no evidence of being two views
+    h, w = ga.shape
+    mx, my = int(round(max_shift * w)), int(round(0.03 * h)) + 1
+    smooth_a, smooth_b = cv2.GaussianBlur(ga, (0, 0), 1.5), cv2.GaussianBlur(gb, (0, 0), 1.5)
+    band_a = cv2.GaussianBlur(ga, (0, 0), 1.0) - cv2.GaussianBlur(ga, (0, 0), 3.0)
+    band_b = cv2.GaussianBlur(gb, (0, 0), 1.0) - cv2.GaussianBlur(gb, (0, 0), 3.0)
+    return min(_ncc_best_shift(smooth_a, smooth_b, mx, my), _ncc_best_shift(band_a, band_b, mx, my))
+
+
+def anaglyph_score(rgb: np.ndarray, *, work_width: int = 256) -> float:
+    """corr(dG, dB) - corr(dR, d(G+B)/2) of horizontal gradients; ~1 for red/cyan anaglyphs,
+    below ~0.25 for natural colour photos, 0 for grey images."""
+    import cv2
+
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        return 0.0
+    h, w = rgb.shape[:2]
+    small = rgb[..., :3]
+    if w > work_width:
+        small = cv2.resize(np.ascontiguousarray(small), (work_width, max(8, int(round(h * work_width / w)))),
+                           interpolation=cv2.INTER_AREA)
+    ch = [small[..., i].astype(np.float32) for i in range(3)]
+    grads = [cv2.Sobel(c, cv2.CV_32F, 1, 0, ksize=3) for c in (ch[0], ch[1], ch[2], (ch[1] + ch[2]) / 2)]
+
+    def corr(x: np.ndarray, y: np.ndarray) -> float:
+        x, y = x - x.mean(), y - y.mean()
+        den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+        return float((x * y).sum() / den) if den > 1e-6 else 1.0  # flat channels: no evidence
+
+    return corr(grads[1], grads[2]) - corr(grads[0], grads[3])
+
+
+def _flat_runs(profile: np.ndarray, flat: np.ndarray) -> list[tuple[int, int]]:
+    """Runs [start, end) where ``flat`` is True."""
+    runs, start = [], None
+    for i, f in enumerate(flat):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            runs.append((start, i))
+            start = None
+    if start is not None:
+        runs.append((start, len(flat)))
+    return runs
+
+
+def _line_flatness(gray: np.ndarray, axis: int) -> np.ndarray:
+    """Per column (axis=1) or row (axis=0): is it a flat line (std along it below JPEG noise)?"""
+    std = gray.std(axis=0 if axis == 1 else 1)
+    return std < 4.0
+
+
+def _extent(flat: np.ndarray, max_frac: float = 0.1) -> tuple[int, int]:
+    """[lo, hi) after trimming flat borders at both ends (each at most ``max_frac`` of the length)."""
+    n = len(flat)
+    lo, hi = 0, n
+    while lo < n * max_frac and lo < n and flat[lo]:
+        lo += 1
+    while n - hi < n * max_frac and hi > lo and flat[hi - 1]:
+        hi -= 1
+    return (lo, hi) if hi - lo > n // 2 else (0, n)
+
+
+def split_regions(gray: np.ndarray, axis: int, n: int) -> list[tuple[int, int]] | None:
+    """Cut the extent of ``gray`` along ``axis`` (1 = columns, 0 = rows) into ``n`` equal regions,
+    using divider bars (flat runs) near the expected seams when there are any. Returns [start, end)
+    per region, all of one length, or None if regions would be empty."""
+    flat = _line_flatness(gray, axis)
+    lo, hi = _extent(flat)
+    length = hi - lo
+    runs = _flat_runs(flat, flat)
+    seams: list[tuple[int, int]] = []
+    for k in range(1, n):
+        expected = lo + length * k / n
+        near = [r for r in runs if r[0] > lo and r[1] < hi and abs((r[0] + r[1]) / 2 - expected) < 0.06 * length
+                and (r[1] - r[0]) < 0.2 * length]
+        if near:
+            seams.append(min(near, key=lambda r: abs((r[0] + r[1]) / 2 - expected)))
+        else:
+            c = int(round(expected))
+            seams.append((c, c))
+    edges = [lo] + [x for seam in seams for x in seam] + [hi]
+    bounds = [(edges[2 * i], edges[2 * i + 1]) for i in range(n)]
+    size = min(e - s for s, e in bounds)
+    if size < 8:
+        return None
+    # equal lengths: anchor each region on its side of the nearest seam (outer borders may differ)
+    out = []
+    for i, (s, e) in enumerate(bounds):
+        if i == 0:
+            out.append((e - size, e))
+        elif i == n - 1:
+            out.append((s, s + size))
+        else:
+            mid = (s + e) // 2
+            out.append((mid - size // 2, mid - size // 2 + size))
+    return out
+
+
+def _box(axis: int, region: tuple[int, int], other: tuple[int, int]) -> Box:
+    if axis == 1:
+        return [region[0], other[0], region[1], other[1]]
+    return [other[0], region[0], other[1], region[1]]
+
+
+def _crop(img: np.ndarray, box: Box) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return img[y0:y1, x0:x1]
+
+
+def detect_stereo_format(
+    frames: list[np.ndarray],
+    *,
+    is_jps: bool = False,
+    min_similarity: float = 0.36,
+    anaglyph_threshold: float = 0.45,
+) -> StereoLayout:
+    """Find the stereo layout of a decoded image.
+
+    ``frames``: HxWx3 uint8 arrays (several only for MPO files); ``is_jps``: the file is a JPS
+    (extension .jps or a _JPSJPS_ APP3 segment); ``min_similarity``: ``view_similarity`` two
+    regions need to count as two views; ``anaglyph_threshold``: on ``anaglyph_score``.
+    """
+    scores: dict[str, float] = {}
+    img = frames[0]
+    h, w = img.shape[:2]
+
+    if len(frames) >= 2 and frames[1].shape == img.shape:
+        s = view_similarity(frames[0], frames[1])
+        scores["mpo"] = round(s, 4)
+        if s >= min_similarity:
+            full = [0, 0, w, h]
+            return StereoLayout("mpo", {"left": full, "right": list(full)}, frames={"left": 0, "right": 1},
+                                swapped=False, view_order="mpo", scores=scores)
+
+    gray = _gray(img)
+    candidates: list[tuple[str, float, list[Box], int]] = []  # (format, score, boxes, index of left)
+    for fmt, axis in (("side_by_side", 1), ("over_under", 0)):
+        regions = split_regions(gray, axis, 2)
+        if regions is None:
+            continue
+        other = _extent(_line_flatness(gray, 1 - axis))
+        boxes = [_box(axis, r, other) for r in regions]
+        s = view_similarity(_crop(img, boxes[0]), _crop(img, boxes[1]))
+        scores[fmt] = round(s, 4)
+        candidates.append((fmt, s, boxes, 0))
+    if not is_jps:
+        regions = split_regions(gray, 1, 3)
+        if regions is not None:
+            other = _extent(_line_flatness(gray, 0))
+            boxes = [_box(1, r, other) for r in regions]
+            s01 = view_similarity(_crop(img, boxes[0]), _crop(img, boxes[1]))
+            s12 = view_similarity(_crop(img, boxes[1]), _crop(img, boxes[2]))
+            scores["triptych"] = round(min(s01, s12), 4)
+            scores["triptych_pairs"] = [round(s01, 4), round(s12, 4)]
+            # keep one adjacent pair: the first, unless only the second is a good match
+            first = 0 if s01 >= min_similarity or s01 >= s12 else 1
+            candidates.append(("triptych", min(s01, s12), boxes[first : first + 2], 0))
+
+    scores["anaglyph"] = round(anaglyph_score(img), 4)
+    if is_jps:
+        candidates = [c for c in candidates if c[0] == "side_by_side"]
+    best = max(candidates, key=lambda c: c[1], default=None)
+    if best is not None and best[1] >= min_similarity:
+        fmt, _s, boxes, _ = best
+        if is_jps:  # JPS is cross-eyed by convention: the left eye's view is the second half
+            return StereoLayout("jps", {"left": boxes[1], "right": boxes[0]}, swapped=True, view_order="jps",
+                                scores=scores)
+        return StereoLayout(fmt, {"left": boxes[0], "right": boxes[1]}, swapped=False, view_order="undecided",
+                            scores=scores)
+    if scores["anaglyph"] >= anaglyph_threshold:
+        return StereoLayout("anaglyph", None, scores=scores)
+    return StereoLayout("mono", None, scores=scores)
+
+
+def extract_views(frames: list[np.ndarray], layout: StereoLayout) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) HxWx3 uint8 views cut out of ``frames`` as ``layout`` says."""
+    if not layout.is_stereo:
+        raise ValueError(f"{layout.format} has no two views")
+    left = _crop(frames[layout.frames["left"]], layout.views["left"])
+    right = _crop(frames[layout.frames["right"]], layout.views["right"])
+    return np.ascontiguousarray(left), np.ascontiguousarray(right)
