@@ -275,14 +275,16 @@ def depth_errors(
         raise ValueError("no valid ground-truth pixels")
     g = g[valid]
     p = np.clip(np.asarray(pred, dtype=np.float64)[valid], min_depth, max_depth)
-    ratio = np.maximum(p / g, g / p)
+    diff = p - g
+    # One log serves log10 and the deltas: |log(p/g)| = log(max(p/g, g/p)).
+    abs_log = np.abs(np.log(p / g))
     return {
-        "rms": float(np.sqrt(np.mean((p - g) ** 2))),
-        "rel": float(np.mean(np.abs(p - g) / g)),
-        "log10": float(np.mean(np.abs(np.log10(p) - np.log10(g)))),
-        "delta1": float(np.mean(ratio < 1.25)),
-        "delta2": float(np.mean(ratio < 1.25**2)),
-        "delta3": float(np.mean(ratio < 1.25**3)),
+        "rms": float(np.sqrt(np.mean(diff * diff))),
+        "rel": float(np.mean(np.abs(diff) / g)),
+        "log10": float(np.mean(abs_log) / np.log(10.0)),
+        "delta1": float(np.mean(abs_log < np.log(1.25))),
+        "delta2": float(np.mean(abs_log < 2 * np.log(1.25))),
+        "delta3": float(np.mean(abs_log < 3 * np.log(1.25))),
     }
 
 

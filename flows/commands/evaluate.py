@@ -55,7 +55,10 @@ def run(args: argparse.Namespace, config) -> int:
 
     ev = config.evaluate
     pick = lambda value, default: default if value is None else value  # noqa: E731
+    from tasks.config import save_effective_config
+
     run_dir = args.run_dir or str(default_run_dir(config.data_root, args.benchmark))
+    save_effective_config(config, run_dir)  # every run keeps the config it used
     try:
         doc = evaluate_flow(
             args.benchmark, args.annotations, images=args.images, predictions=args.predictions,

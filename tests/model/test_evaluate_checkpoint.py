@@ -91,6 +91,7 @@ def test_cli_evaluate_and_predict(trained, diw_on_export, tmp_path, prefect_test
     doc = json.loads(out_json.read_text())
     assert {"wkdr", "wkdr_eq", "wkdr_neq", "baselines"} <= set(doc)
     assert (run_dir / "metrics.json").is_file() and (run_dir / "report.html").is_file()
+    assert (run_dir / "config.yaml").is_file()  # the effective config, as every run keeps it
     assert (run_dir / "figures" / "examples.png").is_file()
 
     pred_dir = tmp_path / "pred"
