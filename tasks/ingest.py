@@ -89,6 +89,12 @@ def register_source(
     return catalog.ids(State.DISCOVERED, State.DOWNLOADED, source=flickr_source.SOURCE, limit=limit)
 
 
+def register_from_url(catalog_url: str, spec: str, **options: Any) -> list[str]:
+    """``register_source`` on a catalog opened from its URL (for a Prefect task)."""
+    with Catalog(catalog_url) as catalog:
+        return register_source(catalog, spec, **options)
+
+
 # ---- helpers ---------------------------------------------------------------------------------------
 def _ext_of(item: Item) -> str:
     """Extension for raw/<id><ext>: from the source path or URL, when it is one we know."""
@@ -219,8 +225,11 @@ def fetch_items(catalog: Catalog, ids: Iterable[str], **options: Any) -> dict[st
 
 
 def fetch_batch(catalog_url: str, ids: list[str], **options: Any) -> dict[str, int]:
-    """``fetch_items`` on a catalog opened from its URL (what a Prefect task or a Dask worker gets)."""
-    with Catalog(catalog_url) as catalog:
+    """``fetch_items`` on a catalog opened from its URL (what a Prefect task or a Dask worker gets).
+
+    The catalog is not migrated here: alembic's upgrade is not thread-safe, and ``register_source``
+    (which runs first, in one thread) already brought the schema up to date."""
+    with Catalog(catalog_url, upgrade=False) as catalog:
         return fetch_items(catalog, ids, **options)
 
 
@@ -294,7 +303,8 @@ def split_items(catalog: Catalog, ids: Iterable[str], **options: Any) -> dict[st
 
 
 def split_batch(catalog_url: str, ids: list[str], **options: Any) -> dict[str, int]:
-    with Catalog(catalog_url) as catalog:
+    """``split_items`` on a catalog opened from its URL (not migrated: see ``fetch_batch``)."""
+    with Catalog(catalog_url, upgrade=False) as catalog:
         return split_items(catalog, ids, **options)
 
 
@@ -334,7 +344,8 @@ def decide_near_duplicates(catalog: Catalog, ids: Iterable[str] | None = None, *
 
 
 def decide_batch(catalog_url: str, ids: list[str] | None, *, max_distance: int) -> dict[str, int]:
-    with Catalog(catalog_url) as catalog:
+    """``decide_near_duplicates`` on a catalog opened from its URL (not migrated: see ``fetch_batch``)."""
+    with Catalog(catalog_url, upgrade=False) as catalog:
         return decide_near_duplicates(catalog, ids, max_distance=max_distance)
 
 

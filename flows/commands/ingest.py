@@ -1,0 +1,63 @@
+"""Crawl or read stereo photos into the catalog: register, download, validate, deduplicate, split.
+
+Sources: samples (default: the embedded samples, built offline on first use), flickr (needs
+FLICKR_API_KEY / FLICKR_API_SECRET; REDWEB_FLICKR_REST_URL for another endpoint), local:DIR
+(recursive), urls:FILE (one URL a line, # comments). Re-running is safe: items already past a step
+are skipped and no row is created twice. Ends with counts per state and reason.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", default="samples", metavar="SOURCE",
+                        help="samples | flickr | local:DIR | urls:FILE (default: samples)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="at most N items from the source")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--json", action="store_true", help="print the run summary as JSON instead of a table")
+
+
+def run(args: argparse.Namespace, config) -> int:
+    import json
+    import sys
+
+    from tasks.catalog import REASONS
+    from tasks.ingest import parse_source
+
+    try:
+        kind, arg = parse_source(args.source)
+    except ValueError as exc:
+        print(f"redweb ingest: {exc}", file=sys.stderr)
+        return 2
+    if kind == "flickr" and not config.flickr.api_key:
+        print("redweb ingest: --source flickr needs FLICKR_API_KEY (and FLICKR_API_SECRET)", file=sys.stderr)
+        return 2
+    import os
+
+    from prefect.settings import temporary_settings
+
+    from flows.ingest import ingest_flow
+
+    # Prefect's temporary local API gets 20 s to start by default: too little on a busy 2-core box
+    updates = {}
+    if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
+        updates["server.ephemeral.startup_timeout_seconds"] = 180
+    with temporary_settings(updates=updates):
+        summary = ingest_flow(source=args.source, limit=args.limit, config=config, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+        return 0
+    status = summary["status"]
+    print(f"\ningest {args.source}: {summary['items']} items; run folder {summary['run_dir']}")
+    print(f"\n{'this source':<16} {'count':>7}")
+    for state, n in sorted(summary["outcome"].items()):
+        print(f"{state:<16} {n:>7}")
+    print(f"\n{'catalog state':<16} {'count':>7}   (total {status['total']})")
+    for state, n in status["states"].items():
+        print(f"{state:<16} {n:>7}")
+    if status["reasons"]:
+        print(f"\n{'reason':<18} {'count':>7}  meaning")
+        for reason, n in sorted(status["reasons"].items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"{reason:<18} {n:>7}  {REASONS.get(reason, '')}")
+    return 0
