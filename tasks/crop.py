@@ -15,7 +15,7 @@ import numpy as np
 Box = tuple[int, int, int, int]
 
 
-def content_box(image: np.ndarray, *, dark_level: int = 20, uniform_std: float = 3.0,
+def content_box(image: np.ndarray, *, dark_level: int = 20, uniform_std: float = 1.0,
                 min_fraction: float = 0.97) -> Box:
     """Box inside black or uniform (letterbox) borders.
 
@@ -24,11 +24,17 @@ def content_box(image: np.ndarray, *, dark_level: int = 20, uniform_std: float =
     Only runs touching the image edge are removed, so dark content inside the photo stays.
     """
     gray = image.mean(axis=2) if image.ndim == 3 else image.astype(np.float32)
-    dark = gray < dark_level
-    rows_bad = (dark.mean(axis=1) >= min_fraction) | (gray.std(axis=1) < uniform_std)
-    cols_bad = (dark.mean(axis=0) >= min_fraction) | (gray.std(axis=0) < uniform_std)
-    y0, y1 = _edge_trim(rows_bad)
-    x0, x1 = _edge_trim(cols_bad)
+    x0, y0, x1, y1 = 0, 0, gray.shape[1], gray.shape[0]
+    for _ in range(2):  # borders on two sides disturb each other's statistics: judge within the other's box
+        sub = gray[y0:y1, x0:x1]
+        if sub.size == 0:
+            break
+        dark = sub < dark_level
+        rows_bad = (dark.mean(axis=1) >= min_fraction) | (sub.std(axis=1) < uniform_std)
+        cols_bad = (dark.mean(axis=0) >= min_fraction) | (sub.std(axis=0) < uniform_std)
+        ry0, ry1 = _edge_trim(rows_bad)
+        cx0, cx1 = _edge_trim(cols_bad)
+        x0, y0, x1, y1 = x0 + cx0, y0 + ry0, x0 + cx1, y0 + ry1
     return x0, y0, x1, y1
 
 

@@ -101,8 +101,8 @@ def occlusion_votes(image: np.ndarray, disparity: np.ndarray, mask: np.ndarray, 
     return int((gap > min_colour_gap).sum()), int((gap < -min_colour_gap).sum())
 
 
-def decide_view_order(image: np.ndarray, disparity: np.ndarray, mask: np.ndarray, *, min_votes: int = 20,
-                      min_margin: float = 0.2) -> ViewOrder:
+def decide_view_order(image: np.ndarray, disparity: np.ndarray, mask: np.ndarray, *, min_votes: int = 10,
+                      min_margin: float = 0.25) -> ViewOrder:
     """Parallel, cross-eyed or undecided, from the occlusion votes (module docstring)."""
     par, cross = occlusion_votes(image, disparity, mask)
     n = par + cross

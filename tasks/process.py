@@ -98,8 +98,8 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_al
 def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_backend: SkyBackend, *,
                  fb_alpha: float = 0.01, fb_beta: float = 0.5, photometric_max: float | None = 20.0,
                  crf: bool = True, crf_iterations: int = 5, crf_max_side: int = 384,
-                 depth_range_ratio: float = 10.0, view_order_min_votes: int = 20,
-                 view_order_min_margin: float = 0.2, vertical_tolerance_px: float = 2.0,
+                 depth_range_ratio: float = 10.0, view_order_min_votes: int = 10,
+                 view_order_min_margin: float = 0.25, vertical_tolerance_px: float = 2.0,
                  known_order: bool = False) -> PairResult:
     """Left/right (H, W, 3) uint8 RGB views of one size -> cropped maps and quality figures.
 

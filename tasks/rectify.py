@@ -8,8 +8,8 @@ rectified right view, about the image centre c::
 
 where (x_r, y_r) = (x - d, y) is where the left pixel (x, y) would land in a rectified right view
 (d is the disparity). Vertically, y' - c_y = a (x_r - c_x) + b (y - c_y) + t_y with a = s sin(theta),
-b = s cos(theta); we fit (a, b, t_y) robustly to the vertical flow of the reliable pixels, using x
-for x_r (the difference is a * d, second order for small rotations). t_x cannot be told apart from
+b = s cos(theta); we fit (a, b, t_y) robustly to the vertical flow of the reliable pixels, first
+with x for x_r, then with x_r from the current fit. t_x cannot be told apart from
 a disparity offset and is left at 0 (depth.py deals with the unknown offset).
 
 Inverting the similarity on the flow's end points gives the rectified horizontal disparity and
@@ -42,7 +42,7 @@ class Alignment:
         return {**asdict(self), "rotation_deg": self.rotation_deg, "scale": self.scale}
 
 
-def fit_alignment(flow: np.ndarray, mask: np.ndarray, *, max_samples: int = 20000, iterations: int = 5,
+def fit_alignment(flow: np.ndarray, mask: np.ndarray, *, max_samples: int = 20000, iterations: int = 6,
                   max_rotation_deg: float = 5.0, max_scale_change: float = 0.1, seed: int = 0) -> Alignment:
     """Robust least squares (iteratively reweighted, Tukey-like cut at 3 MAD) of the vertical model.
 
@@ -62,10 +62,15 @@ def fit_alignment(flow: np.ndarray, mask: np.ndarray, *, max_samples: int = 2000
     X = xs - cx
     Y = ys - cy
     target = Y + flow[ys, xs, 1]  # y' - cy
-    design = np.stack([X, Y, np.ones_like(X)], axis=1).astype(np.float64)
+    xe = X + flow[ys, xs, 0]  # x' - cx
     weights = np.ones(X.size)
     params = np.array([0.0, 1.0, float(np.median(flow[ys, xs, 1]))])
-    for _ in range(iterations):
+    design = np.stack([X, Y, np.ones_like(X)], axis=1).astype(np.float64)
+    for it in range(iterations):
+        if it >= 2:  # after a first fit, regress on the rectified x_r instead of x (removes the a * d bias)
+            a, b, ty = params
+            x_r = (b * xe + a * (target - ty)) / (a * a + b * b)
+            design = np.stack([x_r, Y, np.ones_like(X)], axis=1).astype(np.float64)
         sw = np.sqrt(weights)[:, None]
         params, *_ = np.linalg.lstsq(design * sw, target * sw[:, 0], rcond=None)
         resid = target - design @ params

@@ -1,0 +1,53 @@
+"""Process flow: stereo pairs in the catalog -> relative depth maps, in batches.
+
+The work is ``tasks.process.process_batch`` (plain code); this flow picks the ids, cuts them into
+batches and runs each batch as a task with the project policy: network backends get the ``gpu``
+kind (one job per GPU through the tag's concurrency limit), DIS the ``cpu`` kind.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.futures import as_completed
+
+from flows.policy import redweb_task
+
+
+@flow(name="process", log_prints=True)
+def process_flow(catalog_url: str, data_root: str, *, ids: list[str] | None = None, limit: int | None = None,
+                 reprocess: bool = False, batch_size: int = 8, correspondence: str = "dis",
+                 progress: bool = False, options: dict[str, Any] | None = None) -> dict[str, int]:
+    """Process every pair not yet processed (or ``ids``); returns counts per resulting state.
+
+    ``options``: keyword arguments of ``process_batch`` (ProcessConfig fields: sky, max_side, ...).
+    """
+    from tasks.catalog import Catalog
+    from tasks.correspondence import is_gpu_backend
+    from tasks.process import process_batch, select_items
+
+    with Catalog(catalog_url) as catalog:
+        todo = select_items(catalog, reprocess=reprocess, limit=limit, ids=ids)
+    kind = "gpu" if is_gpu_backend(correspondence) else "cpu"
+    run_batch = redweb_task(process_batch, kind=kind, name=f"process-batch-{kind}")
+    futures = {run_batch.submit(catalog_url, todo[i:i + batch_size], str(Path(data_root)),
+                                correspondence=correspondence, reprocess=reprocess, **(options or {})):
+               len(todo[i:i + batch_size]) for i in range(0, len(todo), batch_size)}
+    counts: dict[str, int] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="pair", desc="process")
+    try:
+        for future in as_completed(list(futures)):
+            for state in future.result().values():
+                counts[state] = counts.get(state, 0) + 1
+            if bar is not None:
+                bar.update(futures[future])
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"processed {len(todo)} pairs: {counts}")
+    return counts

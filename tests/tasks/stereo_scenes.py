@@ -1,0 +1,72 @@
+"""Small synthetic stereo scenes with known disparity, occlusions and sky (test helpers)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Scene:
+    left: np.ndarray  # (H, W, 3) uint8 RGB, left eye
+    right: np.ndarray  # (H, W, 3) uint8 RGB, right eye
+    disparity: np.ndarray  # (H, W) float32 x_left - x_right in the left view (sky: 0)
+    sky: np.ndarray  # (H, W) bool, True = sky in the left view
+    occluded: np.ndarray  # (H, W) bool, left pixels the right view does not see
+
+
+def texture(h: int, w: int, seed: int, tint=(1.0, 1.0, 1.0)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.random((h, w)).astype(np.float32)
+    noise = cv2.GaussianBlur(noise, (0, 0), 1.2)
+    noise = (noise - noise.min()) / (noise.max() - noise.min())
+    base = 40 + 170 * noise
+    return np.clip(np.stack([base * t for t in tint], axis=-1), 0, 255).astype(np.uint8)
+
+
+def make_scene(h: int = 96, w: int = 128, *, d_bg: int = 2, d_fg: int = 9, sky_rows: int = 0, seed: int = 0,
+               fg_box: tuple[int, int, int, int] | None = None) -> Scene:
+    """Background plane (disparity d_bg) with a nearer rectangle (d_fg); optional smooth sky on top.
+
+    Rendering: right(x) shows the nearest surface covering it; left = right shifted back per surface.
+    """
+    x0, y0, x1, y1 = fg_box or (w // 3, h // 3, 2 * w // 3, h // 3 + h // 2)
+    bg = texture(h, w + 64, seed, (0.9, 0.8, 0.6))
+    fg = texture(h, w + 64, seed + 1, (0.5, 0.9, 0.4))
+    # sky: smooth blue gradient (no texture), as far as infinity: disparity 0
+    sky_img = np.zeros((h, w + 64, 3), np.uint8)
+    grad = np.linspace(200, 150, max(sky_rows, 1))[:, None]
+    sky_img[:sky_rows] = np.stack([grad * 0.45, grad * 0.7, grad + 40], axis=-1).clip(0, 255).astype(np.uint8)[:, None].repeat(w + 64, 1)[:, :, 0] if sky_rows else 0
+    # a faint horizontal glow, so sky rows are not perfectly flat (real sky never is)
+    sky_img = np.clip(sky_img.astype(np.int16) + (np.arange(w + 64) // 12)[None, :, None], 0, 255).astype(np.uint8)
+    left = np.empty((h, w, 3), np.uint8)
+    right = np.empty((h, w, 3), np.uint8)
+    disp = np.zeros((h, w), np.float32)
+    xs = np.arange(w)
+    for y in range(h):
+        is_sky = y < sky_rows
+        for view, shift in ((left, 0), (right, 1)):
+            if is_sky:
+                view[y] = sky_img[y, 32:32 + w]
+                continue
+            # surface texture coordinates: a surface point u appears at x = u - shift * d in the view
+            row = bg[y, 32 + xs + shift * d_bg]
+            in_fg_rows = y0 <= y < y1
+            if in_fg_rows:
+                u = xs + shift * d_fg  # fg texture coordinate seen at x
+                on_fg = (u >= x0) & (u < x1)
+                row = np.where(on_fg[:, None], fg[y, 32 + u], row)
+            view[y] = row
+        if not is_sky:
+            disp[y] = d_bg
+            if y0 <= y < y1:
+                disp[y, x0:x1] = d_fg
+    sky = np.zeros((h, w), bool)
+    sky[:sky_rows] = True
+    occluded = np.zeros((h, w), bool)
+    # left pixels just left of the near object are hidden behind it in the right view
+    occluded[y0:y1, max(0, x0 - (d_fg - d_bg)):x0] = True
+    occluded[sky_rows:, :d_bg] = False
+    occluded[sky_rows:, w - d_bg:] |= False
+    return Scene(left, right, disp, sky, occluded)
