@@ -98,7 +98,9 @@ class ModelPredictions:
 class LowerIsCloser:
     """Baseline: the lower a pixel in the image, the closer (depth = rows from the bottom + 1).
 
-    Chen et al. report 31.37 % WHDR for it on DIW. Two points on one row tie, and a tie is wrong.
+    Chen et al. report 31.37 % WHDR for it on DIW. Two points on one row tie, and here a tie is
+    wrong (the rule for every predictor); the result's ``ties`` share gives the coin-flip variant
+    ``whdr - ties / 2``, since the paper does not say how it settled same-row pairs.
     """
 
     inverse = False
@@ -310,7 +312,7 @@ def _jsonable(v: Any) -> Any:
 def format_table(doc: Mapping[str, Any]) -> str:
     """Plain-text table: one row for the model, one per baseline; columns = metrics present."""
     rows = [(doc.get("model", "model"), doc)] + list(doc.get("baselines", {}).items())
-    cols = [k for k in METRIC_ORDER if any(k in r for _, r in rows)]
+    cols = [k for k in METRIC_ORDER + ("ties",) if any(k in r for _, r in rows)]
     width = max(len(str(name)) for name, _ in rows) + 2
     lines = [f"{'':<{width}}" + "".join(f"{c:>10}" for c in cols)]
     for name, r in rows:

@@ -75,7 +75,10 @@ def whdr(pred_a: np.ndarray, pred_b: np.ndarray, relations: Sequence[str] | np.n
     relations: ``(N,)`` ``'<'`` / ``'>'`` (or -1 / +1): ``'<'`` means A is closer than B.
     A pair counts as wrong unless the prediction orders it strictly the human way: **a tie in the
     prediction is wrong** (so a constant map scores 1.0). DIW weights every pair 1, so WHDR is the
-    plain error rate. Returns ``{"whdr": rate, "n_pairs": N}``; an empty input gives NaN.
+    plain error rate. Returns ``{"whdr": rate, "ties": share of pairs the prediction ties,
+    "n_pairs": N}``; ``whdr - ties / 2`` is the rate with ties settled by a coin flip, which is how
+    a predictor with many ties (the "lower is closer" baseline on same-row pairs) is sometimes
+    reported. An empty input gives NaN rates.
     """
     truth = parse_relations(relations)
     if np.any(truth == 0):
@@ -83,7 +86,9 @@ def whdr(pred_a: np.ndarray, pred_b: np.ndarray, relations: Sequence[str] | np.n
     pred = ordinal_relation(pred_a, pred_b, sigma=0.0)
     n = truth.size
     wrong = int(np.count_nonzero(pred != truth))
-    return {"whdr": wrong / n if n else float("nan"), "n_pairs": float(n)}
+    ties = int(np.count_nonzero(pred == 0))
+    nan = float("nan")
+    return {"whdr": wrong / n if n else nan, "ties": ties / n if n else nan, "n_pairs": float(n)}
 
 
 def sample_pairs(

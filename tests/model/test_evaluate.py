@@ -85,6 +85,9 @@ def test_whdr_of_prediction_folder_hand_counted(diw):
     # d A higher -> '>' wrong -> 3/4. Constant: every pair a tie -> 1.
     assert doc["baselines"]["lower_is_closer"]["whdr"] == pytest.approx(0.75)
     assert doc["baselines"]["constant"]["whdr"] == 1.0
+    # ties: the model's c, the baseline's same-row a; the constant ties everything
+    assert doc["ties"] == 0.25 and doc["baselines"]["lower_is_closer"]["ties"] == 0.25
+    assert doc["baselines"]["constant"]["ties"] == 1.0
     # --inverse flips every strict order: a wrong, b right, c still a tie, d wrong -> 3/4
     inv = E.evaluate_predictions("diw", csv_path, preds, images=images, inverse=True)
     assert inv["whdr"] == pytest.approx(0.75)

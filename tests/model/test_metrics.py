@@ -31,7 +31,7 @@ def test_whdr_counts_ties_as_wrong():
     # pred relations: 1<2 (A closer), 3>1 (A farther), 2=2 (tie), 5>4 (A farther)
     # truth:          '<'  ok,        '<'  wrong,      '>'  wrong (tie), '>'  ok   -> 2 / 4
     r = M.whdr(np.array([1, 3, 2, 5.0]), np.array([2, 1, 2, 4.0]), ["<", "<", ">", ">"])
-    assert r == {"whdr": 0.5, "n_pairs": 4.0}
+    assert r == {"whdr": 0.5, "ties": 0.25, "n_pairs": 4.0}
     assert M.whdr(np.ones(3), np.ones(3), ["<", ">", "<"])["whdr"] == 1.0  # constant map: all ties
     assert math.isnan(M.whdr(np.zeros(0), np.zeros(0), [])["whdr"])
 
@@ -132,3 +132,10 @@ def test_align_scale_shift_inverse():
 def test_mean_metrics():
     assert M.mean_metrics([{"rms": 1.0}, {"rms": 3.0}]) == {"rms": 2.0}
     assert M.mean_metrics([]) == {}
+
+
+def test_nonnegative_scale_never_flips_order():
+    p, g = np.array([3.0, 2.0, 1.0]), np.array([1.0, 2.0, 3.0])
+    assert M.fit_scale_shift(p, g) == pytest.approx((-1.0, 4.0))
+    assert M.fit_scale_shift(p, g, nonnegative=True) == (0.0, 2.0)
+    assert M.align_scale_shift(p, g, nonnegative=True).tolist() == [2.0, 2.0, 2.0]
