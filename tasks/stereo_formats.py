@@ -172,8 +172,11 @@ def _extent(flat: np.ndarray, max_frac: float = 0.1) -> tuple[int, int]:
 def split_regions(gray: np.ndarray, axis: int, n: int) -> list[tuple[int, int]] | None:
     """Cut the extent of ``gray`` along ``axis`` (1 = columns, 0 = rows) into ``n`` equal regions,
     using divider bars (flat runs) near the expected seams when there are any. Returns [start, end)
-    per region, all of one length, or None if regions would be empty."""
-    flat = _line_flatness(gray, axis)
+    per region, all of one length, or None if regions would be empty. Flat borders along the other
+    axis are left out first, so a bar is found even when it has another colour than the frame."""
+    lo_o, hi_o = _extent(_line_flatness(gray, 1 - axis))
+    inner = gray[lo_o:hi_o] if axis == 1 else gray[:, lo_o:hi_o]
+    flat = _line_flatness(inner, axis)
     lo, hi = _extent(flat)
     length = hi - lo
     runs = _flat_runs(flat, flat)

@@ -1,0 +1,130 @@
+"""tasks.stereo_formats on the embedded samples (real Middlebury views, ~160 px) and by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.imageio import decode_image, is_jps
+from tasks.samples import _CROPS, build_samples, crop_pair, load_manifest
+from tasks.stereo_formats import anaglyph_score, detect_stereo_format, extract_views, split_regions, view_similarity
+
+MIN_SIM = 0.36  # IngestConfig.stereo_min_similarity default
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    return build_samples(tmp_path_factory.mktemp("samples") / "samples", max_view_side=160)
+
+
+def _layout(samples, name):
+    path = samples / name
+    image = decode_image(path, min_side=64)
+    return image, detect_stereo_format(image.frames, is_jps=path.suffix == ".jps" or is_jps(path.read_bytes()),
+                                       min_similarity=MIN_SIM)
+
+
+FORMAT_CASES = [
+    ("sbs_parallel.jpg", "side_by_side"), ("sbs_crosseyed.jpg", "side_by_side"), ("sbs_divider.png", "side_by_side"),
+    ("over_under.jpg", "over_under"), ("camera.mpo", "mpo"), ("photo.jps", "jps"), ("triptych.jpg", "triptych"),
+    ("anaglyph.jpg", "anaglyph"), ("mono_coffee.jpg", "mono"), ("mono_chelsea.jpg", "mono"),
+    ("mono_panorama.jpg", "mono"), ("cmyk_sbs.jpg", "side_by_side"), ("sbs16.png", "side_by_side"),
+    ("palette_sbs.png", "side_by_side"), ("gray_sbs.png", "side_by_side"), ("exif_rotated_sbs.jpg", "side_by_side"),
+]
+
+
+@pytest.mark.parametrize("name,expected", FORMAT_CASES)
+def test_each_format_is_recognised(samples, name, expected):
+    _image, layout = _layout(samples, name)
+    assert layout.format == expected, layout.scores
+
+
+def test_manifest_formats_cover_every_stereo_sample(samples):
+    listed = {e["file"]: (e["expected_format"] or e["expected_reason"]) for e in load_manifest(samples)}
+    for name, expected in FORMAT_CASES:
+        assert listed[name] == expected
+    for entry in load_manifest(samples):
+        if entry["file"].startswith("pair_"):
+            _image, layout = _layout(samples, entry["file"])
+            assert layout.format == "side_by_side", (entry["file"], layout.scores)
+
+
+def test_side_by_side_views_are_the_true_views(samples):
+    lv, rv, _ = crop_pair(_CROPS["sbs_parallel"], 160)
+    image, layout = _layout(samples, "sbs_parallel.jpg")
+    h, w = lv.shape[:2]
+    assert layout.views == {"left": [0, 0, w, h], "right": [w, 0, 2 * w, h]}
+    assert (layout.swapped, layout.view_order) == (False, "undecided")
+    left, right = extract_views(image.frames, layout)
+    assert np.abs(left.astype(int) - lv).mean() < 6 and np.abs(right.astype(int) - rv).mean() < 6
+
+    # cross-eyed looks the same: first region = "left" until the process stage reads the disparity sign
+    image, layout = _layout(samples, "sbs_crosseyed.jpg")
+    lv, rv, _ = crop_pair(_CROPS["sbs_crosseyed"], 160)
+    left, _right = extract_views(image.frames, layout)
+    assert layout.swapped is False and np.abs(left.astype(int) - rv).mean() < 6
+
+
+def test_divider_and_border_are_cut_away(samples):
+    lv, _rv, _ = crop_pair(_CROPS["sbs_divider"], 160)
+    h, w = lv.shape[:2]
+    bar, border = max(4, w // 25), max(3, w // 50)
+    _image, layout = _layout(samples, "sbs_divider.png")
+    assert layout.views["left"] == [border, border, border + w, border + h]
+    assert layout.views["right"] == [border + w + bar, border, border + 2 * w + bar, border + h]
+
+
+def test_over_under_mpo_jps_triptych_boxes(samples):
+    lv, _rv, _ = crop_pair(_CROPS["over_under"], 160)
+    h, w = lv.shape[:2]
+    _image, layout = _layout(samples, "over_under.jpg")
+    assert layout.views == {"left": [0, 0, w, h], "right": [0, h, w, 2 * h]}
+
+    image, layout = _layout(samples, "camera.mpo")
+    assert layout.frames == {"left": 0, "right": 1} and layout.view_order == "mpo" and not layout.swapped
+    left, right = extract_views(image.frames, layout)
+    assert left.shape == right.shape == image.frames[0].shape
+
+    lv, _rv, _ = crop_pair(_CROPS["jps"], 160)
+    h, w = lv.shape[:2]
+    image, layout = _layout(samples, "photo.jps")
+    assert layout.swapped and layout.view_order == "jps"
+    assert layout.views == {"left": [w, 0, 2 * w, h], "right": [0, 0, w, h]}  # left eye = second half
+    left, _ = extract_views(image.frames, layout)
+    assert np.abs(left.astype(int) - lv).mean() < 6
+
+    lv, _rv, _ = crop_pair(_CROPS["triptych"], 160)
+    h, w = lv.shape[:2]
+    _image, layout = _layout(samples, "triptych.jpg")
+    assert layout.views == {"left": [0, 0, w, h], "right": [w, 0, 2 * w, h]}  # the real (left, center) pair
+    assert min(layout.scores["triptych_pairs"]) >= MIN_SIM
+
+
+def test_exif_rotated_boxes_are_in_upright_pixels(samples):
+    lv, _rv, _ = crop_pair(_CROPS["exif_rotated_sbs"], 160)
+    h, w = lv.shape[:2]
+    image, layout = _layout(samples, "exif_rotated_sbs.jpg")
+    assert (image.width, image.height) == (2 * w, h) and image.orientation == 6
+    assert layout.views["right"] == [w, 0, 2 * w, h]
+
+
+def test_similarity_and_anaglyph_scores_by_hand():
+    lv, rv, _ = crop_pair(_CROPS["pair_03"], 160)
+    assert view_similarity(lv, lv) > 0.99
+    shifted = np.roll(lv, 6, axis=1)
+    assert view_similarity(lv, shifted) > 0.95  # a pure horizontal shift is what disparity looks like
+    assert view_similarity(lv, rv) >= MIN_SIM
+    other, _, _ = crop_pair(_CROPS["pair_02"], 160)
+    assert view_similarity(lv, other) < MIN_SIM
+    assert view_similarity(np.full((50, 80, 3), 128, np.uint8), np.full((50, 80, 3), 128, np.uint8)) == 0.0
+    grey = np.repeat(lv[..., :1], 3, axis=2)
+    assert anaglyph_score(grey) == pytest.approx(0.0, abs=1e-6)  # identical channels: nothing disagrees
+    assert anaglyph_score(np.dstack([lv[..., 0], rv[..., 1], rv[..., 2]])) > 0.45
+    assert anaglyph_score(lv) < 0.3
+
+
+def test_split_regions_finds_off_centre_divider():
+    rng = np.random.default_rng(0)
+    gray = rng.uniform(0, 255, (60, 203)).astype(np.float32)
+    gray[:, 96:107] = 255.0  # an 11 px divider left of centre (101)
+    assert split_regions(gray, 1, 2) == [(0, 96), (107, 203)]
+    assert split_regions(rng.uniform(0, 255, (60, 200)).astype(np.float32), 1, 2) == [(0, 100), (100, 200)]
