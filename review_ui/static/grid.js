@@ -83,4 +83,5 @@
     ev.preventDefault();
   });
   refresh();
+  document.body.dataset.ready = "1"; // tests and scripts wait for this
 })();

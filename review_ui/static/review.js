@@ -204,4 +204,5 @@
     }
     ev.preventDefault();
   });
+  document.body.dataset.ready = "1"; // tests and scripts wait for this
 })();
