@@ -1,0 +1,174 @@
+"""tasks.ingest end to end on the embedded samples, local folders and URL lists (SQLite + PostgreSQL)."""
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tasks.catalog import State, item_id_for
+from tasks.ingest import ingest, parse_source
+from tasks.samples import build_samples, expected_status, load_manifest
+
+SIDE = 128  # sample views at most 128 px: fast, still real content
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory):
+    return build_samples(tmp_path_factory.mktemp("samples") / "samples", max_view_side=SIDE)
+
+
+@pytest.fixture
+def root(tmp_path, sample_dir) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(sample_dir, root / "samples")  # build_samples reuses it: same params
+    return root
+
+
+def _event_count(catalog) -> int:
+    return sum(len(catalog.events(i)) for i in catalog.ids())
+
+
+def test_samples_reach_the_manifest_outcomes(catalog, root):
+    result = ingest(catalog, "samples", data_root=root, samples_max_view_side=SIDE)
+    expected = expected_status(root / "samples")
+    assert catalog.status().as_dict() == expected
+    assert result == expected["states"]
+    for entry in load_manifest(root / "samples"):
+        item = catalog.get(item_id_for("samples", entry["file"]))
+        assert (item.state, item.reason) == (entry["expected_state"], entry["expected_reason"]), entry["file"]
+        if entry["expected_state"] == "failed":
+            assert item.reason_detail  # says what went wrong
+            continue
+        assert item.raw_path == f"raw/{item.id}{Path(entry['file']).suffix}"
+        assert (root / item.raw_path).read_bytes() == (root / "samples" / entry["file"]).read_bytes()
+        assert len(item.content_sha256) == 64 and item.file_bytes > 0 and item.raw_width > 0
+        if entry["expected_state"] != "split":
+            continue
+        # the ingest -> process contract
+        assert item.stereo_format == entry["expected_format"]
+        left = np.asarray(Image.open(root / item.left_path))
+        right = np.asarray(Image.open(root / item.right_path))
+        assert left.shape == right.shape == (item.view_height, item.view_width, 3) and left.dtype == np.uint8
+        assert item.left_path == f"pairs/{item.id}/left.png" and len(item.phash) == 16
+        boxes = item.info["views"]
+        for box in boxes.values():
+            assert box[2] - box[0] == item.view_width and box[3] - box[1] == item.view_height
+            assert 0 <= box[0] < box[2] <= item.raw_width and 0 <= box[1] < box[3] <= item.raw_height
+        expected_order = {"mpo": (False, "mpo"), "jps": (True, "jps")}.get(item.stereo_format, (False, "undecided"))
+        assert (item.swapped, item.view_order) == expected_order
+        assert "format_scores" in item.info and item.info["decode"]["format"]
+
+
+def test_rerun_creates_no_rows_and_no_events(catalog, root):
+    ingest(catalog, "samples", data_root=root, samples_max_view_side=SIDE)
+    before = (catalog.status().as_dict(), _event_count(catalog))
+    again = ingest(catalog, "samples", data_root=root, samples_max_view_side=SIDE)
+    assert (catalog.status().as_dict(), _event_count(catalog)) == before
+    assert again == before[0]["states"]
+
+
+def test_limit_and_resume(catalog, root):
+    first = ingest(catalog, "samples", data_root=root, limit=5, samples_max_view_side=SIDE)
+    assert sum(first.values()) == 5 and catalog.status().total == 5
+    ingest(catalog, "samples", data_root=root, samples_max_view_side=SIDE)
+    assert catalog.status().as_dict() == expected_status(root / "samples")
+
+
+def test_local_folder_source(catalog, tmp_path, sample_dir):
+    folder = tmp_path / "photos"
+    (folder / "trip" / "day1").mkdir(parents=True)
+    (folder / ".hidden").mkdir()
+    shutil.copy(sample_dir / "sbs_parallel.jpg", folder / "trip" / "day1" / "A.JPG")  # upper-case extension
+    shutil.copy(sample_dir / "camera.mpo", folder / "cam.mpo")
+    shutil.copy(sample_dir / "mono_coffee.jpg", folder / "trip" / "coffee.jpeg")
+    shutil.copy(sample_dir / "pair_03.png", folder / ".hidden" / "x.png")  # hidden: skipped
+    (folder / "notes.txt").write_text("not an image extension: skipped")
+    (folder / "broken.png").write_bytes(b"")
+    root = tmp_path / "data"
+    result = ingest(catalog, f"local:{folder}", data_root=root)
+    assert result == {"split": 2, "rejected": 1, "failed": 1}
+    by_sid = {i.source_id: i for i in catalog.items(catalog.ids(source="local"))}
+    assert sorted(by_sid) == ["broken.png", "cam.mpo", "trip/coffee.jpeg", "trip/day1/A.JPG"]
+    assert by_sid["trip/day1/A.JPG"].stereo_format == "side_by_side"
+    assert by_sid["trip/day1/A.JPG"].url == (folder / "trip" / "day1" / "A.JPG").resolve().as_uri()
+    assert by_sid["cam.mpo"].stereo_format == "mpo"
+    assert (by_sid["trip/coffee.jpeg"].reason, by_sid["broken.png"].reason) == ("mono", "empty_file")
+
+
+def test_vanished_file_is_recorded_and_the_run_goes_on(catalog, tmp_path, sample_dir):
+    from tasks.ingest import fetch_items, register_source
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("pair_01.png", "pair_02.png"):
+        shutil.copy(sample_dir / name, folder / name)
+    root = tmp_path / "data"
+    ids = register_source(catalog, f"local:{folder}", data_root=root)
+    (folder / "pair_01.png").unlink()  # gone between listing and copying
+    counts = fetch_items(catalog, ids, data_root=root, max_pixels=10**8, min_side=64, max_file_bytes=10**8)
+    assert counts == {"failed": 1, "downloaded": 1}
+    assert catalog.get(ids[0]).reason == "source_missing"
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path, sample_dir):
+    served = tmp_path / "www"
+    served.mkdir()
+    for name in ("sbs_parallel.jpg", "over_under.jpg", "anaglyph.jpg", "truncated.jpg", "photo.jps"):
+        shutil.copy(sample_dir / name, served / name)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_urls_source_over_http(catalog, tmp_path, http_root):
+    listing = tmp_path / "urls.txt"
+    listing.write_text(
+        f"# stereo photos\n\n{http_root}/sbs_parallel.jpg\n  {http_root}/over_under.jpg  \n"
+        f"{http_root}/anaglyph.jpg\n{http_root}/truncated.jpg\n{http_root}/missing.jpg\n"
+        f"{http_root}/photo.jps\n{http_root}/sbs_parallel.jpg\n"  # listed twice: one row
+    )
+    root = tmp_path / "data"
+    result = ingest(catalog, f"urls:{listing}", data_root=root, retries=0, timeout_s=5)
+    assert result == {"split": 3, "rejected": 1, "failed": 2}
+    items = {i.source_id.rsplit("/", 1)[1]: i for i in catalog.items(catalog.ids(source="urls"))}
+    assert len(items) == 6
+    assert items["missing.jpg"].reason == "http_error" and "404" in items["missing.jpg"].reason_detail
+    assert items["truncated.jpg"].reason == "truncated"  # complete download of a truncated file
+    assert items["anaglyph.jpg"].reason == "anaglyph"
+    assert items["photo.jps"].stereo_format == "jps" and items["photo.jps"].raw_path.endswith(".jps")
+    assert items["sbs_parallel.jpg"].fetched_at is not None
+    assert items["sbs_parallel.jpg"].url == f"{http_root}/sbs_parallel.jpg"
+
+
+def test_parse_source():
+    assert parse_source("samples") == ("samples", None)
+    assert parse_source("flickr") == ("flickr", None)
+    assert parse_source("local:/a/b") == ("local", "/a/b")
+    assert parse_source("urls:list.txt") == ("urls", "list.txt")
+    for bad in ("local", "urls:", "ftp:x", "samples:x"):
+        with pytest.raises(ValueError):
+            parse_source(bad)
+
+
+def test_state_machine_is_respected(catalog, root):
+    """Every ingest event is an allowed transition (the catalog checks) and ends where the manifest says."""
+    ingest(catalog, "samples", data_root=root, limit=8, samples_max_view_side=SIDE)
+    for item_id in catalog.ids():
+        path = [e.to_state for e in catalog.events(item_id)]
+        assert path[0] == State.DISCOVERED.value
+        assert path[-1] == catalog.get(item_id).state
