@@ -138,17 +138,21 @@ def evaluate_diw(
     predictors: Mapping[str, Any],
     images_dir: str | Path | None = None,
     progress: bool = False,
-) -> dict[str, dict[str, float]]:
-    """WHDR of each predictor on DIW samples -> ``{name: {"whdr", "n_pairs", "n_images"}}``.
+    keep_examples: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """WHDR of each predictor on DIW samples -> ``{name: {"whdr", "ties", "n_pairs", "n_images"}}``.
 
     Predictions are resized to the **original** image size given in the CSV, and read at the
     labelled (0-based) points. Images are opened (by content) only for predictors that need them.
+    keep_examples: keep the first N ``(image, points, prediction per predictor)`` under
+    ``"_examples"`` (needs ``images_dir``; for reports, not JSON).
     """
     from tqdm import tqdm
 
     za = {name: np.empty(len(samples)) for name in predictors}
     zb = {name: np.empty(len(samples)) for name in predictors}
     root = Path(images_dir) if images_dir is not None else None
+    examples: list[dict[str, Any]] = []
     for i, s in enumerate(tqdm(samples, desc="diw", unit="img", disable=not progress)):
 
         def load(s: DiwSample = s) -> np.ndarray:
@@ -156,15 +160,25 @@ def evaluate_diw(
                 raise ValueError("this predictor needs the images: pass --images")
             return read_image(root / s.image)
 
+        example = None
+        if root is not None and len(examples) < keep_examples:
+            example = {"key": s.key, "image": load(), "pred": {},
+                       "points": [(s.ya, s.xa, "A"), (s.yb, s.xb, "B")], "caption": f"A {s.relation} B"}
         for name, predictor in predictors.items():
             d = depth_like(predictor(s.key, load, (s.height, s.width)), predictor.inverse)
             za[name][i], zb[name][i] = d[s.ya, s.xa], d[s.yb, s.xb]
+            if example is not None:
+                example["pred"][name] = d
+        if example is not None:
+            examples.append(example)
     relations = [s.relation for s in samples]
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for name in predictors:
-        r = M.whdr(za[name], zb[name], relations)
+        r: dict[str, Any] = M.whdr(za[name], zb[name], relations)
         r["n_images"] = float(len(samples))
         results[name] = r
+    if keep_examples:
+        results["_examples"] = examples  # type: ignore[assignment]
     return results
 
 
@@ -385,8 +399,8 @@ def evaluate_benchmark(
     samples = load_benchmark(benchmark, annotations, images, split_file=split_file, nyu_crop=nyu_crop,
                              redweb_split=redweb_split)
     if benchmark == "diw":
-        results = evaluate_diw(samples, predictors, images, progress=progress)
-        examples = None
+        results = evaluate_diw(samples, predictors, images, progress=progress, keep_examples=keep_examples)
+        examples = results.pop("_examples", None)
     else:
         if benchmark == "nyu":
             if train_stats is None and alignment in (None, "paper"):

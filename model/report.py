@@ -117,7 +117,8 @@ def plot_metrics(rows: Mapping[str, Mapping[str, Any]], path: str | Path) -> Pat
 
 def plot_examples(examples: Sequence[Mapping[str, Any]], path: str | Path, max_rows: int = 6) -> Path | None:
     """Rows of input | prediction(s) | ground truth. Each example: ``key``, ``image`` (H,W,3 uint8),
-    ``pred`` (H,W array, or {name: array}), optional ``gt`` (H,W, larger = farther) and ``mask``."""
+    ``pred`` (H,W array, or {name: array}), optional ``gt`` (H,W, larger = farther), ``mask``,
+    ``points`` ([(y, x, label)], marked on every panel) and ``caption``."""
     from matplotlib.figure import Figure
 
     from model.predict import colorize
@@ -140,6 +141,12 @@ def plot_examples(examples: Sequence[Mapping[str, Any]], path: str | Path, max_r
         for c, (title, img) in enumerate(panels):
             ax = fig.add_subplot(len(examples), cols, r * cols + c + 1)
             ax.imshow(img)
+            # DIW-style examples carry their labelled points: mark them on every panel
+            for y, x, label in e.get("points", ()):
+                ax.plot([x], [y], marker="o", markersize=6, markerfacecolor="none", markeredgecolor="cyan")
+                ax.annotate(label, (x, y), xytext=(4, -4), textcoords="offset points", color="cyan", fontsize=8)
+            if c == 0 and e.get("caption"):
+                title = f"{title} ({e['caption']})"
             ax.set_title(str(title), fontsize=8)
             ax.axis("off")
     fig.savefig(path, dpi=100)

@@ -109,6 +109,7 @@ def test_cli_evaluate_and_predict(trained, diw_on_export, tmp_path, prefect_test
     assert rc == 0
     diw = json.loads(out2.read_text())
     assert 0.0 <= diw["whdr"] <= 1.0 and diw["baselines"]["lower_is_closer"]["whdr"] == pytest.approx(0.5)
+    assert (tmp_path / "diw_run" / "figures" / "examples.png").is_file()  # images with the labelled points
 
     # a user error is a message and exit code 2, not a traceback
     rc = main(["evaluate", "--benchmark", "diw", "--annotations", str(csv_path), "--predictions",
