@@ -139,6 +139,7 @@ def disparity_to_depth(disparity: np.ndarray, reliable: np.ndarray, *, range_rat
         vals = disparity.ravel()
     d_far, d_near = (float(v) for v in np.percentile(vals, [far_percentile, near_percentile]))
     spread = max(d_near - d_far, 1e-3)
+    d_near = d_far + spread  # a flat pair (no range; triage rejects it) must still give finite depth
     if np.isfinite(range_ratio):
         offset = (range_ratio * d_far - d_near) / (range_ratio - 1.0)
     else:
