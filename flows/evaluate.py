@@ -56,7 +56,7 @@ def evaluate_flow(
     seed: int = 0,
     nyu_crop: str = "eigen",
     redweb_split: str = "val",
-    device: str = "cpu",
+    device: str = "auto",
     max_side: int | None = None,
     report_examples: int = 4,
     progress: bool = True,
@@ -76,7 +76,10 @@ def evaluate_flow(
                   pairs_per_image=pairs_per_image, seed=seed, nyu_crop=nyu_crop, redweb_split=redweb_split,
                   progress=progress, keep_examples=report_examples if report else 0)
     if checkpoint is not None:
-        task = redweb_task(evaluate_checkpoint, kind="gpu" if str(device).startswith("cuda") else "cpu")
+        from model.predict import resolve_device
+
+        device = resolve_device(device)
+        task = redweb_task(evaluate_checkpoint, kind="gpu" if device.startswith("cuda") else "cpu")
         doc = task(benchmark, annotations, checkpoint, device=device, max_side=max_side, **common)
     else:
         task = redweb_task(evaluate_predictions, kind="cpu")

@@ -25,7 +25,7 @@ def predict_flow(
     checkpoint: str,
     out_dir: str,
     *,
-    device: str = "cpu",
+    device: str = "auto",
     batch_size: int = 4,
     max_side: int | None = 1024,
     previews: bool = True,
@@ -33,8 +33,9 @@ def predict_flow(
     progress: bool = True,
 ) -> list[str]:
     """Predict depth for image files and folders (non-recursive); returns the written 16-bit PNGs."""
-    from model.predict import list_images
+    from model.predict import list_images, resolve_device
 
+    device = resolve_device(device)
     paths = [str(p) for p in list_images(images)]
     if not paths:
         raise ValueError("no images found in " + ", ".join(map(str, images)))

@@ -319,7 +319,8 @@ def iter_redweb_export(
 ) -> Iterator[DenseSample]:
     """Yield the ``split`` rows of a ``redweb export`` folder as relative-depth samples.
 
-    annotations: the export folder or its ``manifest.csv``; images default to ``<export>/imgs``.
+    annotations: the export folder or its ``manifest.csv``; images are looked up in ``images_dir``
+    (the ``imgs`` folder or the export folder itself) and then in ``<export>/imgs``.
     Depth = the RD value (uint16, larger = farther, sky 65535; only the order carries meaning, so
     ``metric=False``); valid = mask 255 (reliable) and RD > 0.
     """
@@ -327,7 +328,9 @@ def iter_redweb_export(
 
     manifest = resolve_export_manifest(annotations)
     root = manifest.parent
-    imgs = Path(images_dir) if images_dir is not None else root / "imgs"
+    # --images may be the imgs/ folder or the export folder itself; imgs/ is the default.
+    folders = [Path(images_dir), Path(images_dir) / "imgs"] if images_dir is not None else []
+    folders.append(root / "imgs")
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r.get("split", "").strip() == split]
     for row in rows:
@@ -341,7 +344,7 @@ def iter_redweb_export(
         m = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.exists() else None
         mask = (m > 127) if m is not None else np.ones(rd.shape, dtype=bool)
         depth = rd.astype(np.float64)
-        image_path = _find_image(imgs, item)
+        image_path = next((p for p in (_find_image(f, item) for f in folders if f.is_dir()) if p is not None), None)
         yield DenseSample(item, depth, mask & (depth > 0), metric=False, image_path=image_path)
 
 

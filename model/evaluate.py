@@ -66,7 +66,10 @@ class FolderPredictions:
             p = self.folder / f"{key}{suffix}"
             if p.exists():
                 return p
-        hits = [p for p in self.folder.glob(f"{glob_escape(key)}.*") if p.suffix.lower() in PREDICTION_SUFFIXES]
+        # Also accept an upper-case suffix (X.PNG) and the image's full name plus a suffix
+        # (x.thumb.npy); nothing looser, so "a" never picks up "a_b.npy".
+        hits = [p for p in self.folder.glob(f"{glob_escape(key)}.*")
+                if p.suffix.lower() in PREDICTION_SUFFIXES and key in (p.stem, Path(p.stem).stem)]
         if hits:
             return sorted(hits)[0]
         raise FileNotFoundError(f"no prediction for image {key!r} in {self.folder} (expected {key}.npy or {key}.png)")
@@ -447,14 +450,15 @@ def evaluate_checkpoint(
     checkpoint: str | Path,
     *,
     images: str | Path | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     max_side: int | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Score a ``redweb train`` checkpoint (run on every benchmark image).
     Keyword arguments as :func:`evaluate_benchmark`."""
-    from model.predict import load_checkpoint_model
+    from model.predict import load_checkpoint_model, resolve_device
 
+    device = resolve_device(device)  # "auto" -> cuda if available, else cpu
     model, spec, meta = load_checkpoint_model(checkpoint, device)
     predictor = ModelPredictions(model, spec, device=device, max_side=max_side)
     name = str(meta.get("arch") or meta.get("architecture") or Path(checkpoint).stem) if isinstance(meta, Mapping) else Path(checkpoint).stem

@@ -238,7 +238,7 @@ def load_checkpoint_model(checkpoint: str | Path, device: str = "cpu"):
 def resolve_device(device: str = "auto") -> str:
     """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``."""
     if device != "auto":
-        return device
+        return str(device)
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -44,7 +44,8 @@ def diw_on_export(trained, tmp_path_factory) -> tuple[Path, Path]:
 
 def test_checkpoint_on_export_val_split(trained):
     export, ckpt = trained
-    doc = E.evaluate_checkpoint("redweb", export, ckpt, pairs_per_image=300)
+    # as the pipeline calls it: --images is the export folder itself, device "auto"
+    doc = E.evaluate_checkpoint("redweb", export, ckpt, images=export, device="auto", pairs_per_image=300)
     n_val = sum(1 for _ in B.iter_redweb_export(export))
     assert doc["n_images"] == n_val >= 1
     for k in ("wkdr", "wkdr_eq", "wkdr_neq"):
