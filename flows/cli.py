@@ -55,8 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _prefect_defaults() -> None:
+    """A busy 2-core machine needs more than Prefect's 20 s to start its temporary API server."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
 def main(argv: list[str] | None = None) -> int:
     from tasks.config import ConfigError, load_config
+
+    _prefect_defaults()
 
     parser = build_parser()
     args = parser.parse_args(argv)

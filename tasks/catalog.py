@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -34,7 +36,6 @@ from sqlalchemy import (
     event,
     func,
     select,
-    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -104,6 +105,12 @@ REASONS: dict[str, str] = {
     "near_duplicate": "perceptually the same image as another item",
     "unknown_format": "stereo layout could not be determined",
     "internal_error": "ingest: unexpected error while handling this item (detail has the traceback)",
+    # process: triage (auto_rejected; "misaligned" below is shared with review) and failures
+    "flow_failed": "process: the correspondence found (almost) nothing consistent, or non-finite flow",
+    "low_disparity_range": "process: too little disparity range between near and far reliable pixels",
+    "low_coverage": "process: too little reliable area after cropping",
+    "view_order_undecidable": "process: parallel vs cross-eyed could not be decided from the data",
+    "process_error": "process: the stage raised an error (see detail)",
     # review: a person's reject reasons (config.review.reject_reasons picks the offered ones)
     "not_stereo": "reviewer: not a stereo photo",
     "misaligned": "reviewer or process: the two views are misaligned (vertical offset, different shots)",
@@ -235,16 +242,50 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with alembic (old catalogs open in new versions)."""
-    from alembic import command
+# alembic's command API keeps module-global proxies: two threads upgrading at once corrupt them
+_MIGRATE_LOCK = threading.Lock()
+
+
+def _alembic_config():
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def schema_head() -> str:
+    """The newest schema revision this code knows."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The revision a database is at (None: not a catalog yet)."""
+    from sqlalchemy import inspect, text
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with alembic (old catalogs open in new versions).
+
+    Cheap when the catalog is already current: one query, no alembic machinery.
+    """
+    from alembic import command
+
+    with _MIGRATE_LOCK:
+        if revision == "head" and schema_revision(engine) == schema_head():
+            return
+        cfg = _alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
 
 
 @dataclass(frozen=True)
