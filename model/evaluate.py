@@ -240,6 +240,9 @@ def evaluate_dense(
     n_images = 0
     any_metric = False
     for i, sample in enumerate(tqdm(samples, desc="evaluate", unit="img", disable=not progress)):
+        if not sample.mask.any():
+            log.warning("%s: no valid ground-truth pixel, skipped", sample.key)
+            continue
         n_images += 1
         ia, ib = M.sample_pairs(sample.mask, pairs_per_image, np.random.default_rng([seed, i]))
         gt_flat = sample.depth.ravel()

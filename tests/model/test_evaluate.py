@@ -339,3 +339,10 @@ def test_nan_rates_become_null(dense, tmp_path):
     doc["baselines"]["constant"]["wkdr_eq"] = math.nan
     data = json.loads(E.write_json(doc, tmp_path / "m.json").read_text())
     assert data["baselines"]["constant"]["wkdr_eq"] is None
+
+
+def test_image_without_valid_pixels_is_skipped(dense):
+    export, preds = dense
+    cv2.imwrite(str(export / "masks" / "flat.png"), np.zeros((4, 4), np.uint8))
+    doc = E.evaluate_predictions("redweb", export, preds, pairs_per_image=10)
+    assert doc["n_images"] == 2 and doc["n_pairs"] == 20
