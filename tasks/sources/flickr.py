@@ -170,20 +170,21 @@ class RateLimiter:
 
     def acquire(self) -> None:
         """Take one token, sleeping until one is available."""
-        while True:
-            now = self.clock()
-            self._refill(now)
-            if self.tokens >= 1.0 - 1e-9:
-                self.tokens -= 1.0
-                self.calls += 1
-                if self.catalog is not None:
-                    self.catalog.put_cursor(RATE_KEY, {"tokens": self.tokens, "t": self.t, "limit": self.limit})
-                return
+        self._refill(self.clock())
+        if self.tokens < 1.0 - 1e-9:
             if self.rate <= 0:
                 raise RuntimeError("rate limit of 1 call per hour exhausted")  # capacity 1, no refill
             wait = (1.0 - self.tokens) / self.rate
             self.waited_s += wait
             self.sleep(wait)
+            # after the wait the bucket holds exactly one token; trusting the arithmetic rather than
+            # re-reading a float clock avoids spinning on rounding (1.7e9 s has a 2e-7 s resolution)
+            self.tokens, self.t = 1.0, self.t + wait
+            self._refill(self.clock())  # a sleep that overshot refills the difference
+        self.tokens = max(0.0, self.tokens - 1.0)
+        self.calls += 1
+        if self.catalog is not None:
+            self.catalog.put_cursor(RATE_KEY, {"tokens": self.tokens, "t": self.t, "limit": self.limit})
 
 
 # ---- API client -------------------------------------------------------------------------------
