@@ -39,11 +39,10 @@ def run(args: argparse.Namespace, config) -> int:
 
     from flows.ingest import ingest_flow
 
-    # Prefect's temporary local API gets 20 s to start by default: too little on a busy 2-core box
-    updates = {}
-    if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
-        updates["server.ephemeral.startup_timeout_seconds"] = 180
-    with temporary_settings(updates=updates):
+    # Prefect's temporary local API gets 20 s to start by default: too little on a busy 2-core box.
+    # cli.py sets the environment variable, but Prefect may have read its settings before that.
+    timeout = int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180"))
+    with temporary_settings(updates={"server.ephemeral.startup_timeout_seconds": timeout}):
         summary = ingest_flow(source=args.source, limit=args.limit, config=config, progress=not args.no_progress)
     if args.json:
         print(json.dumps(summary, sort_keys=True))

@@ -172,3 +172,37 @@ def test_state_machine_is_respected(catalog, root):
         path = [e.to_state for e in catalog.events(item_id)]
         assert path[0] == State.DISCOVERED.value
         assert path[-1] == catalog.get(item_id).state
+
+
+def test_flickr_source_end_to_end_with_download_faults(catalog, tmp_path):
+    """`flickr` through the real flickrapi client against the fake Flickr: only derivative-friendly
+    licenses, transient image faults retried, permanent ones recorded with their reasons, every
+    photo downloaded once, and a second run downloads nothing."""
+    from tests.fakeflickr import FakeFlickr, Faults, make_photos
+
+    photos = make_photos(16, seed=5, licenses=[4, 5, 9, 3])  # 3 = NoDerivs: must not be crawled
+    allowed = [p.id for p in photos if p.license != 3]
+    faults = Faults(image_faults={allowed[0]: ["500"], allowed[1]: ["truncate"]},
+                    image_permanent={allowed[2]: "404", allowed[3]: "empty", allowed[4]: "truncate"})
+    with FakeFlickr(photos, api_key="k", faults=faults) as fake:
+        options = dict(rest_url=fake.rest_url, api_key="k", api_secret="s", tags=["stereoscopic", "stereo", "3d"],
+                       min_upload_date=0, max_upload_date=2_000_000_000, max_calls_per_hour=10**6, per_page=5,
+                       backoff_base_s=0.01, backoff_max_s=0.05)
+        root = tmp_path / "data"
+        result = ingest(catalog, "flickr", data_root=root, retries=2, timeout_s=5, flickr=options)
+        expected_ids = {p.id for p in fake.matching(tags=["stereoscopic", "stereo", "3d"], licenses={4, 5, 9})}
+        items = {i.source_id: i for i in catalog.items(catalog.ids(source="flickr"))}
+        assert set(items) == expected_ids
+        bad = {allowed[2]: "http_error", allowed[3]: "empty_file", allowed[4]: "truncated"}
+        bad = {k: v for k, v in bad.items() if k in expected_ids}
+        assert result == {"split": len(expected_ids) - len(bad), "failed": len(bad)}
+        for pid, reason in bad.items():
+            assert (items[pid].state, items[pid].reason) == ("failed", reason)
+        for pid in expected_ids - set(bad):
+            assert items[pid].stereo_format == "side_by_side" and fake.served[pid] == 1
+            assert items[pid].license and items[pid].page_url and items[pid].owner  # provenance kept
+        downloads = sum(fake.downloads.values())
+        status = catalog.status().as_dict()
+        # flickr's work list is what is still discovered/downloaded: nothing, so nothing is touched
+        assert ingest(catalog, "flickr", data_root=root, retries=2, timeout_s=5, flickr=options) == {}
+        assert sum(fake.downloads.values()) == downloads and catalog.status().as_dict() == status
