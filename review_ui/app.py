@@ -9,6 +9,7 @@ Item states change only through ``tasks.review_store.ReviewStore`` -> ``Catalog.
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -106,13 +107,14 @@ def create_app(
     templates.env.filters["label"] = _label
     templates.env.filters["http_url"] = lambda u: u if isinstance(u, str) and u.startswith(("http://", "https://")) else None
 
-    app = FastAPI(title="redweb review", docs_url=None, redoc_url=None, openapi_url=None)
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        catalog.close()  # the server stopped: give the database connections back
+
+    app = FastAPI(title="redweb review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.catalog, app.state.store = catalog, store
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-
-    @app.on_event("shutdown")
-    def _close() -> None:  # pragma: no cover - exercised when uvicorn stops
-        catalog.close()
 
     # ---- middleware: security headers, origin check on writes --------------------------------
     @app.middleware("http")
@@ -320,7 +322,7 @@ def create_app(
         has = {k: images.path_for(item, k) is not None for k in ("image", "depth", "mask", "sky")}
         return render(request, "item.html", me, item=item, page=page, mode=mode, holder=holder, reasons=reasons,
                       history=history, has=has, queue_left=store.queue_size(filt), counts=my_counts(me.reviewer),
-                      batch=next((b for b in store.progress_by_batch() if b["batch"] == (item.batch or "-")), None),
+                      batch=next(iter(store.progress_by_batch(item.batch)), None) if item.batch else None,
                       blind=(mode == "second"), qs=filter_qs(filt))
 
     @app.get("/grid", response_class=HTMLResponse)

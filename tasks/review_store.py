@@ -175,10 +175,12 @@ class QueueFilter:
         return conds
 
     def order(self) -> list:
+        # Plain column orders so the (state, score, id) / (state, created_at, id) indexes serve them.
+        # Items without a score (none, per the process contract) sort where the database puts NULLs.
         if self.sort == "score_asc":
-            return [Item.score.is_(None), Item.score.asc(), Item.id]  # NULL scores last on both DBs
+            return [Item.score.asc(), Item.id.asc()]
         if self.sort == "score_desc":
-            return [Item.score.is_(None), Item.score.desc(), Item.id]
+            return [Item.score.desc(), Item.id.desc()]
         return [Item.created_at, Item.id]
 
 
@@ -557,10 +559,14 @@ class ReviewStore:
         with self.catalog.session() as s:
             return int(s.scalar(select(func.count()).select_from(Item).where(*base.where())) or 0)
 
-    def progress_by_batch(self) -> list[dict]:
-        """Per ingest batch: total, still to review, accepted, rejected, other (failed, unprocessed...)."""
+    def progress_by_batch(self, batch: str | None = None) -> list[dict]:
+        """Per ingest batch (or just ``batch``): total, still to review, accepted, rejected, other
+        (failed, not yet processed, ...), and the reviewed share of what reached review."""
+        q = select(Item.batch, Item.state, func.count()).group_by(Item.batch, Item.state)
+        if batch is not None:
+            q = q.where(Item.batch == batch)
         with self.catalog.session() as s:
-            rows = s.execute(select(Item.batch, Item.state, func.count()).group_by(Item.batch, Item.state)).all()
+            rows = s.execute(q).all()
         out: dict[str, dict] = {}
         for batch, state, n in rows:
             d = out.setdefault(batch or "-", dict(batch=batch or "-", total=0, to_review=0, accepted=0,

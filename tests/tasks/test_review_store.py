@@ -207,3 +207,17 @@ def test_progress_counters(catalog, tmp_path, clock):
     assert store.next_item("bob") != a[2]  # a skipped item is not offered to the same reviewer again
     assert store.history("alice") == a[:2]
     assert catalog.status().states[State.PENDING_REVIEW.value] == 3
+
+
+def test_migration_0002_downgrades_and_upgrades(catalog_url):
+    from tasks.catalog import make_engine, migrate
+
+    engine = make_engine(catalog_url)
+    migrate(engine)
+    tables = {"reviewers", "review_leases", "review_decisions", "review_double"}
+    assert tables <= set(sa.inspect(engine).get_table_names())
+    migrate(engine, "0001")
+    assert not tables & set(sa.inspect(engine).get_table_names())
+    migrate(engine)
+    assert tables <= set(sa.inspect(engine).get_table_names())
+    engine.dispose()

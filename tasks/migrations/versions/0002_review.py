@@ -69,8 +69,11 @@ def upgrade() -> None:
         sa.Column("created_at", TZ, nullable=False),
     )
     op.create_index("ix_review_double_open", "review_double", ["second_decision_id", "first_reviewer"])
-    # the review queue filters by state and sorts by score: one composite index serves both
-    op.create_index("ix_items_state_score", "items", ["state", "score"])
+    # The queue and the grid filter by state and sort by age or score; covering indexes let both
+    # DBs answer "next 32 of 20k" from the index alone. Per-batch progress groups by (batch, state).
+    op.create_index("ix_items_state_created", "items", ["state", "created_at", "id"])
+    op.create_index("ix_items_state_score_id", "items", ["state", "score", "id"])
+    op.create_index("ix_items_batch_state", "items", ["batch", "state"])
 
     # The decision log is append-only in the database itself, not only by convention.
     dialect = op.get_bind().dialect.name
@@ -96,7 +99,8 @@ def downgrade() -> None:
     if dialect == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS review_decisions_append_only ON review_decisions")
         op.execute("DROP FUNCTION IF EXISTS redweb_review_append_only()")
-    op.drop_index("ix_items_state_score", table_name="items")
+    for name in ("ix_items_state_created", "ix_items_state_score_id", "ix_items_batch_state"):
+        op.drop_index(name, table_name="items")
     op.drop_table("review_double")
     op.drop_table("review_decisions")  # SQLite drops the table's triggers with it
     op.drop_table("review_leases")
