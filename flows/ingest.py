@@ -85,7 +85,8 @@ def ingest_flow(source: str = "samples", limit: int | None = None, config: Redwe
     detected = _run_batches(
         redweb_task(split_batch, kind="cpu", name="ingest-split"), url, ids, ing.batch_size,
         dict(data_root=str(root), max_pixels=ing.max_pixels, min_side=ing.min_side,
-             min_similarity=ing.stereo_min_similarity, anaglyph_threshold=ing.anaglyph_min_score),
+             min_similarity=ing.stereo_min_similarity, anaglyph_threshold=ing.anaglyph_min_score,
+             split_anaglyph=ing.anaglyphs == "split"),
         "split" if progress else None)
     decided = redweb_task(decide_batch, kind="db", name="ingest-dedup")(
         url, ids, max_distance=ing.near_duplicate_max_distance)

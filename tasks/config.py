@@ -48,6 +48,8 @@ class IngestConfig(_Section):
     )
     batch_size: int = Field(16, ge=1, description="items per Prefect task in the ingest flow")
     anaglyph_min_score: float = Field(0.45, ge=-2, le=2, description="anaglyph_score above which a mono-looking image is an anaglyph")
+    anaglyphs: str = Field("reject", pattern="^(reject|split)$",
+                           description="reject (reason anaglyph) or split into two grey views: red = left, (green+blue)/2 = right")
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".mpo", ".jps", ".pns", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 
 

@@ -246,9 +246,11 @@ def split_item(
     min_side: int,
     min_similarity: float,
     anaglyph_threshold: float = 0.45,
+    split_anaglyph: bool = False,
 ) -> str:
     """``downloaded`` -> ``rejected`` (duplicate / anaglyph / mono), ``failed`` (too_small, decode
-    errors) or views written + phash stored (returns DETECTED; the state stays ``downloaded``)."""
+    errors) or views written + phash stored (returns DETECTED; the state stays ``downloaded``).
+    ``split_anaglyph``: anaglyphs become two grey views (red | cyan) instead of being rejected."""
     from tasks.dedup import phash64, phash_hex
     from tasks.imageio import ImageError, decode_image, is_jps
     from tasks.stereo_formats import detect_stereo_format, extract_views
@@ -274,7 +276,7 @@ def split_item(
     with open(raw, "rb") as fh:
         jps = raw.suffix.lower() == ".jps" or is_jps(fh.read(65536))
     layout = detect_stereo_format(image.frames, is_jps=jps, min_similarity=min_similarity,
-                                  anaglyph_threshold=anaglyph_threshold)
+                                  anaglyph_threshold=anaglyph_threshold, split_anaglyph=split_anaglyph)
     info = _merge_info(item, format_scores=layout.scores)
     if not layout.is_stereo:
         return catalog.transition(item_id, State.REJECTED, reason=layout.format, actor=ACTOR, expect=[State.DOWNLOADED],
@@ -364,6 +366,7 @@ def ingest(
     retries: int = 4,
     min_similarity: float = 0.36,
     anaglyph_threshold: float = 0.45,
+    split_anaglyph: bool = False,
     near_duplicate_max_distance: int = 6,
     samples_max_view_side: int | None = None,
     flickr: dict[str, Any] | None = None,
@@ -376,6 +379,6 @@ def ingest(
     fetch_items(catalog, ids, data_root=data_root, max_pixels=max_pixels, min_side=min_side,
                 max_file_bytes=max_file_bytes, timeout_s=timeout_s, retries=retries)
     split_items(catalog, ids, data_root=data_root, max_pixels=max_pixels, min_side=min_side,
-                min_similarity=min_similarity, anaglyph_threshold=anaglyph_threshold)
+                min_similarity=min_similarity, anaglyph_threshold=anaglyph_threshold, split_anaglyph=split_anaglyph)
     decide_near_duplicates(catalog, ids, max_distance=near_duplicate_max_distance)
     return dict(Counter(item.state for item in catalog.items(ids)))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STEREO_FORMATS = ("side_by_side", "over_under", "mpo", "jps", "triptych")
+STEREO_FORMATS = ("side_by_side", "over_under", "mpo", "jps", "triptych")  # + "anaglyph" when split
 REJECTED_FORMATS = ("anaglyph", "mono")
 
 Box = list[int]  # [x0, y0, x1, y1]
@@ -49,7 +49,8 @@ class StereoLayout:
 
     @property
     def is_stereo(self) -> bool:
-        return self.format in STEREO_FORMATS
+        """Two views can be cut out (every STEREO_FORMATS layout, and anaglyphs when split)."""
+        return self.views is not None
 
     @property
     def view_size(self) -> tuple[int, int]:
@@ -225,12 +226,15 @@ def detect_stereo_format(
     is_jps: bool = False,
     min_similarity: float = 0.36,
     anaglyph_threshold: float = 0.45,
+    split_anaglyph: bool = False,
 ) -> StereoLayout:
     """Find the stereo layout of a decoded image.
 
     ``frames``: HxWx3 uint8 arrays (several only for MPO files); ``is_jps``: the file is a JPS
     (extension .jps or a _JPSJPS_ APP3 segment); ``min_similarity``: ``view_similarity`` two
-    regions need to count as two views; ``anaglyph_threshold``: on ``anaglyph_score``.
+    regions need to count as two views; ``anaglyph_threshold``: on ``anaglyph_score``;
+    ``split_anaglyph``: return anaglyphs as two views (red channel = left eye, (green + blue) / 2 =
+    right eye, both grey; see ``extract_views``) instead of a rejected layout.
     """
     scores: dict[str, float] = {}
     img = frames[0]
@@ -280,14 +284,30 @@ def detect_stereo_format(
         return StereoLayout(fmt, {"left": boxes[0], "right": boxes[1]}, swapped=False, view_order="undecided",
                             scores=scores)
     if scores["anaglyph"] >= anaglyph_threshold:
+        if split_anaglyph:  # red-left is the red/cyan convention; process still checks the disparity sign
+            full = [0, 0, w, h]
+            return StereoLayout("anaglyph", {"left": full, "right": list(full)}, swapped=False,
+                                view_order="undecided", scores=scores)
         return StereoLayout("anaglyph", None, scores=scores)
     return StereoLayout("mono", None, scores=scores)
+
+
+def anaglyph_views(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) grey HxWx3 uint8 views of a red/cyan anaglyph: the red channel and the mean of
+    green and blue. Their brightness differs wherever the scene is coloured, which DIS tolerates
+    (benchmarks/bench_ingest.py: on the motorcycle crops, consistent pixels are as accurate as
+    with the true grey pair, but fewer pixels pass the consistency check)."""
+    red = rgb[..., 0]
+    cyan = ((rgb[..., 1].astype(np.uint16) + rgb[..., 2]) // 2).astype(np.uint8)
+    return np.repeat(red[..., None], 3, axis=2), np.repeat(cyan[..., None], 3, axis=2)
 
 
 def extract_views(frames: list[np.ndarray], layout: StereoLayout) -> tuple[np.ndarray, np.ndarray]:
     """(left, right) HxWx3 uint8 views cut out of ``frames`` as ``layout`` says."""
     if not layout.is_stereo:
         raise ValueError(f"{layout.format} has no two views")
+    if layout.format == "anaglyph":
+        return anaglyph_views(_crop(frames[0], layout.views["left"]))
     left = _crop(frames[layout.frames["left"]], layout.views["left"])
     right = _crop(frames[layout.frames["right"]], layout.views["right"])
     return np.ascontiguousarray(left), np.ascontiguousarray(right)

@@ -206,3 +206,13 @@ def test_flickr_source_end_to_end_with_download_faults(catalog, tmp_path):
         # flickr's work list is what is still discovered/downloaded: nothing, so nothing is touched
         assert ingest(catalog, "flickr", data_root=root, retries=2, timeout_s=5, flickr=options) == {}
         assert sum(fake.downloads.values()) == downloads and catalog.status().as_dict() == status
+
+
+def test_anaglyph_split_mode(catalog, root):
+    names = [e["file"] for e in load_manifest(root / "samples")]
+    n = names.index("anaglyph.jpg") + 1
+    ingest(catalog, "samples", data_root=root, limit=n, samples_max_view_side=SIDE, split_anaglyph=True)
+    item = catalog.get(item_id_for("samples", "anaglyph.jpg"))
+    assert (item.state, item.stereo_format, item.swapped, item.view_order) == ("split", "anaglyph", False, "undecided")
+    left = np.asarray(Image.open(root / item.left_path))
+    assert left.shape == (item.raw_height, item.raw_width, 3) and (left[..., 0] == left[..., 1]).all()

@@ -128,3 +128,28 @@ def test_split_regions_finds_off_centre_divider():
     gray[:, 96:107] = 255.0  # an 11 px divider left of centre (101)
     assert split_regions(gray, 1, 2) == [(0, 96), (107, 203)]
     assert split_regions(rng.uniform(0, 255, (60, 200)).astype(np.float32), 1, 2) == [(0, 100), (100, 200)]
+
+
+def test_anaglyph_split_gives_usable_disparity(samples):
+    """Split mode: red = left, cyan = right. DIS on those grey views must find the GT disparity on
+    the pixels that pass the left-right consistency check about as well as on the true grey pair."""
+    from tasks.correspondence import DisBackend, bidirectional_flow, consistency_mask
+    from tasks.stereo_formats import anaglyph_views
+
+    image, _ = _layout(samples, "anaglyph.jpg")
+    layout = detect_stereo_format(image.frames, min_similarity=MIN_SIM, split_anaglyph=True)
+    assert layout.format == "anaglyph" and layout.is_stereo and layout.view_order == "undecided"
+    left, right = extract_views(image.frames, layout)
+    assert np.array_equal(left[..., 0], image.rgb[..., 0]) and np.array_equal(left[..., 1], left[..., 2])
+
+    lv, rv, gt = crop_pair(_CROPS["anaglyph"], 320)
+    backend = DisBackend()
+
+    def bad3(a, b):
+        fwd, bwd = bidirectional_flow(backend, a, b)
+        ok = consistency_mask(fwd, bwd) & np.isfinite(gt)
+        return float((np.abs(-fwd[..., 0] - gt)[ok] > 3).mean()), float(ok.mean())
+
+    bad_ana, cover_ana = bad3(*anaglyph_views(np.dstack([lv[..., 0], rv[..., 1], rv[..., 2]])))
+    bad_true, cover_true = bad3(lv, rv)
+    assert bad_ana < max(0.12, 1.5 * bad_true) and cover_ana > 0.4, (bad_ana, cover_ana, bad_true, cover_true)
