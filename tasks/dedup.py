@@ -56,18 +56,51 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def nearest(query: int, hashes: dict[str, int]) -> tuple[str, int] | None:
-    """(id, distance) of the hash in ``hashes`` closest to ``query``; None if ``hashes`` is empty.
+def hamming_distances(query: int, values: np.ndarray) -> np.ndarray:
+    """Bit distances from ``query`` to each uint64 of ``values`` (vectorised popcount of the XOR)."""
+    x = np.bitwise_xor(values.astype(np.uint64, copy=False), np.uint64(query))
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(x).astype(np.int64)
+    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
 
-    Vectorised: XOR against all known hashes, popcount by byte table (40K items: ~1 ms)."""
+
+def nearest(query: int, hashes: dict[str, int]) -> tuple[str, int] | None:
+    """(id, distance) of the hash in ``hashes`` closest to ``query``; None if ``hashes`` is empty."""
     if not hashes:
         return None
     ids = list(hashes)
-    values = np.fromiter((hashes[i] for i in ids), dtype=np.uint64, count=len(ids))
-    x = np.bitwise_xor(values, np.uint64(query))
-    dist = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+    dist = hamming_distances(query, np.fromiter((hashes[i] for i in ids), dtype=np.uint64, count=len(ids)))
     k = int(np.argmin(dist))
     return ids[k], int(dist[k])
+
+
+class OrderedHashIndex:
+    """Perceptual hashes in catalog order, for "is there an *earlier* near-duplicate?" queries.
+
+    ``ranks``: the items' positions in catalog order. ``nearest_before(rank, query)`` scans only the
+    items ranked before ``rank`` that are still live (``remove`` takes an item out once it has been
+    found to be a duplicate itself). One vectorised pass per query: 40K items take ~0.2 ms.
+    """
+
+    def __init__(self, hashes: dict[str, int], ranks: dict[str, int]) -> None:
+        self.ids = sorted(hashes, key=lambda i: ranks[i])
+        self.ranks = np.array([ranks[i] for i in self.ids], dtype=np.int64)
+        self.values = np.array([hashes[i] for i in self.ids], dtype=np.uint64)
+        self.live = np.ones(len(self.ids), dtype=bool)
+        self.position = {item_id: k for k, item_id in enumerate(self.ids)}
+
+    def remove(self, item_id: str) -> None:
+        if item_id in self.position:
+            self.live[self.position[item_id]] = False
+
+    def nearest_before(self, rank: int, query: int) -> tuple[str, int] | None:
+        n = int(np.searchsorted(self.ranks, rank, side="left"))
+        if n == 0:
+            return None
+        dist = hamming_distances(query, self.values[:n])
+        dist[~self.live[:n]] = 65  # more than any real distance
+        k = int(np.argmin(dist))
+        return (self.ids[k], int(dist[k])) if dist[k] <= 64 else None
 
 
 def find_near_duplicate(query: int, hashes: dict[str, int], *, max_distance: int) -> tuple[str, int] | None:

@@ -183,19 +183,13 @@ def decode_image(
                     if index == 0:
                         orientation = _orientation_of(im)
                     frames.append(_frame_rgb(im, orientation if index == 0 else _orientation_of(im)))
-        except ImageError:
-            raise
-        except OSError as exc:
-            text = str(exc)
-            if "truncated" in text or "premature end" in text.lower():
-                raise ImageError("truncated", text) from exc
-            if frames:  # a damaged second MPO frame: keep the first, the stereo stage will see one view
-                pass
-            else:
-                raise ImageError("corrupt", f"{type(exc).__name__}: {text}") from exc
-        except (SyntaxError, ValueError, EOFError, IndexError, MemoryError) as exc:
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as exc:
+            # a damaged second MPO frame keeps the first: the stereo stage then sees one view
             if not frames:
-                raise ImageError("corrupt", f"{type(exc).__name__}: {exc}") from exc
+                text = str(exc)
+                if isinstance(exc, OSError) and ("truncated" in text or "premature end" in text.lower()):
+                    raise ImageError("truncated", text) from exc
+                raise ImageError("corrupt", f"{type(exc).__name__}: {text}") from exc
 
     if fmt == "MPO" and len(frames) > 1:
         # every view of an MPO must have one size; drop frames that do not match (e.g. previews)

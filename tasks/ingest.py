@@ -317,22 +317,20 @@ def decide_near_duplicates(catalog: Catalog, ids: Iterable[str] | None = None, *
     ``ids``: the items to decide (default: every detected item). An item is a near-duplicate when
     its left view's pHash is within ``max_distance`` bits of an item that came *earlier* in the
     catalog (created_at, id) and is not itself failed or a duplicate. Cost: one vectorised Hamming
-    scan of the earlier hashes per item."""
-    from tasks.dedup import find_near_duplicate
+    scan of the earlier hashes per item (``tasks.dedup.OrderedHashIndex``)."""
+    from tasks.dedup import OrderedHashIndex
 
     order = {item_id: k for k, item_id in enumerate(catalog.ids())}
     wanted = catalog.ids(State.DOWNLOADED) if ids is None else list(ids)
     candidates = [i for i in catalog.items(wanted) if i.state == State.DOWNLOADED.value and i.left_path and i.phash]
-    candidates.sort(key=lambda i: order.get(i.id, len(order)))
-    known = catalog.phashes()
+    candidates.sort(key=lambda i: order[i.id])
+    index = OrderedHashIndex({k: h for k, h in catalog.phashes().items() if k in order}, order)
     counts: Counter[str] = Counter()
     for item in candidates:
-        rank = order.get(item.id, len(order))
-        earlier = {k: h for k, h in known.items() if order.get(k, len(order)) < rank}
-        hit = find_near_duplicate(int(item.phash, 16), earlier, max_distance=max_distance)
+        hit = index.nearest_before(order[item.id], int(item.phash, 16))
         try:
-            if hit is not None:
-                known.pop(item.id, None)
+            if hit is not None and hit[1] <= max_distance:
+                index.remove(item.id)  # a duplicate is never the original of a later item
                 catalog.transition(item.id, State.REJECTED, reason="near_duplicate", actor=ACTOR,
                                    detail=f"left view {hit[1]} bits from {hit[0]}", expect=[State.DOWNLOADED],
                                    duplicate_of=hit[0])

@@ -139,7 +139,7 @@ def anaglyph_score(rgb: np.ndarray, *, work_width: int = 256) -> float:
     return corr(grads[1], grads[2]) - corr(grads[0], grads[3])
 
 
-def _flat_runs(profile: np.ndarray, flat: np.ndarray) -> list[tuple[int, int]]:
+def _flat_runs(flat: np.ndarray) -> list[tuple[int, int]]:
     """Runs [start, end) where ``flat`` is True."""
     runs, start = [], None
     for i, f in enumerate(flat):
@@ -180,7 +180,7 @@ def split_regions(gray: np.ndarray, axis: int, n: int) -> list[tuple[int, int]] 
     flat = _line_flatness(inner, axis)
     lo, hi = _extent(flat)
     length = hi - lo
-    runs = _flat_runs(flat, flat)
+    runs = _flat_runs(flat)
     seams: list[tuple[int, int]] = []
     for k in range(1, n):
         expected = lo + length * k / n

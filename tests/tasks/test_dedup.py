@@ -99,3 +99,15 @@ def test_duplicates_across_sources_and_runs(catalog, tmp_path, sample_dir):
         assert item.reason == "duplicate"
         original = entry["duplicate_of"] if entry["expected_reason"] == "duplicate" else name
         assert item.duplicate_of == item_id_for("samples", original)
+
+
+def test_ordered_index_only_looks_back_and_skips_removed():
+    from tasks.dedup import OrderedHashIndex
+
+    hashes = {"a": 0b1111, "b": 0b1110, "c": 0b0000_1111_0000, "d": 0b1100}
+    index = OrderedHashIndex(hashes, {"a": 0, "b": 1, "c": 2, "d": 3})
+    assert index.nearest_before(0, hashes["a"]) is None  # nothing earlier than the first
+    assert index.nearest_before(1, hashes["b"]) == ("a", 1)
+    assert index.nearest_before(3, hashes["d"]) == ("b", 1)  # b (1 bit) beats a (2 bits)
+    index.remove("b")
+    assert index.nearest_before(3, hashes["d"]) == ("a", 2)
