@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -66,13 +67,16 @@ class FlickrConfig(_Section):
     licenses: tuple[str, ...] | None = None
     per_page: int = Field(500, ge=1, le=500)
     max_results_per_query: int = Field(4000, ge=1, description="Flickr returns at most this many results per query")
-    max_calls_per_hour: int = Field(3600, ge=1)
-    max_retries: int = Field(6, ge=0)
-    backoff_base_s: float = Field(1.0, ge=0)
-    backoff_max_s: float = Field(120.0, ge=0)
+    max_calls_per_hour: int = Field(3600, ge=1, description="never more API calls than this in any hour (token "
+                                    "bucket kept in the catalog, so restarts keep counting; one crawler per key)")
+    max_retries: int = Field(6, ge=0, description="retries of an API call on 429/5xx/timeouts/'service unavailable'")
+    backoff_base_s: float = Field(1.0, ge=0, description="first retry waits about this long, doubling each time")
+    backoff_max_s: float = Field(120.0, ge=0, description="cap on one backoff wait (also on a honoured Retry-After)")
     timeout_s: float = Field(30.0, gt=0)
-    min_upload_date: str = "2004-01-01"
-    max_upload_date: str | None = None
+    # unix seconds or a date/datetime (UTC; YAML and --set parse 2020-01-01 as a date); None = now,
+    # fixed in the catalog when a crawl starts
+    min_upload_date: int | datetime | date | str = "2004-01-01"
+    max_upload_date: int | datetime | date | str | None = None
 
 
 class ProcessConfig(_Section):
