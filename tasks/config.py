@@ -80,13 +80,35 @@ class FlickrConfig(_Section):
 
 
 class ProcessConfig(_Section):
-    """Stereo to relative depth. Fields are added by the process stage."""
+    """Stereo to relative depth (`redweb process`): backends, masks, depth choice, triage thresholds."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
-    correspondence: str = "dis"
-    sky: str = "heuristic"
-    max_side: int = Field(1024, gt=0)
-    device: str = "auto"
+    correspondence: str = Field("dis", description="dis | flownet2 | raft | sea_raft_m | ptlflow:<name> | tv_raft")
+    correspondence_checkpoint: str | None = Field(None, description="local weights file for network backends")
+    sky: str = Field("heuristic", description="heuristic | segformer | mmseg")
+    sky_checkpoint: str | None = Field(None, description="segformer: local model directory; mmseg: checkpoint file")
+    mmseg_config: str | None = Field(None, description="mmseg: model config file")
+    crf: bool = Field(True, description="refine the sky probability with a dense CRF")
+    crf_iterations: int = Field(5, ge=1)
+    crf_max_side: int = Field(384, ge=32, description="the CRF runs at most at this side, result resized back")
+    max_side: int = Field(1024, gt=0, description="views are downscaled so their longer side is at most this")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    batch_size: int = Field(8, ge=1, description="pairs per Prefect task")
+    fb_alpha: float = Field(0.01, ge=0, description="consistency: |f + b(x+f)| < fb_alpha |f| + fb_beta")
+    fb_beta: float = Field(0.5, gt=0, description="pixels")
+    photometric_max: float | None = Field(
+        20.0, gt=0, description="8-bit colour difference after warping above which a pixel is unreliable")
+    depth_range_ratio: float = Field(
+        10.0, gt=1, description="assumed far/near depth ratio that fixes the unknown disparity offset (README)")
+    view_order_min_votes: int = Field(10, ge=1, description="occlusion runs needed to decide the view order")
+    view_order_min_margin: float = Field(0.25, ge=0, le=1, description="|parallel - cross| / votes needed")
+    vertical_tolerance_px: float = Field(2.0, gt=0)
+    max_misaligned_fraction: float = Field(0.15, ge=0, le=1)
+    min_disparity_range_px: float = Field(2.0, ge=0)
+    min_coverage: float = Field(0.4, ge=0, le=1)
+    min_flow_consistency: float = Field(0.05, ge=0, le=1)
+    min_crop_fraction: float = Field(0.3, ge=0, le=1)
+    auto_accept_score: float | None = Field(None, ge=0, le=1, description="None: nothing is auto-accepted")
+    jpeg_quality: int = Field(95, ge=50, le=100)
 
 
 REJECT_REASONS_DEFAULT = (
@@ -140,9 +162,18 @@ class ExportConfig(_Section):
 
 
 class PipelineConfig(_Section):
-    model_config = ConfigDict(frozen=True, extra="allow")
-    dask_address: str | None = None
-    workers: int = Field(0, ge=0)
+    """The end-to-end DAG (`redweb demo`, flows/pipeline.py), scale-out and retraining."""
+
+    dask_address: str | None = Field(None, description="tcp://HOST:PORT of a Dask scheduler for per-pair work")
+    workers: int = Field(0, ge=0, description="start a LocalCluster of this many worker processes (0 = no Dask)")
+    export_name: str = Field("current", description="export folder under <data_root>/exports/")
+    export_states: tuple[str, ...] = Field(
+        ("accepted",), min_length=1, description="states the pipeline exports (demo: + auto_accepted)")
+    promote_metric: str = Field("wkdr", description="held-out metric deciding promotion (lower is better)")
+    promote_min_improvement: float = Field(0.0, ge=0, description="absolute improvement needed to promote")
+    retrain_min_new_accepted: int = Field(
+        200, ge=1, description="retrain-on-accepted starts once this many maps were accepted since the last retrain")
+    benchmark: str = Field("redweb", description="benchmark the pipeline evaluates on (the export's val split)")
 
 
 class RedwebConfig(_Section):
