@@ -317,13 +317,14 @@ def create_app(
         qs = filter_qs(filt)
         page = dict(item_id=item.id, mode=mode, next_url=link("/next", qs, current=item.id),
                     prev_url=link("/prev", qs, current=item.id), grid_url=link("/grid", qs),
-                    reasons=[c for c, _ in reasons], state=item.state,
-                    decided_by=item.reviewer)
+                    reasons=[c for c, _ in reasons], state=item.state if mode != "second" else "second review",
+                    decided_by=item.reviewer if mode != "second" else None)
         has = {k: images.path_for(item, k) is not None for k in ("image", "depth", "mask", "sky")}
         return render(request, "item.html", me, item=item, page=page, mode=mode, holder=holder, reasons=reasons,
                       history=history, has=has, queue_left=store.queue_size(filt), counts=my_counts(me.reviewer),
                       batch=next(iter(store.progress_by_batch(item.batch)), None) if item.batch else None,
-                      blind=(mode == "second"), qs=filter_qs(filt))
+                      blind=(mode == "second"), qs=qs, filters=filt, sorts=SORTS, states=store.review_states,
+                      sources=store.sources())
 
     @app.get("/grid", response_class=HTMLResponse)
     def grid_page(request: Request, page: int = 1):

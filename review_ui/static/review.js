@@ -162,7 +162,9 @@
   applyToggles();
 
   document.addEventListener("keydown", (ev) => {
-    const inText = ev.target === comment || (ev.target.tagName === "INPUT" && ev.target.type !== "checkbox" && ev.target.type !== "range");
+    const tag = ev.target.tagName;
+    const inText = ev.target === comment || tag === "SELECT" || tag === "TEXTAREA" ||
+      (tag === "INPUT" && ev.target.type !== "checkbox" && ev.target.type !== "range");
     const k = ev.key;
     if (k === "Escape") { closePanels(); ev.preventDefault(); return; }
     if (inText) {

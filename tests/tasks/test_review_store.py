@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -216,7 +217,16 @@ def test_migration_0002_downgrades_and_upgrades(catalog_url):
     migrate(engine)
     tables = {"reviewers", "review_leases", "review_decisions", "review_double"}
     assert tables <= set(sa.inspect(engine).get_table_names())
-    migrate(engine, "0001")
+    from alembic import command
+    from alembic.config import Config
+
+    import tasks.catalog
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(tasks.catalog.__file__).with_name("migrations")))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
     assert not tables & set(sa.inspect(engine).get_table_names())
     migrate(engine)
     assert tables <= set(sa.inspect(engine).get_table_names())
