@@ -10,8 +10,20 @@ from tasks.samples import expected_status
 SIDE = 128
 
 
+@pytest.fixture
+def prebuilt(tmp_path_factory, data_root):
+    """The samples at SIDE px, built once per session and copied in (the flow would build them too)."""
+    import shutil
+
+    from tasks.samples import build_samples
+
+    shared = build_samples(tmp_path_factory.getbasetemp() / "samples-128" / "samples", max_view_side=SIDE)
+    shutil.copytree(shared, data_root / "samples")
+    return data_root
+
+
 @pytest.mark.slow
-def test_ingest_flow_on_samples(prefect_test_server, data_root):
+def test_ingest_flow_on_samples(prefect_test_server, prebuilt, data_root):
     from flows.ingest import ingest_flow
     from tasks.config import load_config
 
@@ -26,7 +38,7 @@ def test_ingest_flow_on_samples(prefect_test_server, data_root):
 
 
 @pytest.mark.slow
-def test_cli_ingest_then_status_json(prefect_test_server, data_root, capsys):
+def test_cli_ingest_then_status_json(prefect_test_server, prebuilt, data_root, capsys):
     from flows.cli import main
 
     args = ["--data-root", str(data_root), "--set", f"ingest.samples_max_view_side={SIDE}"]

@@ -60,7 +60,7 @@ def test_nearest_matches_brute_force():
 def sample_dir(tmp_path_factory):
     from tasks.samples import build_samples
 
-    return build_samples(tmp_path_factory.mktemp("d") / "samples", max_view_side=128)
+    return build_samples(tmp_path_factory.getbasetemp() / "samples-128" / "samples", max_view_side=128)
 
 
 def test_duplicates_across_sources_and_runs(catalog, tmp_path, sample_dir):

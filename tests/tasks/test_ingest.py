@@ -20,7 +20,7 @@ SIDE = 128  # sample views at most 128 px: fast, still real content
 
 @pytest.fixture(scope="module")
 def sample_dir(tmp_path_factory):
-    return build_samples(tmp_path_factory.mktemp("samples") / "samples", max_view_side=SIDE)
+    return build_samples(tmp_path_factory.getbasetemp() / "samples-128" / "samples", max_view_side=128)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from tasks.samples import _CROPS, build_samples, crop_pair, expected_status, loa
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory):
-    return build_samples(tmp_path_factory.mktemp("s") / "samples", max_view_side=160)
+    return build_samples(tmp_path_factory.getbasetemp() / "samples-128" / "samples", max_view_side=128)
 
 
 def test_manifest_lists_every_file_and_outcome(samples):
@@ -39,7 +39,7 @@ def test_manifest_lists_every_file_and_outcome(samples):
 
 def test_build_is_reused_and_rebuilt_when_params_change(samples, tmp_path):
     stamp = (samples / "manifest.json").stat().st_mtime_ns
-    assert build_samples(samples, max_view_side=160) == samples
+    assert build_samples(samples, max_view_side=128) == samples
     assert (samples / "manifest.json").stat().st_mtime_ns == stamp
     other = build_samples(tmp_path / "small", max_view_side=100)
     assert load_manifest(other)[0]["file"] == "sbs_parallel.jpg"
@@ -47,7 +47,7 @@ def test_build_is_reused_and_rebuilt_when_params_change(samples, tmp_path):
 
 def test_distinct_stereo_pairs_are_far_apart_in_phash():
     # every stereo sample's left view must be far from every other's, or dedup would eat them
-    hashes = {name: phash64(crop_pair(crop, 160)[0]) for name, crop in _CROPS.items() if name != "anaglyph"}
+    hashes = {name: phash64(crop_pair(crop, 128)[0]) for name, crop in _CROPS.items() if name != "anaglyph"}
     names = sorted(hashes)
     closest = min(hamming(hashes[a], hashes[b]) for i, a in enumerate(names) for b in names[i + 1:])
     assert closest >= 16
@@ -58,7 +58,7 @@ def test_gt_disparity_aligns_the_views(samples):
     than no warp does: the GT belongs to this crop at this scale."""
     entry = next(e for e in load_manifest(samples) if e["file"] == "pair_04.png")
     disp = np.load(samples / entry["gt_disparity"])
-    left, right, _ = crop_pair(_CROPS["pair_04"], 160)
+    left, right, _ = crop_pair(_CROPS["pair_04"], 128)
     assert disp.shape == left.shape[:2] and np.nanmax(disp) > 3
     h, w = disp.shape
     xs = np.arange(w)[None, :] - np.nan_to_num(disp, nan=0.0)

@@ -1,4 +1,4 @@
-"""tasks.stereo_formats on the embedded samples (real Middlebury views, ~160 px) and by hand."""
+"""tasks.stereo_formats on the embedded samples (real Middlebury views, ~128 px) and by hand."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +13,7 @@ MIN_SIM = 0.36  # IngestConfig.stereo_min_similarity default
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory):
-    return build_samples(tmp_path_factory.mktemp("samples") / "samples", max_view_side=160)
+    return build_samples(tmp_path_factory.getbasetemp() / "samples-128" / "samples", max_view_side=128)
 
 
 def _layout(samples, name):
@@ -49,7 +49,7 @@ def test_manifest_formats_cover_every_stereo_sample(samples):
 
 
 def test_side_by_side_views_are_the_true_views(samples):
-    lv, rv, _ = crop_pair(_CROPS["sbs_parallel"], 160)
+    lv, rv, _ = crop_pair(_CROPS["sbs_parallel"], 128)
     image, layout = _layout(samples, "sbs_parallel.jpg")
     h, w = lv.shape[:2]
     assert layout.views == {"left": [0, 0, w, h], "right": [w, 0, 2 * w, h]}
@@ -59,13 +59,13 @@ def test_side_by_side_views_are_the_true_views(samples):
 
     # cross-eyed looks the same: first region = "left" until the process stage reads the disparity sign
     image, layout = _layout(samples, "sbs_crosseyed.jpg")
-    lv, rv, _ = crop_pair(_CROPS["sbs_crosseyed"], 160)
+    lv, rv, _ = crop_pair(_CROPS["sbs_crosseyed"], 128)
     left, _right = extract_views(image.frames, layout)
     assert layout.swapped is False and np.abs(left.astype(int) - rv).mean() < 6
 
 
 def test_divider_and_border_are_cut_away(samples):
-    lv, _rv, _ = crop_pair(_CROPS["sbs_divider"], 160)
+    lv, _rv, _ = crop_pair(_CROPS["sbs_divider"], 128)
     h, w = lv.shape[:2]
     bar, border = max(4, w // 25), max(3, w // 50)
     _image, layout = _layout(samples, "sbs_divider.png")
@@ -74,7 +74,7 @@ def test_divider_and_border_are_cut_away(samples):
 
 
 def test_over_under_mpo_jps_triptych_boxes(samples):
-    lv, _rv, _ = crop_pair(_CROPS["over_under"], 160)
+    lv, _rv, _ = crop_pair(_CROPS["over_under"], 128)
     h, w = lv.shape[:2]
     _image, layout = _layout(samples, "over_under.jpg")
     assert layout.views == {"left": [0, 0, w, h], "right": [0, h, w, 2 * h]}
@@ -84,7 +84,7 @@ def test_over_under_mpo_jps_triptych_boxes(samples):
     left, right = extract_views(image.frames, layout)
     assert left.shape == right.shape == image.frames[0].shape
 
-    lv, _rv, _ = crop_pair(_CROPS["jps"], 160)
+    lv, _rv, _ = crop_pair(_CROPS["jps"], 128)
     h, w = lv.shape[:2]
     image, layout = _layout(samples, "photo.jps")
     assert layout.swapped and layout.view_order == "jps"
@@ -92,7 +92,7 @@ def test_over_under_mpo_jps_triptych_boxes(samples):
     left, _ = extract_views(image.frames, layout)
     assert np.abs(left.astype(int) - lv).mean() < 6
 
-    lv, _rv, _ = crop_pair(_CROPS["triptych"], 160)
+    lv, _rv, _ = crop_pair(_CROPS["triptych"], 128)
     h, w = lv.shape[:2]
     _image, layout = _layout(samples, "triptych.jpg")
     assert layout.views == {"left": [0, 0, w, h], "right": [w, 0, 2 * w, h]}  # the real (left, center) pair
@@ -100,7 +100,7 @@ def test_over_under_mpo_jps_triptych_boxes(samples):
 
 
 def test_exif_rotated_boxes_are_in_upright_pixels(samples):
-    lv, _rv, _ = crop_pair(_CROPS["exif_rotated_sbs"], 160)
+    lv, _rv, _ = crop_pair(_CROPS["exif_rotated_sbs"], 128)
     h, w = lv.shape[:2]
     image, layout = _layout(samples, "exif_rotated_sbs.jpg")
     assert (image.width, image.height) == (2 * w, h) and image.orientation == 6
@@ -108,12 +108,12 @@ def test_exif_rotated_boxes_are_in_upright_pixels(samples):
 
 
 def test_similarity_and_anaglyph_scores_by_hand():
-    lv, rv, _ = crop_pair(_CROPS["pair_03"], 160)
+    lv, rv, _ = crop_pair(_CROPS["pair_03"], 128)
     assert view_similarity(lv, lv) > 0.99
     shifted = np.roll(lv, 6, axis=1)
     assert view_similarity(lv, shifted) > 0.95  # a pure horizontal shift is what disparity looks like
     assert view_similarity(lv, rv) >= MIN_SIM
-    other, _, _ = crop_pair(_CROPS["pair_02"], 160)
+    other, _, _ = crop_pair(_CROPS["pair_02"], 128)
     assert view_similarity(lv, other) < MIN_SIM
     assert view_similarity(np.full((50, 80, 3), 128, np.uint8), np.full((50, 80, 3), 128, np.uint8)) == 0.0
     grey = np.repeat(lv[..., :1], 3, axis=2)
