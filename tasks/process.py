@@ -70,8 +70,27 @@ def downscale(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
+def _reliable(left: np.ndarray, right: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, *, fb_alpha: float,
+              fb_beta: float, photometric_max: float | None, discontinuity_max: float | None) -> tuple[np.ndarray, float]:
+    """Consistency mask and its raw share before the extra checks."""
+    consistent = consistency_mask(fwd, bwd, alpha=fb_alpha, beta=fb_beta)
+    raw = float(consistent.mean())
+    if photometric_max is not None:
+        # fb-consistent yet wrong: smooth flows drag the near surface's motion over the far one
+        # next to it (edge fattening); the warped colour then differs
+        warped, _ = warp_by_flow(right.astype(np.float32), fwd)
+        diff = np.abs(cv2.blur(warped, (3, 3)) - cv2.blur(left.astype(np.float32), (3, 3))).mean(axis=2)
+        consistent &= diff < photometric_max
+    if discontinuity_max is not None:
+        # the same fattening, seen in the flow: distrust a band where the disparity jumps
+        u = np.ascontiguousarray(fwd[..., 0])
+        k = np.ones((5, 5), np.uint8)
+        consistent &= (cv2.dilate(u, k) - cv2.erode(u, k)) < discontinuity_max
+    return consistent, raw
+
+
 def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_alpha: float, fb_beta: float,
-             photometric_max: float | None) -> dict[str, Any]:
+             photometric_max: float | None, discontinuity_max: float | None = None) -> dict[str, Any]:
     """Flow both ways and everything that follows from it for one view order."""
     t = time.perf_counter()
     fwd, bwd = backend.flow([left, right], [right, left])
@@ -80,14 +99,8 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_al
     finite = bool(np.isfinite(fwd).all() and np.isfinite(bwd).all())
     fwd = np.nan_to_num(fwd, nan=0.0, posinf=0.0, neginf=0.0)
     bwd = np.nan_to_num(bwd, nan=0.0, posinf=0.0, neginf=0.0)
-    consistent = consistency_mask(fwd, bwd, alpha=fb_alpha, beta=fb_beta)
-    raw_consistency = float(consistent.mean())
-    if photometric_max is not None:
-        # fb-consistent yet wrong: smooth flows drag the near surface's motion over the far one
-        # next to it (edge fattening); the warped colour then differs
-        warped, _ = warp_by_flow(right.astype(np.float32), fwd)
-        diff = np.abs(cv2.blur(warped, (3, 3)) - cv2.blur(left.astype(np.float32), (3, 3))).mean(axis=2)
-        consistent &= diff < photometric_max
+    consistent, raw_consistency = _reliable(left, right, fwd, bwd, fb_alpha=fb_alpha, fb_beta=fb_beta,
+                                            photometric_max=photometric_max, discontinuity_max=discontinuity_max)
     alignment = fit_alignment(fwd, consistent)
     disparity, vres = rectified_disparity(fwd, alignment)
     return dict(fwd=fwd, bwd=bwd, consistent=consistent, raw_consistency=raw_consistency, finite=finite,
@@ -97,6 +110,7 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_al
 
 def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_backend: SkyBackend, *,
                  fb_alpha: float = 0.01, fb_beta: float = 0.5, photometric_max: float | None = 20.0,
+                 discontinuity_max: float | None = None,
                  crf: bool = True, crf_iterations: int = 5, crf_max_side: int = 384,
                  depth_range_ratio: float = 10.0, view_order_min_votes: int = 10,
                  view_order_min_margin: float = 0.25, vertical_tolerance_px: float = 2.0,
@@ -107,7 +121,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     is clear, but an undecided pair keeps the given order instead of being rejected.
     """
     timings: dict[str, float] = {}
-    a = _analyse(backend, left, right, fb_alpha=fb_alpha, fb_beta=fb_beta, photometric_max=photometric_max)
+    a = _analyse(backend, left, right, fb_alpha=fb_alpha, fb_beta=fb_beta, photometric_max=photometric_max,
+                 discontinuity_max=discontinuity_max)
     timings["flow"], timings["consistency"] = a["t_flow"], a["t_check"]
 
     t = time.perf_counter()
@@ -119,12 +134,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
         # per-view products are recomputed (no second flow run)
         left, right = right, left
         fwd, bwd = a["bwd"], a["fwd"]
-        consistent = consistency_mask(fwd, bwd, alpha=fb_alpha, beta=fb_beta)
-        a_raw = float(consistent.mean())
-        if photometric_max is not None:
-            warped, _ = warp_by_flow(right.astype(np.float32), fwd)
-            diff = np.abs(cv2.blur(warped, (3, 3)) - cv2.blur(left.astype(np.float32), (3, 3))).mean(axis=2)
-            consistent &= diff < photometric_max
+        consistent, a_raw = _reliable(left, right, fwd, bwd, fb_alpha=fb_alpha, fb_beta=fb_beta,
+                                      photometric_max=photometric_max, discontinuity_max=discontinuity_max)
         alignment = fit_alignment(fwd, consistent)
         disparity, vres = rectified_disparity(fwd, alignment)
         a.update(fwd=fwd, bwd=bwd, consistent=consistent, alignment=alignment, disparity=disparity, vres=vres,
@@ -171,10 +182,11 @@ def colourize(image: np.ndarray, depth: np.ndarray, reliable: np.ndarray, sky: n
     """Reviewer preview, (h, 2w, 3) uint8 RGB: the image with sky tinted blue | depth (turbo, near = red)
     with unreliable pixels hatched grey."""
     non_sky = depth < 65535
-    vals = depth[non_sky & reliable] if (non_sky & reliable).any() else depth[non_sky]
+    inverse = 1.0 / np.maximum(depth.astype(np.float32), 1.0)  # colour by inverse depth: spreads the near range
+    vals = inverse[non_sky & reliable] if (non_sky & reliable).any() else inverse[non_sky]
     lo, hi = (np.percentile(vals, [1, 99]) if vals.size else (0, 1))
-    norm = np.clip((depth.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
-    turbo = cv2.applyColorMap(((1 - norm) * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+    norm = np.clip((inverse - lo) / max(hi - lo, 1e-12), 0, 1)
+    turbo = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
     turbo[sky] = (40, 40, 90)
     hatch = ((np.add.outer(np.arange(depth.shape[0]), np.arange(depth.shape[1])) // 3) % 2).astype(bool)
     bad = ~reliable
@@ -291,7 +303,7 @@ def build_backends(*, correspondence: str = "dis", correspondence_checkpoint: st
     return backend, sky_backend
 
 
-_PAIR_OPTIONS = ("fb_alpha", "fb_beta", "photometric_max", "crf", "crf_iterations", "crf_max_side",
+_PAIR_OPTIONS = ("fb_alpha", "fb_beta", "photometric_max", "discontinuity_max", "crf", "crf_iterations", "crf_max_side",
                  "depth_range_ratio", "view_order_min_votes", "view_order_min_margin", "vertical_tolerance_px")
 _THRESHOLDS = ("min_flow_consistency", "vertical_tolerance_px", "max_misaligned_fraction", "min_disparity_range_px",
                "min_coverage", "min_crop_fraction", "auto_accept_score")

@@ -65,7 +65,7 @@ class HeuristicSky:
         hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
         hue, sat, val = hsv[..., 0] * (360 / 256), hsv[..., 1] / 255, hsv[..., 2] / 255
         # clear sky: hue 180-250 degrees, not dark; overcast / haze: bright and nearly grey
-        blue = _sigmoid((1 - np.abs(hue - 215) / 40) * 6) * _sigmoid((val - 0.35) * 12) * _sigmoid((sat - 0.12) * 20)
+        blue = _sigmoid((1 - np.abs(hue - 215) / 40) * 6) * _sigmoid((val - 0.2) * 12) * _sigmoid((sat - 0.12) * 20)
         grey = _sigmoid((val - 0.7) * 15) * _sigmoid((0.25 - sat) * 20)
         colour = np.maximum(blue, grey)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
