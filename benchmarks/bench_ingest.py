@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tasks.catalog import Catalog
     from tasks.dedup import phash64
-    from tasks.imageio import ImageError, decode_image, is_jps
+    from tasks.imageio import decode_image, is_jps
     from tasks.ingest import ingest
     from tasks.samples import build_samples, load_manifest
     from tasks.stereo_formats import detect_stereo_format, extract_views

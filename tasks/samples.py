@@ -191,6 +191,7 @@ def build_samples(root: str | Path, *, max_view_side: int | None = None, force: 
 
     ``max_view_side``: downscale every view so its longer side is at most this (tests use ~160;
     None keeps the motorcycle's 741x500 resolution for crops of the whole scene)."""
+    import cv2
     from PIL import Image
 
     root = Path(root)
@@ -277,8 +278,6 @@ def build_samples(root: str | Path, *, max_view_side: int | None = None, force: 
     stereo("cmyk_sbs.jpg", buf.getvalue(), "CMYK JPEG side-by-side", "side_by_side", gt, crop)
 
     lv, rv, dv, gt, crop = pair("sbs16")
-    import cv2
-
     sixteen = _sbs(lv, rv).astype(np.uint16) * 257
     ok, enc = cv2.imencode(".png", np.ascontiguousarray(sixteen[..., ::-1]))
     assert ok

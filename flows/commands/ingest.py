@@ -30,6 +30,14 @@ def run(args: argparse.Namespace, config) -> int:
     except ValueError as exc:
         print(f"redweb ingest: {exc}", file=sys.stderr)
         return 2
+    from pathlib import Path
+
+    if kind == "local" and not Path(arg).is_dir():
+        print(f"redweb ingest: local source {arg!r} is not a folder", file=sys.stderr)
+        return 2
+    if kind == "urls" and not Path(arg).is_file():
+        print(f"redweb ingest: URL list {arg!r} not found", file=sys.stderr)
+        return 2
     if kind == "flickr" and not config.flickr.api_key:
         print("redweb ingest: --source flickr needs FLICKR_API_KEY (and FLICKR_API_SECRET)", file=sys.stderr)
         return 2

@@ -55,3 +55,5 @@ def test_cli_ingest_then_status_json(prefect_test_server, prebuilt, data_root, c
     assert main(["status", "--json", "--data-root", str(data_root)]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == status
     assert main(["ingest", *args, "--source", "ftp:nope"]) == 2
+    assert main(["ingest", *args, "--source", f"local:{data_root / 'nowhere'}"]) == 2
+    assert main(["ingest", *args, "--source", f"urls:{data_root / 'nothing.txt'}"]) == 2
