@@ -97,6 +97,8 @@ class ProcessConfig(_Section):
     fb_beta: float = Field(0.5, gt=0, description="pixels")
     photometric_max: float | None = Field(
         20.0, gt=0, description="8-bit colour difference after warping above which a pixel is unreliable")
+    discontinuity_max: float | None = Field(
+        None, gt=0, description="px: drop pixels whose 5x5 flow range exceeds this (edge fattening); None = off")
     depth_range_ratio: float = Field(
         10.0, gt=1, description="assumed far/near depth ratio that fixes the unknown disparity offset (README)")
     view_order_min_votes: int = Field(10, ge=1, description="occlusion runs needed to decide the view order")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -165,7 +164,7 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     depth = encode_depth(g, sky_c)
     timings["depth"] = time.perf_counter() - t
 
-    view_order = order.order if order.order != "undecided" else "undecided"
+    view_order = order.order
     q = quality_figures(consistent=consistent, sky=sky_c, vertical_residual=vres, d_far=stats.d_far,
                         d_near=stats.d_near, flow_finite=a["finite"], raw_consistency=a["raw_consistency"],
                         crop_fraction=(box[2] - box[0]) * (box[3] - box[1]) / float(w * h),
@@ -325,14 +324,11 @@ def process_batch(catalog_url: str, ids: list[str], data_root: str | Path, *, co
     thresholds = TriageThresholds(**{k: options[k] for k in _THRESHOLDS if k in options})
     states: dict[str, str] = {}
     with Catalog(catalog_url) as catalog:
-        try:
-            backend, sky_backend = build_backends(
-                correspondence=correspondence, correspondence_checkpoint=correspondence_checkpoint, sky=sky,
-                sky_checkpoint=sky_checkpoint, mmseg_config=mmseg_config, device=device)
-        except (ImportError, KeyError, ValueError, OSError) as exc:
-            # a misconfigured backend fails every item of the batch loudly, but with a reason
-            log.error("cannot build backends: %s", exc)
-            raise
+        # a backend that cannot be built (missing extra, bad checkpoint path) is a configuration error:
+        # it raises before any item is touched, instead of failing every pair of the run
+        backend, sky_backend = build_backends(
+            correspondence=correspondence, correspondence_checkpoint=correspondence_checkpoint, sky=sky,
+            sky_checkpoint=sky_checkpoint, mmseg_config=mmseg_config, device=device)
         for item_id in ids:
             try:
                 states[item_id] = process_item(catalog, item_id, data_root, backend=backend, sky_backend=sky_backend,
@@ -350,13 +346,3 @@ def process_batch(catalog_url: str, ids: list[str], data_root: str | Path, *, co
                     states[item_id] = "error"
     return states
 
-
-def peak_memory_mb(fn, *args, **kwargs) -> tuple[Any, float]:
-    """Run fn and return (result, peak Python-heap MiB) with tracemalloc (numpy buffers included)."""
-    tracemalloc.start()
-    try:
-        out = fn(*args, **kwargs)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return out, peak / 2**20
