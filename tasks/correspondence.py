@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import cv2
@@ -201,9 +202,9 @@ class PtlflowBackend(_TorchBackend):
             raise ImportError(f"backend {model!r} needs ptlflow: pip install 'redweb[flow]'") from exc
         if model not in ptlflow.get_model_names():
             raise KeyError(f"ptlflow has no model {model!r}")
-        if checkpoint is not None and not str(checkpoint).startswith(("/", ".")) and "/" not in str(checkpoint):
-            # a bare name would make ptlflow download weights; this project reads local files only
-            raise ValueError(f"checkpoint must be a local path, got {checkpoint!r}")
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            # a name that is not a file would make ptlflow download weights; we read local files only
+            raise ValueError(f"checkpoint must be a local path to a weights file, got {checkpoint!r}")
         self.name = model
         self.net = ptlflow.get_model(model, ckpt_path=checkpoint).eval().to(self.device)
         self.stride = int(getattr(self.net, "output_stride", 8) or 8)

@@ -68,8 +68,13 @@ def test_ptlflow_prefix_and_local_checkpoint_only():
         build_backend("ptlflow:no_such_net")
 
 
-def test_torchvision_raft_random_weights():
-    backend = build_backend("tv_raft", device="cpu", small=True, num_flow_updates=2)
+def test_torchvision_raft_weights_from_a_local_file(tmp_path):
+    import torch
+    from torchvision.models.optical_flow import raft_small
+
+    torch.save(raft_small(weights=None).state_dict(), tmp_path / "raft_small.pth")
+    backend = build_backend("tv_raft", device="cpu", small=True, num_flow_updates=2,
+                            checkpoint=str(tmp_path / "raft_small.pth"))
     s = make_scene(124, 130)  # RAFT's correlation pyramid needs >= 128 px: padded to 128 x 136, unpadded
     (f,) = backend.flow([s.left], [s.right])
     assert f.shape == (124, 130, 2) and np.isfinite(f).all()
