@@ -24,8 +24,8 @@ range: the farthest reliable non-sky surface (1st percentile of d) is ``range_ra
 
     (d_near - c) / (d_far - c) = K   =>   c = (K d_far - d_near) / (K - 1)
 
-so g = 1 / (d - c) is positive; pixels farther than d_far are clamped at twice the depth of d_far
-(they cannot pass infinity), so g lies in [g_near-ish, 2 K g_near]. Properties: the ordering of g is the
+so g = 1 / (d - c) is positive, and the 99th-percentile pixel is K times nearer than the 1st;
+pixels farther than d_far are clamped at twice the depth of d_far (they cannot pass infinity). Properties: the ordering of g is the
 ordering of d whatever K is; K only decides which nearly equal pairs count as "equal" (ratio within
 2%); it is invariant to any horizontal shift of either view and to image scale (both move d_far
 and d_near together). The benchmark prints the ordinal error for several K on the Middlebury pair
