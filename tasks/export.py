@@ -243,7 +243,9 @@ def export_dataset(
     except (ValueError, KeyError):
         previous = {}  # unreadable state: everything is rewritten, nothing is lost
 
-    items = sorted(catalog.items(catalog.ids(*states)), key=lambda it: it.id)
+    ids = sorted(catalog.ids(*states))
+    # fetched in chunks: one IN (...) over 10^5 ids would pass SQLite's bound-parameter limit
+    items = [it for k in range(0, len(ids), 500) for it in catalog.items(ids[k:k + 500])]
     result = ExportResult(out_dir=out_dir)
     settings = [_EXPORT_CODE_VERSION, fmt, max_side, jpeg_quality]
     current: dict[str, dict] = {}
