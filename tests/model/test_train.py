@@ -120,6 +120,7 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path)["model"]
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_identical_weights(tiny_export, tmp_path):
     iterations = "24"
     full, killed = tmp_path / "full", tmp_path / "killed"
@@ -152,6 +153,7 @@ def test_resume_after_sigkill_gives_identical_weights(tiny_export, tmp_path):
     assert not torch.equal(init["output.conv2.weight"], a["output.conv2.weight"])
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_gloo(tiny_export, tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
