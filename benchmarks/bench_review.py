@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             again = (time.perf_counter() - t0) * 1000
             assert res.total == len(res2.unchanged)
             rows.append((f"export {res.total} items (total)", first, first))
-            rows.append((f"re-export, nothing changed", again, again))
+            rows.append(("re-export, nothing changed", again, again))
 
     print(f"catalog: {url.split('://')[0]}, {args.items} items (filled in {fill_s:.1f} s)\n")
     print(f"{'operation':<36} {'median ms':>10} {'p95 ms':>10}")

@@ -568,9 +568,9 @@ class ReviewStore:
         with self.catalog.session() as s:
             rows = s.execute(q).all()
         out: dict[str, dict] = {}
-        for batch, state, n in rows:
-            d = out.setdefault(batch or "-", dict(batch=batch or "-", total=0, to_review=0, accepted=0,
-                                                  rejected=0, other=0))
+        for name, state, n in rows:
+            d = out.setdefault(name or "-", dict(batch=name or "-", total=0, to_review=0, accepted=0,
+                                                 rejected=0, other=0))
             d["total"] += n
             key = "to_review" if state in self.review_states else state if state in DECISIONS else "other"
             d[key] += n

@@ -46,7 +46,7 @@ def test_changes_without_authentication_are_refused(server):
 
 
 def test_csrf_token_required(server):
-    base, ids, url, _ = server
+    base, _, url, _ = server
     client, csrf = sign_in(base, "alice")
     item = client.get("/next", follow_redirects=True)
     item_id = re.search(r'id="item-id">([^<]+)<', item.text).group(1)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tasks.catalog import Catalog, State
+from tasks.catalog import Catalog
 from tasks.export import (
     HEAD_COLUMNS,
     STATE_FILE,
@@ -174,7 +174,7 @@ def test_missing_files_are_skipped_or_raise(setup, tmp_path):
 
 
 def test_max_side_resizes_all_three_consistently(setup, tmp_path):
-    catalog, root, ids = setup
+    catalog, root, _ = setup
     out = tmp_path / "small"
     export_dataset(catalog, root, out, max_side=48)
     row = read_manifest(out)[0]
