@@ -60,6 +60,7 @@ def _prefect_defaults() -> None:
     import os
 
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline machines: no telemetry errors
 
 
 def main(argv: list[str] | None = None) -> int:

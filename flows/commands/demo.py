@@ -6,8 +6,8 @@
 
 Demo defaults (each can be changed with --set, or with a --config file):
   process.auto_accept_score=0.5  pipeline.export_states=[accepted,auto_accepted]
-  train.arch=resnet18_fusion  train.pretrained=false  train.input_size=160  train.batch_size=4
-  train.iterations=300  train.n_pairs=1000  train.num_workers=0  evaluate.max_side=320
+  train.arch=resnet18_fusion  train.arch_kwargs={channels: 64}  train.pretrained=false
+  train.input_size=128  train.batch_size=4  train.iterations=200  train.n_pairs=1000  evaluate.max_side=320
 Re-running is safe: finished items are skipped; training and evaluation run again in a new run folder.
 """
 from __future__ import annotations
@@ -20,13 +20,14 @@ DEMO_OVERRIDES = (
     "pipeline.export_name=demo",
     "train.arch=resnet18_fusion",
     "train.pretrained=false",
-    "train.input_size=160",
+    "train.arch_kwargs={channels: 64}",
+    "train.input_size=128",
     "train.batch_size=4",
-    "train.iterations=300",
+    "train.iterations=200",
     "train.n_pairs=1000",
     "train.num_workers=0",
-    "train.val_every=100",
-    "train.checkpoint_every=100",
+    "train.val_every=50",
+    "train.checkpoint_every=50",
     "train.lr=0.02",
     "evaluate.max_side=320",
     "evaluate.device=cpu",
