@@ -29,6 +29,10 @@ export REDWEB_TEST_POSTGRES_URL="postgresql+psycopg://redweb@127.0.0.1:$PGPORT/r
 echo "[test] PostgreSQL on 127.0.0.1:$PGPORT"
 
 export REDWEB_CHROMIUM=${REDWEB_CHROMIUM:-/usr/bin/chromium}
+# Prefect: a private home per test run (its own throw-away API database), no telemetry, patient start-up.
+export PREFECT_HOME="$PGDIR/prefect-home"
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?
