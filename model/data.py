@@ -396,6 +396,8 @@ def make_synthetic_export(
     for sub in ("imgs", "RDs", "masks"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     height, width = (size, size) if isinstance(size, int) else size
+    if min(height, width) < 16:
+        raise ValueError(f"synthetic images need sides >= 16 pixels, got {height}x{width}")
     rng = np.random.default_rng(seed)
     n_val = min(n - 1, max(1, round(n * val_fraction))) if n >= 2 and val_fraction > 0 else 0
     rows = []
