@@ -444,6 +444,8 @@ def train(
     if resume_path is not None:
         payload = load_checkpoint(resume_path, map_location="cpu")
         meta = payload["meta"]
+        if "training" not in payload:
+            raise ValueError(f"{resume_path} holds weights only; resume from RUN_DIR/checkpoints/last.pt")
         if meta["arch"] != arch:
             raise ValueError(f"{resume_path} holds {meta['arch']!r}, not {arch!r}")
         if meta.get("dataset", {}).get("manifest_sha256") != fingerprint and is_main:
