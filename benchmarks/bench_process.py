@@ -14,12 +14,14 @@ pixels over the original scene area, end-point error of the disparity (after rem
 offset, in processed pixels), time per pair (read + every stage + writing the five files) and per
 stage, peak traced memory. ``flownet2`` with random weights only gives a time.
 
-Speed: the same pipeline on the pair upscaled to 1 megapixel per view (dis, 2 threads).
+Speed: the same pipeline on the pair upscaled to 1 megapixel per view (``--speed-backends``, 2 threads).
 
 Sky: precision / recall with and without the CRF on rendered scenes with known sky and on
 scikit-image's rocket photo with hand-labelled sky / not-sky rectangles.
 
-Run: ``.venv/bin/python benchmarks/bench_process.py [--backends dis,flownet2] [--pairs 200000]``.
+Run: ``.venv/bin/python benchmarks/bench_process.py [--backends dis,sgbm,flownet2] [--pairs 200000]``;
+a backend spec may carry builder arguments: ``sgbm@edge_band=2@smooth=0`` (YAML values).
+Every CPU backend (dis, sgbm, sgbm_dense, dis+sgbm) gets label figures; networks a time only.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.correspondence import build_backend  # noqa: E402
+from tasks.correspondence import build_backend, is_gpu_backend  # noqa: E402
 from tasks.depth import SKY_VALUE, ordinal_labels  # noqa: E402
 from tasks.process import process_pair, read_rgb, write_maps  # noqa: E402
 from tasks.sky import build_sky, detect_sky  # noqa: E402
@@ -98,6 +100,17 @@ def ordinal_error(depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray, n:
     return ordinal_errors(depth, gt_depth, valid, n, seed)["all"]
 
 
+def make_backend(spec: str):
+    """``name`` or ``name@key=value@key=value`` (YAML values) -> (spec, backend); networks on the CPU."""
+    import yaml
+
+    name, *opts = spec.split("@")
+    kw = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in opts)}
+    if is_gpu_backend(name):
+        kw.setdefault("device", "cpu")
+    return spec, build_backend(name, **kw)
+
+
 def run_pair(left_path: Path, right_path: Path, backend, sky_backend, out_root: Path, item: str, **options):
     """What process_item does for one pair, minus the catalog: read, every stage, write. Timed."""
     t0 = time.perf_counter()
@@ -127,13 +140,13 @@ def bench_labels(backends: list[str], n_pairs: int, tmp: Path, range_ratios: lis
     sky_backend = build_sky("heuristic")
     print(f"\n## Labels: Middlebury motorcycle, cross-eyed side-by-side, {damage}; "
           f"source {source.shape[1]}x{source.shape[0]}, views {half}x{source.shape[0]}\n")
-    header = (f"{'backend':<10} {'order':<11} {'ord.err':>8} {'err.neq':>8} {'err.eq':>7} {'coverage':>9} "
+    nw = max(10, *(len(b) for b in backends))
+    header = (f"{'backend':<{nw}} {'order':<11} {'ord.err':>8} {'err.neq':>8} {'err.eq':>7} {'coverage':>9} "
               f"{'cov.crop':>9} {'EPE px':>7} {'wall s':>7} {'cpu s':>6} {'peak MiB':>9}  per stage, wall (s)")
     print(header)
     print("-" * len(header))
-    for name in backends:
-        kw = {"device": "cpu"} if name != "dis" else {}
-        backend = build_backend(name, **kw)
+    for spec in backends:
+        name, backend = make_backend(spec)
         run_pair(pairs / "first.png", pairs / "second.png", backend, sky_backend, tmp / "warm", "warm", **options)
         tracemalloc.start()
         c0 = time.process_time()
@@ -142,8 +155,8 @@ def bench_labels(backends: list[str], n_pairs: int, tmp: Path, range_ratios: lis
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         stages = " ".join(f"{k}={v:.2f}" for k, v in result.timings.items() if k != "total")
-        if name != "dis":
-            print(f"{name:<10} {result.view_order:<11} {'(random weights: time only)':>53} "
+        if is_gpu_backend(name.split("@")[0]):
+            print(f"{name:<{nw}} {result.view_order:<11} {'(random weights: time only)':>53} "
                   f"{result.timings['total']:>7.2f} {cpu:>6.2f} {peak / 2**20:>9.0f}  {stages}")
             continue
         view_x0 = half if result.swapped_views else 0  # left eye = second half when flipped
@@ -164,11 +177,11 @@ def bench_labels(backends: list[str], n_pairs: int, tmp: Path, range_ratios: lis
         gt_proc = gtd / geo["fx"]  # GT disparity in processed pixels
         diff = (result.disparity - gt_proc)[valid]
         epe = float(np.abs(diff - np.median(diff)).mean())
-        print(f"{name:<10} {result.view_order:<11} {errs['all']:>8.2%} {errs['neq']:>8.2%} {errs['eq']:>7.1%} "
+        print(f"{name:<{nw}} {result.view_order:<11} {errs['all']:>8.2%} {errs['neq']:>8.2%} {errs['eq']:>7.1%} "
               f"{coverage:>9.1%} {cov_crop:>9.1%} {epe:>7.2f} "
               f"{result.timings['total']:>7.2f} {cpu:>6.2f} {peak / 2**20:>9.0f}  {stages}")
         print(f"    GT registration check: mean |original left - output image| = {reg_err:.1f} (8-bit; JPEG + resize)")
-        if range_ratios:
+        if range_ratios and name == "dis":
             from tasks.depth import disparity_to_depth
 
             cells = []
@@ -185,7 +198,8 @@ def bench_labels(backends: list[str], n_pairs: int, tmp: Path, range_ratios: lis
             print(f"    without any mask (all pixels with GT, same crop): ord.err {ordinal_error(g, gt_depth, raw_valid, n_pairs):.2%}")
 
 
-def bench_speed(tmp: Path, megapixels: float = 1.0, repeats: int = 3, options: dict | None = None) -> None:
+def bench_speed(tmp: Path, megapixels: float = 1.0, repeats: int = 3, options: dict | None = None,
+                spec: str = "dis") -> None:
     from skimage import data
 
     left, right, _ = data.stereo_motorcycle()
@@ -195,7 +209,7 @@ def bench_speed(tmp: Path, megapixels: float = 1.0, repeats: int = 3, options: d
     d.mkdir(parents=True, exist_ok=True)
     for name, view in (("left", left), ("right", right)):
         cv2.imwrite(str(d / f"{name}.png"), cv2.resize(view, size, interpolation=cv2.INTER_CUBIC)[..., ::-1])
-    backend, sky_backend = build_backend("dis"), build_sky("heuristic")
+    (_, backend), sky_backend = make_backend(spec), build_sky("heuristic")
     times, cpus = [], []
     for k in range(repeats + 1):
         c0 = time.process_time()
@@ -205,7 +219,7 @@ def bench_speed(tmp: Path, megapixels: float = 1.0, repeats: int = 3, options: d
             cpus.append(time.process_time() - c0)
     best = min(times, key=lambda t: t["total"])
     stages = " ".join(f"{k}={v:.2f}" for k, v in best.items() if k != "total")
-    print(f"\n## Speed: dis + heuristic sky + CRF, {size[0]}x{size[1]} per view ({size[0] * size[1] / 1e6:.2f} MP), "
+    print(f"\n## Speed: {spec} + heuristic sky + CRF, {size[0]}x{size[1]} per view ({size[0] * size[1] / 1e6:.2f} MP), "
           f"cv2 threads {cv2.getNumThreads()}, {os.cpu_count()} cores")
     print(f"best of {repeats}: {best['total']:.2f} s per pair (median {np.median([t['total'] for t in times]):.2f});"
           f" {stages}; CPU time {np.median(cpus):.2f} s (all threads; the machine is shared, wall times vary)")
@@ -279,7 +293,9 @@ def bench_sky() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", default="dis,flownet2", help="comma-separated correspondence backends")
+    parser.add_argument("--backends", default="dis,sgbm,sgbm_dense,flownet2",
+                        help="comma-separated correspondence backends (name or name@key=value@...)")
+    parser.add_argument("--speed-backends", default="dis,sgbm", help="comma-separated backends for the 1-MP timing")
     parser.add_argument("--pairs", type=int, default=200_000, help="random pixel pairs for the ordinal error")
     parser.add_argument("--megapixels", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2, help="OpenCV / torch threads (the target is for 2 cores)")
@@ -301,9 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         if "labels" not in skip:
             ratios = [4, 7, 10, 20, float("inf")]
             bench_labels(args.backends.split(","), args.pairs, Path(tmp), ratios, options, DEGRADED)
-            bench_labels(["dis"], args.pairs, Path(tmp), ratios, options, CLEAN)
+            cpu_backends = [b for b in args.backends.split(",") if not is_gpu_backend(b.split("@")[0])]
+            bench_labels(cpu_backends or ["dis"], args.pairs, Path(tmp), ratios, options, CLEAN)
         if "speed" not in skip:
-            bench_speed(Path(tmp), args.megapixels, options=options)
+            for spec in args.speed_backends.split(","):
+                bench_speed(Path(tmp), args.megapixels, options=options, spec=spec)
     if "sky" not in skip:
         bench_sky()
     return 0

@@ -8,7 +8,10 @@ so that ``sources[k][y, x] ~ targets[k][y + f[y, x, 1], x + f[y, x, 0]]``. Image
 uint8 RGB; a pair has one size, pairs in a batch may differ. Backends are looked up by name in
 ``CORRESPONDENCE`` (refuses duplicates, lists its names):
 
-- ``dis``: OpenCV's DIS optical flow, no weights, the CPU default.
+- ``dis``: OpenCV's DIS optical flow, no weights.
+- ``sgbm`` (and ``sgbm_dense``): OpenCV's semi-global matching on the views after compensating
+  their global vertical offset / rotation / scale, both disparity signs; no weights, CPU.
+- ``dis+sgbm``: DIS flow kept where SGBM agrees with it.
 - ``flownet2``, ``raft``, ``raft_small``, ``sea_raft_m``, ... and ``ptlflow:<any ptlflow model>``:
   ptlflow 0.4.2 networks (the ``flow`` extra), checkpoint from a local file (``checkpoint=``; without
   one the weights are random, which only tests use), GPU when present, batched, padded to the
@@ -84,9 +87,12 @@ def resolve_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+_CPU_BACKENDS = ("dis", "sgbm", "sgbm_dense", "dis+sgbm")  # the rest run networks
+
+
 def is_gpu_backend(name: str) -> bool:
     """Whether a backend name runs a network (and so belongs on a GPU worker)."""
-    return name != "dis"
+    return name not in _CPU_BACKENDS
 
 
 def build_backend(name: str, **kwargs: Any) -> FlowBackend:
@@ -273,3 +279,190 @@ def consistency_mask(fwd: np.ndarray, bwd: np.ndarray, *, alpha: float = 0.01, b
     err = np.linalg.norm(fwd + b_at, axis=-1)
     ok = err < alpha * np.linalg.norm(fwd, axis=-1) + beta
     return ok & inside & np.isfinite(fwd).all(axis=-1)
+
+
+# ---- SGBM on globally rectified views -----------------------------------------------------------
+_SGBM_MODES = {"sgbm": 0, "hh": 1, "3way": 2, "hh4": 3}  # cv2.StereoSGBM_MODE_* values
+
+
+def _similarity_to_target(alignment: Any, w: int, h: int) -> np.ndarray:
+    """2x3 affine from rectified target pixels (x_r, y) to the target view's pixels (tasks/rectify.py)."""
+    a, b, ty = alignment.a, alignment.b, alignment.ty
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    return np.array([[b, -a, cx - b * cx + a * cy], [a, b, cy + ty - a * cx - b * cy]], np.float64)
+
+
+class SgbmBackend:
+    """OpenCV StereoSGBM (Hirschmüller 2008) after compensating the global misalignment; CPU, no weights.
+
+    Per pair (source a, target b): a coarse DIS flow both ways (``coarse_preset`` at finest scale
+    ``coarse_scale``, cheap; shared with the reverse pair of the batch) gives the consistent
+    pixels, from which ``tasks.rectify.fit_alignment`` estimates b's vertical offset / rotation /
+    scale and the disparity range (0.5th..99.5th percentile, widened by ``margin`` px + 10%). b is
+    warped to that rectified frame, both views are padded horizontally so that SGBM's invalid edge
+    columns fall in the padding, and SGBM searches the range, which may hold both signs (web
+    stereo has an unknown convergence offset: ``minDisparity`` is simply negative then).
+
+    SGBM's uniqueness test, speckle filter and left-right check (``lr_max_diff``) mark pixels
+    invalid; a bilateral filter (``smooth`` px, ``smooth_range`` px of disparity) averages the
+    1/16-px values within a surface (SGBM's parabola fit locks them towards integers), and
+    ``edge_band`` drops pixels whose valid ``edge_window`` neighbourhood spans a larger jump: next
+    to a nearer object, and where the background shows through it (wheels, frames), background
+    pixels take the object's disparity consistently in both directions, so the forward-backward
+    check cannot catch them. The disparity d becomes a flow in b's unrectified pixels, (x - d, y)
+    through the similarity; invalid pixels get a flow that points outside the image, so
+    ``consistency_mask`` rejects them whatever the other direction says.
+
+    Defaults (block 3, P2 = 16 block², smooth 4, edge band 3 px in 3 x 3) were chosen on the
+    degraded Middlebury pair of benchmarks/bench_process.py; ``sgbm_dense`` is the same without the
+    edge band (more coverage, more inverted pairs).
+    """
+
+    name = "sgbm"
+    device = "cpu"
+
+    def __init__(self, *, block_size: int = 3, p1: int | None = None, p2: int | None = None,
+                 uniqueness: int = 10, lr_max_diff: int = 1, speckle_window: int = 100,
+                 speckle_range: int = 2,
+                 mode: str = "3way", colour: bool = False, margin: float = 8.0, smooth: float = 4.0,
+                 smooth_range: float = 1.0, edge_band: float | None = 3.0, edge_window: int = 3,
+                 coarse_preset: str = "ultrafast", coarse_scale: int = 2, **_ignored: Any) -> None:
+        self.block_size, self.uniqueness, self.lr_max_diff = block_size, uniqueness, lr_max_diff
+        self.speckle_window, self.speckle_range, self.mode = speckle_window, speckle_range, _SGBM_MODES[mode]
+        self.colour, self.margin = colour, margin
+        self.smooth, self.smooth_range = smooth, smooth_range
+        self.edge_band, self.edge_window = edge_band, edge_window
+        cn = 3 if colour else 1
+        # OpenCV's suggested P1 = 8 cn block²; P2 at 16 (not 32) cn block²: fewer background pixels
+        # dragged to a nearer surface, at a little coverage (benchmarks/bench_process.py)
+        self.p1 = p1 if p1 is not None else 8 * cn * block_size ** 2
+        self.p2 = p2 if p2 is not None else 16 * cn * block_size ** 2
+        self.coarse = DisBackend(preset=coarse_preset, finest_scale=coarse_scale)
+
+    def _coarse(self, a: np.ndarray, b: np.ndarray,
+                flows: tuple[np.ndarray, np.ndarray]) -> tuple[Any, float, float]:
+        """Alignment of b to a and the rectified disparity range (lo, hi), px, from the coarse
+        (a -> b, b -> a) flows."""
+        from tasks.rectify import fit_alignment, rectified_disparity
+
+        fwd, bwd = flows
+        ok = consistency_mask(fwd, bwd, alpha=0.02, beta=1.0)
+        if ok.mean() < 0.05:  # nothing agrees: search around the median, no compensation
+            ok = np.ones(ok.shape, bool)
+        alignment = fit_alignment(fwd, ok)
+        disp, _ = rectified_disparity(fwd, alignment)
+        lo, hi = (float(v) for v in np.percentile(disp[ok], [0.5, 99.5]))
+        return alignment, lo, hi
+
+    def match(self, a: np.ndarray, b: np.ndarray, coarse_flows: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """(H, W, 3) uint8 RGB a, b -> (flow a -> b (H, W, 2) float32, valid (H, W) bool, the coarse
+        flows (a -> b, b -> a)); ``coarse_flows`` reuses those of the reverse pair, swapped."""
+        h, w = a.shape[:2]
+        if coarse_flows is None:
+            coarse_flows = tuple(self.coarse.flow([a, b], [b, a]))
+        alignment, lo, hi = self._coarse(a, b, coarse_flows)
+        lo, hi = max(lo, -0.5 * w), min(hi, 0.5 * w)  # a wild coarse flow must not blow up the search
+        m = self.margin + 0.1 * max(hi - lo, 0.0)
+        dmin = int(np.floor(lo - m))
+        ndisp = max(16, int(np.ceil((hi + m - dmin) / 16.0)) * 16)
+        dmax = dmin + ndisp - 1
+        affine = _similarity_to_target(alignment, w, h)
+        b_rect = cv2.warpAffine(b, affine, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)
+        ia, ib = (a, b_rect) if self.colour else (cv2.cvtColor(a, cv2.COLOR_RGB2GRAY),
+                                                   cv2.cvtColor(b_rect, cv2.COLOR_RGB2GRAY))
+        # SGBM leaves the first dmax and the last -dmin columns invalid: pad them away
+        half = self.block_size // 2 + 1
+        pl, pr = max(dmax, 0) + half, max(-dmin, 0) + half
+        ia = cv2.copyMakeBorder(ia, 0, 0, pl, pr, cv2.BORDER_REPLICATE)
+        ib = cv2.copyMakeBorder(ib, 0, 0, pl, pr, cv2.BORDER_REPLICATE)
+        sgbm = cv2.StereoSGBM_create(minDisparity=dmin, numDisparities=ndisp, blockSize=self.block_size,
+                                     P1=self.p1, P2=self.p2, disp12MaxDiff=self.lr_max_diff,
+                                     uniquenessRatio=self.uniqueness, speckleWindowSize=self.speckle_window,
+                                     speckleRange=self.speckle_range, preFilterCap=63, mode=self.mode)
+        raw = sgbm.compute(ia, ib)[:, pl:pl + w]  # int16, 16 x disparity; (dmin - 1) * 16 = invalid
+        valid = raw > (dmin - 1) * 16
+        d = raw.astype(np.float32) / 16.0
+        if self.smooth > 0:
+            far = np.where(valid, d, -1e4).astype(np.float32)  # invalid: out of every surface's range
+            k = 2 * int(np.ceil(1.5 * self.smooth)) + 1
+            d = np.where(valid, cv2.bilateralFilter(far, k, self.smooth_range, self.smooth), d)
+        if self.edge_band is not None:
+            k = np.ones((self.edge_window, self.edge_window), np.uint8)
+            top = cv2.dilate(np.where(valid, d, -1e4).astype(np.float32), k)
+            bottom = cv2.erode(np.where(valid, d, 1e4).astype(np.float32), k)
+            valid &= (top - bottom) < self.edge_band
+        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        xr = xs - d
+        tx = affine[0, 0] * xr + affine[0, 1] * ys + affine[0, 2]
+        ty = affine[1, 0] * xr + affine[1, 1] * ys + affine[1, 2]
+        flow = np.stack([tx - xs, ty - ys], axis=-1).astype(np.float32)
+        flow[~valid, 0] = -2.0 * w - xs[~valid]  # lands at x = -w or beyond: never consistent
+        flow[~valid, 1] = 0.0
+        return flow, valid, coarse_flows
+
+    def matches(self, sources: Sequence[np.ndarray], targets: Sequence[np.ndarray]
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(flow, valid) per pair; a pair that is the reverse of an earlier one in the batch (the
+        pipeline asks for left -> right and right -> left together) reuses its coarse flows."""
+        done: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        out = []
+        for a, b in zip(sources, targets):
+            reverse = done.get((id(b), id(a)))
+            flow, valid, coarse = self.match(np.ascontiguousarray(a), np.ascontiguousarray(b),
+                                             None if reverse is None else (reverse[1], reverse[0]))
+            done[(id(a), id(b))] = coarse
+            out.append((flow, valid))
+        return out
+
+    def flow(self, sources: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [f for f, _ in self.matches(sources, targets)]
+
+
+CORRESPONDENCE.register("sgbm", SgbmBackend)
+CORRESPONDENCE.register("sgbm_dense", functools.partial(SgbmBackend, edge_band=None))
+
+
+class DisSgbmBackend:
+    """DIS flow kept only where SGBM (on the rectified views) agrees with its horizontal component.
+
+    DIS gives smooth sub-pixel flow but drags smooth motion across object edges and thin
+    structures (wheels, spokes) in a way the forward-backward check misses; SGBM is exact to
+    about a pixel with sharp edges. Where SGBM is valid and the two horizontal flows differ by
+    less than ``tolerance`` px the DIS flow is kept; elsewhere the pixel gets ``disagree``:
+    ``"out"`` (a flow outside the image, never consistent) or ``"sgbm"`` (SGBM's flow, when valid).
+    Keyword arguments other than these and DIS's go to ``SgbmBackend``.
+    """
+
+    name = "dis+sgbm"
+    device = "cpu"
+
+    def __init__(self, *, tolerance: float = 1.0, disagree: str = "out", preset: str = "fast",
+                 finest_scale: int | None = 0, variational_iterations: int | None = None,
+                 **sgbm: Any) -> None:
+        if disagree not in ("out", "sgbm"):
+            raise ValueError(f"disagree must be 'out' or 'sgbm', got {disagree!r}")
+        self.tolerance, self.disagree = tolerance, disagree
+        self.dis = DisBackend(preset=preset, finest_scale=finest_scale,
+                              variational_iterations=variational_iterations)
+        self.sgbm = SgbmBackend(**sgbm)
+
+    def flow(self, sources: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> list[np.ndarray]:
+        dis_flows = self.dis.flow(sources, targets)
+        out = []
+        for a, f, (s, valid) in zip(sources, dis_flows, self.sgbm.matches(sources, targets)):
+            agree = valid & (np.abs(f[..., 0] - s[..., 0]) < self.tolerance)
+            fused = f.copy()
+            if self.disagree == "sgbm":
+                fused[valid & ~agree] = s[valid & ~agree]
+            bad = ~valid if self.disagree == "sgbm" else ~agree
+            w = a.shape[1]
+            xs = np.broadcast_to(np.arange(w, dtype=np.float32), bad.shape)
+            fused[bad, 0] = -2.0 * w - xs[bad]
+            fused[bad, 1] = 0.0
+            out.append(fused)
+        return out
+
+
+CORRESPONDENCE.register("dis+sgbm", DisSgbmBackend)
