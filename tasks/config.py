@@ -82,7 +82,8 @@ class FlickrConfig(_Section):
 class ProcessConfig(_Section):
     """Stereo to relative depth (`redweb process`): backends, masks, depth choice, triage thresholds."""
 
-    correspondence: str = Field("dis", description="dis | flownet2 | raft | sea_raft_m | ptlflow:<name> | tv_raft")
+    correspondence: str = Field(
+        "sgbm", description="sgbm | sgbm_dense | dis | dis+sgbm | flownet2 | raft | sea_raft_m | ptlflow:<name> | tv_raft")
     correspondence_checkpoint: str | None = Field(None, description="local weights file for network backends")
     sky: str = Field("heuristic", description="heuristic | segformer | mmseg")
     sky_checkpoint: str | None = Field(None, description="segformer: local model directory; mmseg: checkpoint file")
