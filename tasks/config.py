@@ -82,8 +82,9 @@ class FlickrConfig(_Section):
 class ProcessConfig(_Section):
     """Stereo to relative depth (`redweb process`): backends, masks, depth choice, triage thresholds."""
 
+    # DIS stays the default (DESIGN.md / the brief); sgbm is measured more accurate on Middlebury (README)
     correspondence: str = Field(
-        "sgbm", description="sgbm | sgbm_dense | dis | dis+sgbm | flownet2 | raft | sea_raft_m | ptlflow:<name> | tv_raft")
+        "dis", description="dis | sgbm | sgbm_dense | dis+sgbm | flownet2 | raft | sea_raft_m | ptlflow:<name> | tv_raft")
     correspondence_checkpoint: str | None = Field(None, description="local weights file for network backends")
     sky: str = Field("heuristic", description="heuristic | segformer | mmseg")
     sky_checkpoint: str | None = Field(None, description="segformer: local model directory; mmseg: checkpoint file")
