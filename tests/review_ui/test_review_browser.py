@@ -67,6 +67,8 @@ def press_and_wait(page, key: str) -> None:
 def sign_in_with_keyboard(page, base: str, name: str) -> None:
     page.goto(base + "/next")
     assert "/login" in page.url
+    # autofocus lands after load; typing before it would lose keys on a busy machine
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'username'")
     page.keyboard.type(name)  # the name field has autofocus
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
