@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from prefect import flow
-from prefect.futures import as_completed
 
+from flows.batching import run_batches
 from flows.policy import redweb_task
 from tasks.config import RedwebConfig
 
@@ -21,23 +21,11 @@ from tasks.config import RedwebConfig
 def _run_batches(task, catalog_url: str, ids: list[str], batch_size: int, options: dict[str, Any],
                  bar_desc: str | None) -> dict[str, int]:
     """Submit ``task(catalog_url, batch, **options)`` per batch; sum the returned counts."""
-    futures = {task.submit(catalog_url, ids[i:i + batch_size], **options): len(ids[i:i + batch_size])
-               for i in range(0, len(ids), batch_size)}
-    bar = None
-    if bar_desc is not None:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(ids), unit="item", desc=bar_desc)
     counts: dict[str, int] = {}
-    try:
-        for future in as_completed(list(futures)):
-            for key, n in future.result().items():
-                counts[key] = counts.get(key, 0) + n
-            if bar is not None:
-                bar.update(futures[future])
-    finally:
-        if bar is not None:
-            bar.close()
+    for result in run_batches(lambda batch: task.submit(catalog_url, batch, **options), ids, batch_size,
+                              desc=bar_desc):
+        for key, n in result.items():
+            counts[key] = counts.get(key, 0) + n
     return counts
 
 

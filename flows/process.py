@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
-from prefect.futures import as_completed
-
+from flows.batching import run_batches
 from flows.policy import redweb_task
 
 
@@ -31,23 +30,14 @@ def process_flow(catalog_url: str, data_root: str, *, ids: list[str] | None = No
         todo = select_items(catalog, reprocess=reprocess, limit=limit, ids=ids)
     kind = "gpu" if is_gpu_backend(correspondence) else "cpu"
     run_batch = redweb_task(process_batch, kind=kind, name=f"process-batch-{kind}")
-    futures = {run_batch.submit(catalog_url, todo[i:i + batch_size], str(Path(data_root)),
-                                correspondence=correspondence, reprocess=reprocess, **(options or {})):
-               len(todo[i:i + batch_size]) for i in range(0, len(todo), batch_size)}
-    counts: dict[str, int] = {}
-    bar = None
-    if progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), unit="pair", desc="process")
-    try:
-        for future in as_completed(list(futures)):
-            for state in future.result().values():
-                counts[state] = counts.get(state, 0) + 1
-            if bar is not None:
-                bar.update(futures[future])
-    finally:
-        if bar is not None:
-            bar.close()
+    def submit(batch: list[str]):
+        return run_batch.submit(catalog_url, batch, str(Path(data_root)), correspondence=correspondence,
+                                reprocess=reprocess, **(options or {}))
+
+    counts: dict[str, int] = {}
+    for states in run_batches(submit, todo, batch_size, desc="process" if progress else None, unit="pair"):
+        for state in states.values():
+            counts[state] = counts.get(state, 0) + 1
     print(f"processed {len(todo)} pairs: {counts}")
     return counts

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test,flow,segformer]"
 PY=${PYTHON:-python3}
+# pip warns about every package missing from the machine's local extra indexes: noise, not errors
+pipq() { .venv/bin/python -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; return "${PIPESTATUS[0]}"; }
 if [ ! -x .venv/bin/python ]; then
   echo "[bootstrap] creating .venv with $($PY --version)"
   "$PY" -m venv .venv
@@ -16,7 +18,7 @@ want="$(sha256sum pyproject.toml | cut -c1-16)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
-.venv/bin/python -m pip install -q --upgrade "pip<25" wheel
+pipq install -q --upgrade "pip<25" wheel
 # torch first, pinned to the builds this kind of machine has on local disk (see README).
 case "$(uname -m)" in
   x86_64) torch_pins="torch==2.14.1 torchvision==0.29.1" ;;
@@ -24,8 +26,8 @@ case "$(uname -m)" in
 esac
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   echo "[bootstrap] installing $torch_pins"
-  .venv/bin/python -m pip install -q $torch_pins
+  pipq install -q $torch_pins
 fi
 echo "[bootstrap] installing redweb${extras}"
-.venv/bin/python -m pip install -q -e ".${extras}"
+pipq install -q -e ".${extras}"
 echo "$want" > "$stamp"
