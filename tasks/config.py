@@ -181,7 +181,7 @@ class PipelineConfig(_Section):
 
 
 class RedwebConfig(_Section):
-    data_root: Path = Path("data")
+    data_root: Path = Field(Path("data"), validate_default=True, description="made absolute at load time")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file <data_root>/catalog.db")
     ingest: IngestConfig = IngestConfig()
     flickr: FlickrConfig = FlickrConfig()
