@@ -61,7 +61,7 @@ def redweb_pipeline(
         result = fn(*args, **kwargs)
         summary = result if isinstance(result, dict) else {"result": str(result)}
         steps[name] = {"seconds": time.perf_counter() - t0,
-                       **{k: v for k, v in summary.items() if k in ("items", "outcome", "total", "written", "result")
+                       **{k: v for k, v in summary.items() if k in ("items", "outcome", "total", "written", "result", "wkdr", "whdr")
                           or k in ("pending_review", "auto_accepted", "auto_rejected", "failed")}}
         return result
 
