@@ -83,11 +83,15 @@ def test_mmseg_backend(tmp_path):
         backbone=dict(type="ResNetV1c", depth=18, num_stages=4, out_indices=(3,), strides=(1, 2, 2, 2)),
         decode_head=dict(type="FCNHead", in_channels=512, channels=16, num_convs=1, num_classes=150,
                          in_index=0, norm_cfg=None),
-        test_cfg=dict(mode="whole"))))
+        test_cfg=dict(mode="whole")),
+        # what inference_model runs on an array (its first step becomes LoadImageFromNDArray)
+        test_pipeline=[dict(type="LoadImageFromFile"), dict(type="PackSegInputs")]))
     cfg_path = tmp_path / "fcn.py"
     cfg.dump(str(cfg_path))
     model = init_model(str(cfg_path), None, device="cpu")
-    save_checkpoint(model.state_dict(), str(tmp_path / "fcn.pth"))
+    # the layout of a released mmseg checkpoint: weights + meta (init_model reads checkpoint["meta"])
+    save_checkpoint({"meta": {"dataset_meta": {"classes": [f"c{i}" for i in range(150)]}},
+                     "state_dict": model.state_dict()}, str(tmp_path / "fcn.pth"))
     backend = build_sky("mmseg", checkpoint=str(tmp_path / "fcn.pth"), mmseg_config=str(cfg_path), device="cpu")
     prob, sky = detect_sky(backend, make_scene(64, 64, sky_rows=16).left)
     assert prob.shape == (64, 64)
