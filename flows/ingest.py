@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.batching import run_batches
 from flows.policy import redweb_task
@@ -39,7 +40,8 @@ def flickr_options(config: RedwebConfig) -> dict[str, Any]:
                 backoff_base_s=f.backoff_base_s, backoff_max_s=f.backoff_max_s, timeout_s=f.timeout_s)
 
 
-@flow(name="ingest", log_prints=True)
+# downloads are I/O-bound: a few more threads than cores, bounded (Prefect's default pool is not)
+@flow(name="ingest", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=8))
 def ingest_flow(source: str = "samples", limit: int | None = None, config: RedwebConfig | None = None,
                 progress: bool = False) -> dict:
     """Ingest ``source`` (samples | flickr | local:DIR | urls:FILE), at most ``limit`` items.

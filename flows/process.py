@@ -6,15 +6,20 @@ kind (one job per GPU through the tag's concurrency limit), DIS the ``cpu`` kind
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
 from flows.batching import run_batches
 from flows.policy import redweb_task
 
 
-@flow(name="process", log_prints=True)
+# one batch per core: the per-pair work is CPU-bound (OpenCV and torch release the GIL);
+# Prefect's default thread pool is unbounded and would start every batch at once
+@flow(name="process", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2))
 def process_flow(catalog_url: str, data_root: str, *, ids: list[str] | None = None, limit: int | None = None,
                  reprocess: bool = False, batch_size: int = 8, correspondence: str = "dis",
                  progress: bool = False, options: dict[str, Any] | None = None) -> dict[str, int]:

@@ -234,13 +234,27 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _sqlite_begin_immediate(conn) -> None:
+    # Take the write lock when a transaction starts. With pysqlite's default deferred BEGIN, a
+    # transaction that reads and then writes must upgrade its lock, and SQLite answers "database is
+    # locked" at once (no busy wait) when another connection committed in between: exactly what
+    # parallel batch tasks do. IMMEDIATE makes such transactions wait their turn (busy_timeout).
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_connect(dbapi_conn, record) -> None:
+    dbapi_conn.isolation_level = None  # let _sqlite_begin_immediate issue BEGIN, not pysqlite
+    _sqlite_pragmas(dbapi_conn, record)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
