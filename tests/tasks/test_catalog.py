@@ -88,3 +88,22 @@ def test_old_catalog_opens_in_new_version(catalog_url):
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(mod.__file__).with_name("migrations")))
     assert version == ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def test_parallel_writers_wait_instead_of_failing(catalog):
+    """Batches run as parallel tasks: read-then-write transactions from many threads must all land
+    (SQLite used to answer 'database is locked' when a deferred transaction upgraded its lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [catalog.discover(source="local", source_id=f"p{i}.jpg")[0].id for i in range(64)]
+
+    def walk(chunk):
+        for item_id in chunk:
+            catalog.transition(item_id, State.DOWNLOADED, expect=[State.DISCOVERED], raw_path=f"raw/{item_id}")
+            catalog.update(item_id, file_bytes=1)
+            catalog.transition(item_id, State.SPLIT, expect=[State.DOWNLOADED])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(walk, [ids[i::8] for i in range(8)]))
+    assert catalog.status().states == {"split": 64}
+    assert all(len(catalog.events(i)) == 3 for i in ids)
