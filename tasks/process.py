@@ -25,7 +25,7 @@ import numpy as np
 from tasks import crop as crop_mod
 from tasks.catalog import PIPELINE_VERSION, Catalog, State, TransitionError
 from tasks.correspondence import FlowBackend, build_backend, consistency_mask, warp_by_flow
-from tasks.depth import decide_view_order, disparity_to_depth, encode_depth
+from tasks.depth import ViewOrder, decide_view_order, disparity_to_depth, encode_depth
 from tasks.rectify import fit_alignment, rectified_disparity
 from tasks.sky import SkyBackend, build_sky, detect_sky
 from tasks.triage import TriageThresholds, quality_figures, triage
@@ -113,20 +113,27 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
                  crf: bool = True, crf_iterations: int = 5, crf_max_side: int = 384,
                  depth_range_ratio: float = 10.0, view_order_min_votes: int = 10,
                  view_order_min_margin: float = 0.25, vertical_tolerance_px: float = 2.0,
-                 known_order: bool = False) -> PairResult:
+                 known_order: bool = False, order: str = "auto") -> PairResult:
     """Left/right (H, W, 3) uint8 RGB views of one size -> cropped maps and quality figures.
 
     ``known_order``: the file format fixes the order (MPO, JPS); the data still decides when it
     is clear, but an undecided pair keeps the given order instead of being rejected.
+    ``order``: ``"auto"`` lets the data decide; ``"given"`` keeps the views as given (a reviewer
+    fixed the order: the votes are still computed and recorded, never acted on).
     """
+    if order not in ("auto", "given"):
+        raise ValueError(f"order must be 'auto' or 'given', got {order!r}")
     timings: dict[str, float] = {}
     a = _analyse(backend, left, right, fb_alpha=fb_alpha, fb_beta=fb_beta, photometric_max=photometric_max,
                  discontinuity_max=discontinuity_max)
     timings["flow"], timings["consistency"] = a["t_flow"], a["t_check"]
 
     t = time.perf_counter()
+    order_mode = order
     order = decide_view_order(left, a["disparity"], a["consistent"], min_votes=view_order_min_votes,
                               min_margin=view_order_min_margin)
+    if order_mode == "given":
+        order = ViewOrder("parallel", order.parallel_votes, order.cross_votes)
     swapped_views = order.order == "cross_eyed"
     if swapped_views:
         # the given "left" is the right eye: swap the views; both flows are reused, only the
@@ -233,8 +240,11 @@ def select_items(catalog: Catalog, *, reprocess: bool = False, limit: int | None
 
 def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backend: FlowBackend,
                  sky_backend: SkyBackend, max_side: int = 1024, reprocess: bool = False,
-                 thresholds: TriageThresholds | None = None, jpeg_quality: int = 95, **pair_options: Any) -> str:
+                 thresholds: TriageThresholds | None = None, jpeg_quality: int = 95, order: str = "auto",
+                 **pair_options: Any) -> str:
     """Process one item; returns its new state (or its unchanged state when there was nothing to do).
+
+    ``order="given"``: keep the stored left/right as they are (after a reviewer's flip).
 
     ``pair_options``: keyword arguments of ``process_pair`` (fb_alpha, crf, depth_range_ratio, ...).
     """
@@ -262,7 +272,7 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
     t0 = time.perf_counter()
     left, right = downscale(left, max_side), downscale(right, max_side)
     known_order = (item.view_order or "undecided") not in ("undecided", "")
-    result = process_pair(left, right, backend, sky_backend, known_order=known_order, **pair_options)
+    result = process_pair(left, right, backend, sky_backend, known_order=known_order, order=order, **pair_options)
 
     swapped = bool(item.swapped) ^ result.swapped_views
     views = (item.info or {}).get("views") or {}
