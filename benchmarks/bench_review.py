@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from review_ui.images import ImageCache
     from tasks.catalog import Catalog
+    from tasks.contracts import SKY_VALUE
     from tasks.export import export_dataset
     from tasks.review_store import QueueFilter, ReviewStore
 
@@ -67,10 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     yy, xx = np.mgrid[0:h, 0:w]
     cv2.imwrite(str(root / "maps/one/image.jpg"), np.dstack([xx % 256, yy % 256, (xx + yy) % 256]).astype(np.uint8))
     depth = (1000 + 30 * yy + xx).astype(np.uint16)
-    depth[: h // 5] = 65535
+    depth[: h // 5] = SKY_VALUE
     cv2.imwrite(str(root / "maps/one/depth.png"), depth)
     cv2.imwrite(str(root / "maps/one/mask.png"), np.full((h, w), 255, np.uint8))
-    cv2.imwrite(str(root / "maps/one/sky.png"), (depth == 65535).astype(np.uint8) * 255)
+    cv2.imwrite(str(root / "maps/one/sky.png"), (depth == SKY_VALUE).astype(np.uint8) * 255)
     maps = dict(image_path="maps/one/image.jpg", depth_path="maps/one/depth.png", mask_path="maps/one/mask.png",
                 sky_path="maps/one/sky.png")
     url = args.url or f"sqlite:///{root / 'catalog.db'}"

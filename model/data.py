@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from model.networks import IMAGENET_MEAN, IMAGENET_STD
+from tasks.contracts import IMAGENET_MEAN, IMAGENET_STD, SKY_VALUE  # noqa: F401  (SKY_VALUE: re-exported)
+from tasks.contracts import split_for as _hash_split  # the export's split rule, for layouts without one
 
-SKY_VALUE = 65535  # uint16 sky depth in our export
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 RawSample = dict[str, Any]  # {"rgb": uint8 HxWx3, "depth": float32 HxW, "mask": bool HxW, "id": str}
@@ -142,12 +142,6 @@ class CenterCrop:
         raw = _resize_to_cover(raw, self.size)
         h, w = raw["depth"].shape
         return _crop(raw, (h - self.size[0]) // 2, (w - self.size[1]) // 2, self.size)
-
-
-def _hash_split(item_id: str, val_fraction: float) -> str:
-    """Deterministic train/val assignment from the id (stable across machines and runs)."""
-    h = int.from_bytes(hashlib.sha1(item_id.encode()).digest()[:8], "big") / 2**64
-    return "val" if h < val_fraction else "train"
 
 
 def _find_image(folder: Path, stem: str) -> Path:

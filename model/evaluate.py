@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from model import metrics as M
+from tasks.contracts import METRIC_NAMES
 from model.benchmarks import DenseSample, DiwSample, glob_escape, read_image, read_map
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ BENCHMARKS = ("diw", "nyu", "redweb", "middlebury")
 ALIGNMENTS = ("paper", "scale_shift", "scale_shift_inverse")
 PREDICTION_SUFFIXES = (".npy", ".png", ".pfm", ".tif", ".tiff")
 #: Column order of the printed table and of the top-level JSON keys.
-METRIC_ORDER = ("whdr", "wkdr", "wkdr_eq", "wkdr_neq", "rms", "rel", "log10", "delta1", "delta2", "delta3")
+METRIC_ORDER = METRIC_NAMES
 
 ImageLoader = Callable[[], np.ndarray]
 

@@ -20,12 +20,14 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from tasks.contracts import METRIC_NAMES, SIGMA, ordinal_labels
+
 #: DESIGN.md's ordinal equality threshold: g_i / g_j > 1 + sigma means i is farther.
-DEFAULT_SIGMA = 0.02
+DEFAULT_SIGMA = SIGMA
 #: Pairs per image for WKDR on dense ground truth (the NYUv2 protocol of Chen et al. uses ~3K).
 DEFAULT_PAIRS_PER_IMAGE = 3000
 
-DEPTH_ERROR_NAMES = ("rms", "rel", "log10", "delta1", "delta2", "delta3")
+DEPTH_ERROR_NAMES = METRIC_NAMES[4:]  # rms, rel, log10, delta1, delta2, delta3
 ORDINAL_NAMES = ("wkdr", "wkdr_eq", "wkdr_neq")
 
 
@@ -62,10 +64,7 @@ def ordinal_relation(depth_a: np.ndarray, depth_b: np.ndarray, sigma: float = 0.
         raise ValueError("sigma must be >= 0")
     if sigma > 0 and (np.any(a < 0) or np.any(b < 0)):
         raise ValueError("ratio thresholds need non-negative depths; align the prediction first")
-    rel = np.zeros(np.broadcast(a, b).shape, dtype=np.int8)
-    rel[a > (1.0 + sigma) * b] = 1
-    rel[b > (1.0 + sigma) * a] = -1
-    return rel
+    return ordinal_labels(a, b, sigma)
 
 
 def whdr(pred_a: np.ndarray, pred_b: np.ndarray, relations: Sequence[str] | np.ndarray) -> dict[str, float]:

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tasks.contracts import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
+
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Output channels of layer1..layer4 for each torchvision ResNet depth.
 _STAGE_CHANNELS = {

@@ -15,10 +15,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from tasks.contracts import IMAGENET_MEAN, IMAGENET_STD, colorize_depth, resolve_device  # noqa: F401
+
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_STRIDE = 32  # ResNet output stride of the fusion networks
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".thumb")
 
@@ -130,16 +130,9 @@ def colorize(depth: np.ndarray, cmap: str = "magma", mask: np.ndarray | None = N
     Scaled between the 2nd and 98th percentile (of ``mask`` pixels, if given) so a few outliers
     do not wash the picture out.
     """
-    from matplotlib import colormaps
-
     d = np.asarray(depth, dtype=np.float64)
-    vals = d[mask] if mask is not None and mask.any() else d.ravel()
-    lo, hi = np.percentile(vals, [2, 98]) if vals.size else (0.0, 1.0)
-    t = np.clip((d - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(d)
-    rgb = colormaps[cmap](t)[..., :3]
-    if mask is not None:
-        rgb[~mask] = 0.5  # grey where there is no ground truth
-    return (rgb * 255).round().astype(np.uint8)
+    return colorize_depth(d, valid=mask, sky=np.zeros(d.shape, bool), colormap=cmap, near="dark",
+                          invalid_rgb=(128, 128, 128))  # grey where there is no ground truth
 
 
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
@@ -233,12 +226,3 @@ def load_checkpoint_model(checkpoint: str | Path, device: str = "cpu"):
     model, meta = load_model(checkpoint, device)
     model.eval()
     return model, InputSpec.from_meta(meta), meta
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``."""
-    if device != "auto":
-        return str(device)
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

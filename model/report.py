@@ -24,8 +24,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from tasks.contracts import METRIC_NAMES
+
 #: Metrics shown in tables, in this order; lower is better except for the deltas.
-TABLE_METRICS = ("whdr", "wkdr", "wkdr_eq", "wkdr_neq", "rms", "rel", "log10", "delta1", "delta2", "delta3")
+TABLE_METRICS = METRIC_NAMES
 HIGHER_IS_BETTER = {"delta1", "delta2", "delta3"}
 CONFIG_NAMES = ("train_config.yaml", "config.yaml", "config.yml", "config.json", "effective_config.yaml", "effective_config.json")
 

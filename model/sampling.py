@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-SIGMA = 0.02  # the paper's equality tolerance on the depth ratio
+from tasks.contracts import SIGMA
+from tasks.contracts import ordinal_labels as _ordinal_labels
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,7 @@ class PairSample:
 
 def ordinal_labels(g_i: torch.Tensor, g_j: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:
     """Ordinal labels of depth pairs (same shapes, depths >= 0, larger = farther) -> int8 {-1,0,1}."""
-    g_i = g_i.float()
-    g_j = g_j.float()
-    farther_i = g_i > (1.0 + sigma) * g_j
-    farther_j = g_j > (1.0 + sigma) * g_i
-    return farther_i.to(torch.int8) - farther_j.to(torch.int8)
+    return _ordinal_labels(g_i.float(), g_j.float(), sigma)
 
 
 def _draw_among(weights: torch.Tensor, n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -49,6 +49,7 @@ from model.data import CenterCrop, RandomCropFlip, dataset_fingerprint, detect_l
 from model.losses import PAIR_LOSSES, PIXEL_LOSSES, improved_ranking_loss, pixel_l1_loss, pixel_l2_loss
 from model.registry import build_model
 from model.sampling import ordinal_error, sample_pairs
+from tasks.contracts import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +101,7 @@ def _plain(value: Any) -> Any:
 
 
 def _resolve_device(device: str, local_rank: int) -> torch.device:
-    if device == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device(f"cuda:{local_rank}")
-    return dev
+    return torch.device(resolve_device(device, local_rank))
 
 
 def _epoch_batches(

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.contracts import SKY_VALUE  # noqa: F401  (re-exported)
+from tasks.contracts import colorize_depth as _colorize_depth
+
 ITEM_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 KINDS = ("image", "depth", "mask", "sky", "thumb")
 MEDIA = {"image": "image/jpeg", "depth": "image/jpeg", "mask": "image/png", "sky": "image/png", "thumb": "image/jpeg"}
-SKY_VALUE = 65535
 MASK_RGBA = (230, 40, 40, 255)  # unreliable pixels, shown red
 SKY_RGBA = (40, 170, 255, 255)  # sky pixels, shown blue
 
@@ -43,22 +45,8 @@ def _imread(path: Path, flags: int) -> np.ndarray:
 
 
 def colorize_depth(depth: np.ndarray) -> np.ndarray:
-    """uint16 (H, W), larger = farther, sky = 65535 -> BGR uint8 (H, W, 3): near warm, far blue, sky dark.
-
-    Scaled between the 2nd and 98th percentile of non-sky values so a few outliers don't wash it out.
-    """
-    import cv2
-
-    depth = depth[..., 0] if depth.ndim == 3 else depth
-    sky = depth == SKY_VALUE
-    vals = depth[~sky].astype(np.float32)
-    t = np.zeros(depth.shape, np.float32)
-    if vals.size:
-        lo, hi = np.percentile(vals, [2, 98])
-        t = np.clip((depth.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
-    out = cv2.applyColorMap(np.round(255 * (1 - t)).astype(np.uint8), cv2.COLORMAP_TURBO)
-    out[sky] = (60, 20, 10)
-    return out
+    """uint16 (H, W), larger = farther, sky = 65535 -> BGR uint8 (H, W, 3): near warm, far blue, sky dark."""
+    return _colorize_depth(depth)[..., ::-1]  # the shared colouriser (tasks.contracts) is RGB; OpenCV writes BGR
 
 
 def _overlay(binary: np.ndarray, rgba: tuple[int, int, int, int]) -> np.ndarray:

@@ -32,6 +32,8 @@ from typing import Any, Callable, Protocol, Sequence
 import cv2
 import numpy as np
 
+from tasks.contracts import resolve_device  # noqa: F401  (shared rule; tasks.sky imports it from here)
+
 
 class FlowBackend(Protocol):
     name: str
@@ -74,17 +76,6 @@ class Registry:
 
 
 CORRESPONDENCE = Registry("correspondence")
-
-
-def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'."""
-    if device != "auto":
-        return device
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 _CPU_BACKENDS = ("dis", "sgbm", "sgbm_dense", "dis+sgbm")  # the rest run networks

@@ -43,8 +43,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-SKY_VALUE = 65535
-MAX_DEPTH_VALUE = 65000  # farthest non-sky value; 65001..65534 stay free so sky is never confused
+from tasks.contracts import MAX_DEPTH_VALUE, SKY_VALUE, ordinal_labels  # noqa: F401  (shared rules, re-exported)
 
 
 @dataclass(frozen=True)
@@ -158,12 +157,4 @@ def encode_depth(depth: np.ndarray, sky: np.ndarray | None = None) -> np.ndarray
     out = np.clip(np.rint(depth / max(top, 1e-12) * MAX_DEPTH_VALUE), 1, MAX_DEPTH_VALUE).astype(np.uint16)
     if sky is not None:
         out[sky] = SKY_VALUE
-    return out
-
-
-def ordinal_labels(g_i: np.ndarray, g_j: np.ndarray, sigma: float = 0.02) -> np.ndarray:
-    """DESIGN.md ordinal labels: +1 if g_i/g_j > 1+sigma (i farther), -1 if g_j/g_i > 1+sigma, else 0."""
-    out = np.zeros(np.broadcast(g_i, g_j).shape, np.int8)
-    out[g_i > (1 + sigma) * g_j] = 1
-    out[g_j > (1 + sigma) * g_i] = -1
     return out

@@ -29,10 +29,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from tasks.contracts import SKY_VALUE, SKY_VALUE_8, split_for  # noqa: F401  (split_for: re-exported)
+
 log = logging.getLogger(__name__)
 
-SKY_VALUE_16 = 65535
-SKY_VALUE_8 = 255
+SKY_VALUE_16 = SKY_VALUE
 FORMATS = ("redweb16", "redweb8")
 # Fixed manifest columns, in order (DESIGN.md); quality figures go between `height` and `reviewer`.
 HEAD_COLUMNS = ("id", "split", "state", "source", "source_id", "url", "owner", "license", "stereo_format", "swapped",
@@ -61,12 +62,6 @@ class ExportResult:
         return dict(out_dir=str(self.out_dir), total=self.total, written=len(self.written),
                     unchanged=len(self.unchanged), removed=len(self.removed), skipped=len(self.skipped),
                     splits=self.splits, manifest_changed=self.manifest_changed)
-
-
-def split_for(item_id: str, val_fraction: float) -> str:
-    """Deterministic train/val split from the id alone (stable across re-exports and machines)."""
-    frac = int(hashlib.sha256(f"split:{item_id}".encode()).hexdigest()[:12], 16) / 16**12
-    return "val" if frac < val_fraction else "train"
 
 
 def depth_to_redweb8(depth: np.ndarray) -> np.ndarray:

@@ -14,6 +14,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from tasks.contracts import METRIC_NAMES, SKY_VALUE
+
 GALLERY_STATES = ("accepted", "auto_accepted", "pending_review", "auto_rejected")
 
 
@@ -44,7 +46,7 @@ def _gallery(catalog, data_root: Path, path: Path, n: int) -> tuple[Path | None,
     axes = fig.subplots(len(rows), 3, squeeze=False)
     for r, row in enumerate(rows):
         d = row["depth"].astype(np.float64)
-        finite = d < 65535
+        finite = d < SKY_VALUE
         shown = np.where(finite, d, np.nan)
         if finite.any():
             lo, hi = np.percentile(d[finite], [2, 98])
@@ -131,8 +133,7 @@ def write_pipeline_report(
         md += ["", "## Maps", "", "Best-scored maps: left image, relative depth (dark = near, sky = farthest), "
                "reliable pixels and sky.", "", f"![maps]({os.path.relpath(gallery_png, out)})"]
     if evaluation:
-        names = ["whdr", "wkdr", "wkdr_eq", "wkdr_neq", "rms", "rel", "log10", "delta1", "delta2", "delta3"]
-        present = [n for n in names if isinstance(evaluation.get(n), (int, float))]
+        present = [n for n in METRIC_NAMES if isinstance(evaluation.get(n), (int, float))]
         md += ["", f"## Model on {evaluation.get('benchmark', 'the held-out split')}", "",
                "Fractions (lower is better except δ).", "",
                "| predictor | " + " | ".join(present) + " |", "|---|" + "---:|" * len(present)]

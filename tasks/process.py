@@ -24,6 +24,7 @@ import numpy as np
 
 from tasks import crop as crop_mod
 from tasks.catalog import PIPELINE_VERSION, Catalog, State, TransitionError
+from tasks.contracts import colorize_depth
 from tasks.correspondence import FlowBackend, build_backend, consistency_mask, warp_by_flow
 from tasks.depth import ViewOrder, decide_view_order, disparity_to_depth, encode_depth
 from tasks.rectify import fit_alignment, rectified_disparity
@@ -187,13 +188,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
 def colourize(image: np.ndarray, depth: np.ndarray, reliable: np.ndarray, sky: np.ndarray) -> np.ndarray:
     """Reviewer preview, (h, 2w, 3) uint8 RGB: the image with sky tinted blue | depth (turbo, near = red)
     with unreliable pixels hatched grey."""
-    non_sky = depth < 65535
-    inverse = 1.0 / np.maximum(depth.astype(np.float32), 1.0)  # colour by inverse depth: spreads the near range
-    vals = inverse[non_sky & reliable] if (non_sky & reliable).any() else inverse[non_sky]
-    lo, hi = (np.percentile(vals, [1, 99]) if vals.size else (0, 1))
-    norm = np.clip((inverse - lo) / max(hi - lo, 1e-12), 0, 1)
-    turbo = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
-    turbo[sky] = (40, 40, 90)
+    # colour by inverse depth: spreads the near range
+    turbo = colorize_depth(depth, valid=reliable, sky=sky, inverse=True, percentiles=(1, 99), sky_rgb=(40, 40, 90))
     hatch = ((np.add.outer(np.arange(depth.shape[0]), np.arange(depth.shape[1])) // 3) % 2).astype(bool)
     bad = ~reliable
     turbo[bad & hatch] = (128, 128, 128)

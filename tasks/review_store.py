@@ -44,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tasks.catalog import PIPELINE_VERSION, Base, Catalog, Item, State, TransitionError, utcnow
+from tasks.contracts import id_fraction  # noqa: F401  (shared rule; re-exported for callers)
 
 DECISIONS = ("accepted", "rejected")
 DEFAULT_REVIEW_STATES = (State.PENDING_REVIEW.value, State.AUTO_ACCEPTED.value, State.AUTO_REJECTED.value)
@@ -137,11 +138,6 @@ def verify_password(password: str, stored: str) -> bool:
     except ValueError:
         return False
     return hmac.compare_digest(got.hex(), digest)
-
-
-def id_fraction(item_id: str, salt: str) -> float:
-    """Deterministic number in [0, 1) from an item id (double-review pick, train/val split)."""
-    return int(hashlib.sha256(f"{salt}:{item_id}".encode()).hexdigest()[:12], 16) / 16**12
 
 
 def _aware(dt: datetime | None) -> datetime | None:

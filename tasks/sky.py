@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from tasks.contracts import IMAGENET_MEAN, IMAGENET_STD
 from tasks.correspondence import Registry, resolve_device
 
 ADE20K_SKY = 2
@@ -125,8 +126,8 @@ class TransformersSky:
         scale = self.input_side / max(h, w)
         th, tw = (max(32, int(round(v * scale / 32)) * 32) for v in (h, w))
         x = torch.from_numpy(cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA)).float().div(255)
-        mean = torch.tensor([0.485, 0.456, 0.406])
-        std = torch.tensor([0.229, 0.224, 0.225])
+        mean = torch.tensor(IMAGENET_MEAN)
+        std = torch.tensor(IMAGENET_STD)
         x = ((x - mean) / std).permute(2, 0, 1)[None].to(self.device)
         with torch.inference_mode():
             out = self.model(pixel_values=x)
