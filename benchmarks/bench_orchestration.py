@@ -57,7 +57,7 @@ def main() -> None:
 
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.pipeline import process_options
+    from flows.options import process_options
     from flows.process import process_flow
     from tasks.catalog import Catalog
     from tasks.config import load_config
@@ -83,7 +83,8 @@ def main() -> None:
 
         with prefect_test_harness(server_startup_timeout=180):
             t0 = time.perf_counter()
-            counts = process_flow(urls["flow"], str(roots["flow"]), batch_size=args.batch_size, options=options)
+            counts = process_flow(data_root=str(roots["flow"]),
+                                  overrides={"database_url": urls["flow"], "process.batch_size": args.batch_size})
             flow = time.perf_counter() - t0
         tasks = -(-args.pairs // args.batch_size)
         print(f"\nprocess stage, {args.pairs} pairs of {h}x{w}, batches of {args.batch_size} ({tasks} tasks); "

@@ -33,12 +33,10 @@ def publish_catalog_counts(catalog_url: str, *, stage: str) -> dict:
 
 def publish_quality_histogram(catalog_url: str, *, stage: str, bins: int = 10) -> None:
     """Histogram of triage scores (and the share per final state) as a markdown artifact."""
-    from sqlalchemy import select
+    from tasks.catalog import Catalog
 
-    from tasks.catalog import Catalog, Item
-
-    with Catalog(catalog_url) as catalog, catalog.session() as s:
-        scores = [v for (v,) in s.execute(select(Item.score).where(Item.score.is_not(None)))]
+    with Catalog(catalog_url) as catalog:
+        scores = catalog.scores()
     if not scores:
         return
     counts = [0] * bins

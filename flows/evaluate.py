@@ -12,7 +12,9 @@ from typing import Any
 
 from prefect import flow
 
+from flows.options import checkpoint_or_newest, evaluate_options, export_dir_for, flow_config
 from flows.policy import redweb_task
+from tasks.config import Overrides
 
 
 def default_run_dir(data_root: str | Path, benchmark: str) -> Path:
@@ -39,9 +41,11 @@ def _publish(doc: dict[str, Any], report: Path | None) -> None:
 
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(
-    benchmark: str,
-    annotations: str,
-    *,
+    config_file: str | None = None,
+    data_root: str | None = None,
+    overrides: Overrides = None,
+    benchmark: str | None = None,
+    annotations: str | None = None,
     images: str | None = None,
     predictions: str | None = None,
     checkpoint: str | None = None,
@@ -50,48 +54,51 @@ def evaluate_flow(
     run_dir: str | None = None,
     report: bool = True,
     split_file: str | None = None,
-    alignment: str | None = None,
-    sigma: float = 0.02,
-    pairs_per_image: int = 3000,
-    seed: int = 0,
-    nyu_crop: str = "eigen",
-    redweb_split: str = "val",
-    device: str = "auto",
-    max_side: int | None = None,
-    report_examples: int = 4,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate exactly one of ``predictions`` (folder) or ``checkpoint``; returns the JSON document.
+    """Evaluate one of ``predictions`` (folder) or ``checkpoint``; returns the JSON document.
 
-    Writes ``<run_dir>/metrics.json`` (+ ``out`` if given) and, with ``report``, ``<run_dir>/report.html``
-    and ``report.md``. ``run_dir`` defaults to ``data/runs/evaluate-<benchmark>-<time>`` (the caller
-    passes it; this flow does not read config).
+    Defaults (so the deployment runs with no parameters): ``benchmark`` = ``pipeline.benchmark`` (redweb),
+    ``annotations`` and ``images`` = the shared export (for redweb), ``checkpoint`` = the promoted model,
+    else the newest ``runs/*/model.pt``. The protocol (sigma, pairs, alignment, device, ...) comes from the
+    ``evaluate`` config section. Writes ``<run_dir>/metrics.json`` and ``config.yaml`` (+ ``out`` if
+    given) and, with ``report``, ``<run_dir>/report.html`` and ``report.md``; ``run_dir`` defaults to
+    ``<data_root>/runs/evaluate-<benchmark>-<time>``.
     """
     from model.evaluate import evaluate_checkpoint, evaluate_predictions, write_json
     from model.report import write_report
+    from tasks.config import save_effective_config
 
-    if (predictions is None) == (checkpoint is None):
+    config = flow_config(config_file, data_root, overrides)
+    benchmark = benchmark or config.pipeline.benchmark
+    if annotations is None:
+        if benchmark != "redweb":
+            raise ValueError(f"benchmark {benchmark!r} needs annotations (a file or folder)")
+        annotations = str(export_dir_for(config))
+        images = images or annotations
+    if predictions is not None and checkpoint is not None:
         raise ValueError("give exactly one of predictions (a folder) or checkpoint (a file)")
-    common = dict(images=images, split_file=split_file, alignment=alignment, sigma=sigma,
-                  pairs_per_image=pairs_per_image, seed=seed, nyu_crop=nyu_crop, redweb_split=redweb_split,
-                  progress=progress, keep_examples=report_examples if report else 0)
+    if predictions is None:
+        checkpoint = checkpoint_or_newest(config, checkpoint)
+    run_dir = run_dir or str(default_run_dir(config.data_root, benchmark))
+    save_effective_config(config, run_dir)  # every run keeps the config it used
+    opts = evaluate_options(config)
+    examples_n = opts.pop("report_examples") if report else 0
+    opts.pop("report_examples", None)
+    device, max_side = opts.pop("device"), opts.pop("max_side")
+    common = dict(images=images, split_file=split_file, progress=progress, keep_examples=examples_n, **opts)
     if checkpoint is not None:
-        from model.predict import resolve_device
-
-        device = resolve_device(device)
         task = redweb_task(evaluate_checkpoint, kind="gpu" if device.startswith("cuda") else "cpu")
         doc = task(benchmark, annotations, checkpoint, device=device, max_side=max_side, **common)
     else:
         task = redweb_task(evaluate_predictions, kind="cpu")
         doc = task(benchmark, annotations, predictions, inverse=inverse, **common)
     examples = doc.pop("_examples", None)
-    paths: dict[str, str] = {}
-    if run_dir is not None:
-        paths["json"] = str(write_json(doc, Path(run_dir) / "metrics.json"))
+    paths: dict[str, str] = {"json": str(write_json(doc, Path(run_dir) / "metrics.json"))}
     if out is not None:
         paths["out"] = str(write_json(doc, out))
     report_path = None
-    if report and run_dir is not None:
+    if report:
         report_path = write_report(run_dir, metrics=doc, examples=examples,
                                    title=f"Evaluation on {benchmark}: {doc.get('model', 'model')}")
         paths["report"] = str(report_path)

@@ -16,7 +16,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.batching import run_batches
 from flows.policy import redweb_task
-from tasks.config import RedwebConfig
+from flows.options import flickr_options, flow_config, ingest_options
+from tasks.config import Overrides
 
 
 def _run_batches(task, catalog_url: str, ids: list[str], batch_size: int, options: dict[str, Any],
@@ -30,60 +31,39 @@ def _run_batches(task, catalog_url: str, ids: list[str], batch_size: int, option
     return counts
 
 
-def flickr_options(config: RedwebConfig) -> dict[str, Any]:
-    """Keyword arguments of ``tasks.sources.flickr.discover`` from ``config.flickr``."""
-    f = config.flickr
-    return dict(rest_url=f.rest_url, api_key=f.api_key, api_secret=f.api_secret, tags=list(f.tags), text=f.text,
-                tag_mode=f.tag_mode, licenses=None if f.licenses is None else list(f.licenses), per_page=f.per_page,
-                max_results_per_query=f.max_results_per_query, max_calls_per_hour=f.max_calls_per_hour,
-                min_upload_date=f.min_upload_date, max_upload_date=f.max_upload_date, max_retries=f.max_retries,
-                backoff_base_s=f.backoff_base_s, backoff_max_s=f.backoff_max_s, timeout_s=f.timeout_s)
-
-
 # downloads are I/O-bound: a few more threads than cores, bounded (Prefect's default pool is not)
 @flow(name="ingest", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=8))
-def ingest_flow(source: str = "samples", limit: int | None = None, config: RedwebConfig | None = None,
-                progress: bool = False) -> dict:
+def ingest_flow(config_file: str | None = None, data_root: str | None = None, overrides: Overrides = None,
+                source: str = "samples", limit: int | None = None, progress: bool = False) -> dict:
     """Ingest ``source`` (samples | flickr | local:DIR | urls:FILE), at most ``limit`` items.
 
     Returns {"run_dir", "batch", "source", "items", "outcome": {state: n} over this source's items,
     "status": the whole catalog's status object}."""
     from tasks.catalog import Catalog
-    from tasks.config import load_config, save_effective_config
+    from tasks.config import save_effective_config
     from tasks.ingest import decide_batch, fetch_batch, parse_source, register_from_url, split_batch
 
-    config = config or load_config()
+    config = flow_config(config_file, data_root, overrides)
     parse_source(source)  # fail fast on a malformed source, before anything is written
-    ing, root = config.ingest, config.data_root
+    opts, url = ingest_options(config), config.catalog_url
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    run_dir = root / "runs" / f"ingest-{stamp}"
+    run_dir = config.data_root / "runs" / f"ingest-{stamp}"
     save_effective_config(config, run_dir)
-    url = config.catalog_url
     kind = "network" if source.startswith(("flickr", "urls")) else "db"
+    batch_size = config.ingest.batch_size
 
     register = redweb_task(register_from_url, kind=kind, name="ingest-register")
-    ids = register(url, source, data_root=str(root), extensions=list(ing.extensions), limit=limit,
-                   batch=f"ingest-{stamp}", samples_max_view_side=ing.samples_max_view_side,
+    ids = register(url, source, limit=limit, batch=f"ingest-{stamp}", **opts["register"],
                    flickr=flickr_options(config) if source == "flickr" else None)
     print(f"{source}: {len(ids)} items")
-    fetched = _run_batches(
-        redweb_task(fetch_batch, kind="network", name="ingest-fetch"), url, ids, ing.batch_size,
-        dict(data_root=str(root), max_pixels=ing.max_pixels, min_side=ing.min_side,
-             max_file_bytes=ing.max_file_bytes, timeout_s=ing.download_timeout_s, retries=ing.download_retries),
-        "download" if progress else None)
-    detected = _run_batches(
-        redweb_task(split_batch, kind="cpu", name="ingest-split"), url, ids, ing.batch_size,
-        dict(data_root=str(root), max_pixels=ing.max_pixels, min_side=ing.min_side,
-             min_similarity=ing.stereo_min_similarity, anaglyph_threshold=ing.anaglyph_min_score,
-             split_anaglyph=ing.anaglyphs == "split"),
-        "split" if progress else None)
-    decided = redweb_task(decide_batch, kind="db", name="ingest-dedup")(
-        url, ids, max_distance=ing.near_duplicate_max_distance)
+    fetched = _run_batches(redweb_task(fetch_batch, kind="network", name="ingest-fetch"), url, ids, batch_size,
+                           opts["fetch"], "download" if progress else None)
+    detected = _run_batches(redweb_task(split_batch, kind="cpu", name="ingest-split"), url, ids, batch_size,
+                            opts["split"], "split" if progress else None)
+    decided = redweb_task(decide_batch, kind="db", name="ingest-dedup")(url, ids, **opts["decide"])
 
     with Catalog(url) as catalog:
-        outcome: dict[str, int] = {}
-        for item in catalog.items(ids):
-            outcome[item.state] = outcome.get(item.state, 0) + 1
+        outcome = catalog.state_counts(ids)
         status = catalog.status().as_dict()
     summary = {"run_dir": str(run_dir), "batch": f"ingest-{stamp}", "source": source, "items": len(ids),
                "steps": {"fetch": fetched, "split": detected, "decide": decided}, "outcome": outcome,

@@ -1,98 +1,82 @@
 """The end-to-end DAG: ingest → process (+ triage) → export → train → evaluate → report.
 
 Each stage is its own flow, run here as a subflow, so a stage can also be run or deployed alone.
-Work passes between stages as catalog ids and paths. Parameters are plain JSON values so the
-deployment in prefect.yaml can be started from the Prefect UI; config is loaded once here.
+Work passes between stages as catalog ids and paths. Every subflow gets the same
+``config_file, data_root, overrides`` as this flow and builds the same config from them (plain
+JSON parameters, no secrets), so the deployment in prefect.yaml runs with no parameters.
 """
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
 from flows.artifacts import publish_catalog_counts, publish_quality_histogram, publish_report_link
+from flows.options import export_dir_for, flow_config, run_dir_for
+from tasks.config import Overrides
 
-
-def process_options(config) -> tuple[str, int, dict[str, Any]]:
-    """(correspondence backend, batch size, the other ProcessConfig fields as process_batch kwargs)."""
-    options = config.process.model_dump()
-    return options.pop("correspondence"), options.pop("batch_size"), options
-
-
-def train_options(config) -> dict[str, Any]:
-    return config.train.model_dump()
+STEP_KEYS = ("items", "outcome", "total", "written", "result", "wkdr", "whdr",
+             "pending_review", "auto_accepted", "auto_rejected", "failed")
 
 
 @flow(name="redweb-pipeline", log_prints=True)
 def redweb_pipeline(
-    source: str = "samples",
-    limit: int | None = None,
-    *,
     config_file: str | None = None,
     data_root: str | None = None,
-    overrides: list[str] | None = None,
+    overrides: Overrides = None,
+    source: str = "samples",
+    limit: int | None = None,
     train: bool = True,
     evaluate: bool = True,
     dask_address: str | None = None,
     workers: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Run the DAG on ``source``; returns {"run_dir", "report", "steps", "evaluation", "checkpoint"}."""
+    """Run the DAG on ``source``; returns {"run_dir", "report", "steps", "evaluation", "checkpoint"}.
+
+    ``dask_address`` / ``workers`` override ``pipeline.dask_address`` / ``pipeline.workers`` for the
+    per-pair work of the process stage.
+    """
     from flows.evaluate import evaluate_flow
     from flows.export import export_flow
     from flows.ingest import ingest_flow
-    from flows.process import process_flow
-    from flows.runners import make_task_runner
+    from flows.process import process_flow_for
     from flows.train import train_flow
-    from tasks.config import load_config, save_effective_config
+    from tasks.config import override_items, save_effective_config
     from tasks.pipeline_report import write_pipeline_report
 
-    config = load_config(config_file, data_root=data_root, overrides=overrides or [])
+    scale = {k: v for k, v in (("pipeline.dask_address", dask_address), ("pipeline.workers", workers))
+             if v is not None}
+    overrides = {**dict(override_items(overrides)), **scale}
+    config = flow_config(config_file, data_root, overrides)
+    same = dict(config_file=config_file, data_root=data_root, overrides=overrides)
     root, url = config.data_root, config.catalog_url
-    run_dir = root / "runs" / f"pipeline-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+    run_dir = run_dir_for(config, "pipeline")
     save_effective_config(config, run_dir)
     steps: dict[str, dict] = {}
 
-    def timed(name: str, fn, *args, **kwargs):
+    def timed(name: str, fn, **kwargs):
         t0 = time.perf_counter()
-        result = fn(*args, **kwargs)
+        result = fn(**same, **kwargs)
         summary = result if isinstance(result, dict) else {"result": str(result)}
-        steps[name] = {"seconds": time.perf_counter() - t0,
-                       **{k: v for k, v in summary.items() if k in ("items", "outcome", "total", "written", "result", "wkdr", "whdr")
-                          or k in ("pending_review", "auto_accepted", "auto_rejected", "failed")}}
+        steps[name] = {"seconds": time.perf_counter() - t0, **{k: v for k, v in summary.items() if k in STEP_KEYS}}
         return result
 
-    timed("ingest", ingest_flow, source=source, limit=limit, config=config, progress=progress)
-
-    backend, batch_size, options = process_options(config)
-    runner = make_task_runner(dask_address=dask_address or config.pipeline.dask_address,
-                              workers=config.pipeline.workers if workers is None else workers)
-    run_process = process_flow.with_options(task_runner=runner) if runner is not None else process_flow
-    timed("process", run_process, url, str(root), batch_size=batch_size, correspondence=backend,
-          progress=progress, options=options)
+    timed("ingest", ingest_flow, source=source, limit=limit, progress=progress)
+    timed("process", process_flow_for(config), progress=progress)
     publish_catalog_counts(url, stage="pipeline")
     publish_quality_histogram(url, stage="pipeline")
-
-    export_dir = root / "exports" / config.pipeline.export_name
-    exported = timed("export", export_flow, url, str(root), str(export_dir), states=list(config.pipeline.export_states),
-                     fmt=config.export.format, val_fraction=config.export.val_fraction,
-                     max_side=config.export.max_side, jpeg_quality=config.export.jpeg_quality)
+    export_dir = export_dir_for(config)
+    exported = timed("export", export_flow, states=list(config.pipeline.export_states))
 
     checkpoint = evaluation = model_report = None
     if train and exported["total"] > 0:
         train_dir = run_dir / "train"
-        save_effective_config(config, train_dir)
-        checkpoint = timed("train", train_flow, str(export_dir), str(train_dir), train_options(config))
+        checkpoint = timed("train", train_flow, data=str(export_dir), run_dir=str(train_dir), progress=progress)
         if evaluate:
-            ev = config.evaluate
-            evaluation = timed("evaluate", evaluate_flow, config.pipeline.benchmark, str(export_dir),
-                               images=str(export_dir), checkpoint=str(checkpoint), run_dir=str(train_dir),
-                               sigma=ev.sigma, pairs_per_image=ev.pairs_per_image, seed=ev.seed,
-                               redweb_split=ev.redweb_split, device=ev.device, max_side=ev.max_side,
-                               report_examples=ev.report_examples, progress=progress)
+            evaluation = timed("evaluate", evaluate_flow, annotations=str(export_dir), images=str(export_dir),
+                               checkpoint=str(checkpoint), run_dir=str(train_dir), progress=progress)
             model_report = evaluation.get("_paths", {}).get("report")
     elif train:
         print("nothing exported (no item in states "

@@ -2,43 +2,43 @@
 
 The work is ``tasks.process.process_batch`` (plain code); this flow picks the ids, cuts them into
 batches and runs each batch as a task with the project policy: network backends get the ``gpu``
-kind (one job per GPU through the tag's concurrency limit), DIS the ``cpu`` kind.
+kind (one job per GPU through the tag's concurrency limit), DIS the ``cpu`` kind. Backends and
+thresholds come from the ``process`` config section (``flows.options.process_options``).
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.batching import run_batches
+from flows.options import flow_config, process_options
 from flows.policy import redweb_task
+from tasks.config import Overrides
 
 
 # one batch per core: the per-pair work is CPU-bound (OpenCV and torch release the GIL);
 # Prefect's default thread pool is unbounded and would start every batch at once
 @flow(name="process", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2))
-def process_flow(catalog_url: str, data_root: str, *, ids: list[str] | None = None, limit: int | None = None,
-                 reprocess: bool = False, batch_size: int = 8, correspondence: str = "dis",
-                 progress: bool = False, options: dict[str, Any] | None = None) -> dict[str, int]:
-    """Process every pair not yet processed (or ``ids``); returns counts per resulting state.
-
-    ``options``: keyword arguments of ``process_batch`` (ProcessConfig fields: sky, max_side, ...).
-    """
+def process_flow(config_file: str | None = None, data_root: str | None = None, overrides: Overrides = None,
+                 ids: list[str] | None = None, limit: int | None = None, reprocess: bool = False,
+                 progress: bool = False) -> dict[str, int]:
+    """Process every pair not yet processed (or ``ids``); returns counts per resulting state."""
     from tasks.catalog import Catalog
     from tasks.correspondence import is_gpu_backend
     from tasks.process import process_batch, select_items
 
-    with Catalog(catalog_url) as catalog:
+    config = flow_config(config_file, data_root, overrides)
+    url, root = config.catalog_url, str(config.data_root)
+    correspondence, batch_size, options = process_options(config)
+    with Catalog(url) as catalog:
         todo = select_items(catalog, reprocess=reprocess, limit=limit, ids=ids)
     kind = "gpu" if is_gpu_backend(correspondence) else "cpu"
     run_batch = redweb_task(process_batch, kind=kind, name=f"process-batch-{kind}")
 
     def submit(batch: list[str]):
-        return run_batch.submit(catalog_url, batch, str(Path(data_root)), correspondence=correspondence,
-                                reprocess=reprocess, **(options or {}))
+        return run_batch.submit(url, batch, root, correspondence=correspondence, reprocess=reprocess, **options)
 
     counts: dict[str, int] = {}
     for states in run_batches(submit, todo, batch_size, desc="process" if progress else None, unit="pair"):
@@ -46,3 +46,11 @@ def process_flow(catalog_url: str, data_root: str, *, ids: list[str] | None = No
             counts[state] = counts.get(state, 0) + 1
     print(f"processed {len(todo)} pairs: {counts}")
     return counts
+
+
+def process_flow_for(config):
+    """``process_flow`` on the task runner ``config.pipeline`` asks for (Dask cluster / LocalCluster), if any."""
+    from flows.runners import make_task_runner
+
+    runner = make_task_runner(dask_address=config.pipeline.dask_address, workers=config.pipeline.workers)
+    return process_flow if runner is None else process_flow.with_options(task_runner=runner)

@@ -17,6 +17,9 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.options import export_dir_for, flow_config, run_dir_for
+from tasks.config import Overrides
+
 
 def _last_retrain(models_dir: Path) -> datetime | None:
     path = models_dir / "last_retrain.json"
@@ -25,39 +28,32 @@ def _last_retrain(models_dir: Path) -> datetime | None:
 
 def count_new_accepted(catalog_url: str, since: datetime | None) -> int:
     """Items that entered ``accepted`` after ``since`` (all accepted items when None), from the event log."""
-    from sqlalchemy import func, select
+    from tasks.catalog import Catalog, State
 
-    from tasks.catalog import Catalog, Event, State
-
-    with Catalog(catalog_url) as catalog, catalog.session() as s:
-        q = select(func.count(func.distinct(Event.item_id))).where(Event.to_state == State.ACCEPTED.value)
-        if since is not None:
-            q = q.where(Event.at > since)
-        return int(s.scalar(q) or 0)
+    with Catalog(catalog_url) as catalog:
+        return catalog.count_entered(State.ACCEPTED, since=since)
 
 
 @flow(name="redweb-retrain", log_prints=True)
 def retrain_flow(config_file: str | None = None, data_root: str | None = None,
-                 overrides: list[str] | None = None) -> dict[str, Any]:
+                 overrides: Overrides = None) -> dict[str, Any]:
     """Export → train → evaluate candidate and current on the same split → promote if better."""
     from flows.evaluate import evaluate_flow
     from flows.export import export_flow
-    from flows.pipeline import train_options
     from flows.train import train_flow
     from model.promotion import current_model, decide_promotion, record_decision
-    from tasks.config import load_config, save_effective_config
+    from tasks.config import save_effective_config
 
-    config = load_config(config_file, data_root=data_root, overrides=overrides or [])
-    root, url, pipe = config.data_root, config.catalog_url, config.pipeline
+    same = dict(config_file=config_file, data_root=data_root, overrides=overrides)
+    config = flow_config(**same)
+    root, pipe = config.data_root, config.pipeline
     models_dir = root / "models"
     started = datetime.now(timezone.utc)
-    run_dir = root / "runs" / f"retrain-{started.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = run_dir_for(config, "retrain")
     save_effective_config(config, run_dir)
 
-    export_dir = root / "exports" / pipe.export_name
-    exported = export_flow(url, str(root), str(export_dir), states=list(pipe.export_states), fmt=config.export.format,
-                           val_fraction=config.export.val_fraction, max_side=config.export.max_side,
-                           jpeg_quality=config.export.jpeg_quality)
+    export_dir = export_dir_for(config)
+    exported = export_flow(**same, out_dir=str(export_dir), states=list(pipe.export_states))
     models_dir.mkdir(parents=True, exist_ok=True)
     (models_dir / "last_retrain.json").write_text(json.dumps({"started_at": started.isoformat(),
                                                                "run_dir": str(run_dir)}))
@@ -65,16 +61,12 @@ def retrain_flow(config_file: str | None = None, data_root: str | None = None,
         print("nothing to train on: no item in the export states")
         return {"run_dir": str(run_dir), "promoted": False, "reason": "empty export"}
 
-    candidate = train_flow(str(export_dir), str(run_dir / "train"), train_options(config))
-    ev = config.evaluate
+    candidate = train_flow(**same, data=str(export_dir), run_dir=str(run_dir / "train"), progress=False)
 
     def score(checkpoint: str, name: str) -> float:
-        doc = evaluate_flow(pipe.benchmark, str(export_dir), images=str(export_dir), checkpoint=checkpoint,
-                            run_dir=str(run_dir / name), sigma=ev.sigma, pairs_per_image=ev.pairs_per_image,
-                            seed=ev.seed, redweb_split=ev.redweb_split, device=ev.device, max_side=ev.max_side,
-                            report_examples=ev.report_examples, progress=False)
+        doc = evaluate_flow(**same, benchmark=pipe.benchmark, annotations=str(export_dir), images=str(export_dir),
+                            checkpoint=checkpoint, run_dir=str(run_dir / name), progress=False)
         return float(doc[pipe.promote_metric])
-
     candidate_score = score(str(candidate), "eval-candidate")
     current = current_model(models_dir)
     current_ckpt = current["checkpoint"] if current and Path(current["checkpoint"]).is_file() else None
@@ -99,12 +91,10 @@ def retrain_flow(config_file: str | None = None, data_root: str | None = None,
 
 @flow(name="redweb-retrain-trigger", log_prints=True)
 def retrain_when_enough_accepted(config_file: str | None = None, data_root: str | None = None,
-                                 overrides: list[str] | None = None,
+                                 overrides: Overrides = None,
                                  min_new_accepted: int | None = None) -> dict[str, Any]:
     """Start ``retrain_flow`` once enough maps were accepted since the last retraining."""
-    from tasks.config import load_config
-
-    config = load_config(config_file, data_root=data_root, overrides=overrides or [])
+    config = flow_config(config_file, data_root, overrides)
     need = min_new_accepted or config.pipeline.retrain_min_new_accepted
     since = _last_retrain(config.data_root / "models")
     new = count_new_accepted(config.catalog_url, since)

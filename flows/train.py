@@ -1,30 +1,42 @@
 """Training flow: a thin Prefect wrapper over :func:`model.train.train`.
 
 The run is one task (policy ``gpu`` from :mod:`flows.policy`: the ``gpu`` tag and one retry). It
-always asks for ``resume=True``: a new run directory has nothing to resume, and a retried task
-continues from ``run_dir/checkpoints/last.pt`` instead of starting over.
+asks for ``resume=True`` by default: a new run directory has nothing to resume, and a retried task
+continues from ``run_dir/checkpoints/last.pt`` instead of starting over. Hyper-parameters come from
+the ``train`` config section (``flows.options.train_options``).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
 
+from flows.options import export_dir_for, flow_config, run_dir_for, train_options
 from flows.policy import redweb_task
+from tasks.config import Overrides
 
 
 @flow(name="train", log_prints=True)
-def train_flow(data: str, run_dir: str, train_kwargs: dict[str, Any]) -> str:
-    """Train on ``data`` into ``run_dir``; returns the final checkpoint's path (``run_dir/model.pt``)."""
+def train_flow(config_file: str | None = None, data_root: str | None = None, overrides: Overrides = None,
+               data: str | None = None, run_dir: str | None = None, resume: bool | str = True,
+               progress: bool = True) -> str:
+    """Train on ``data`` (default: the shared export ``<data_root>/exports/<pipeline.export_name>``) into
+    ``run_dir`` (default ``<data_root>/runs/train-<time>``); returns the final checkpoint's path."""
     from model.train import train
+    from tasks.config import save_effective_config
 
-    kwargs = {**train_kwargs, "resume": train_kwargs.get("resume") or True}
-    result = redweb_task(train, kind="gpu", name="train-model")(data=data, run_dir=run_dir, **kwargs)
+    config = flow_config(config_file, data_root, overrides)
+    data = data or str(export_dir_for(config))
+    if not Path(data).is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {data} (run the export first)")
+    run = Path(run_dir) if run_dir else run_dir_for(config, "train")
+    save_effective_config(config, run)
+    kwargs = {**train_options(config), "resume": resume or True, "progress": progress}
+    result = redweb_task(train, kind="gpu", name="train-model")(data=data, run_dir=str(run), **kwargs)
     try:
         from flows.artifacts import publish_report_link
 
-        publish_report_link(Path(run_dir) / "metrics.csv", stage="train")
+        publish_report_link(run / "metrics.csv", stage="train")
     except ImportError:  # artifacts are a nicety; the run folder is the record
         pass
     return str(result.checkpoint)

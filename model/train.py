@@ -31,7 +31,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -304,7 +304,223 @@ def validate(
     }
 
 
-# ----------------------------------------------------------------------------- the loop
+# ----------------------------------------------------------------------------- the loop, in parts
+# train() = _setup_distributed -> _open_data -> _build_training -> _resume -> _wrap_ddp, then per step
+# _train_step and _validate_and_checkpoint; the final weights go to run_dir/model.pt.
+
+
+@dataclass
+class _Env:
+    """Where this process trains: torchrun's world (WORLD_SIZE/RANK/LOCAL_RANK), device, CUDA-only features."""
+
+    world_size: int
+    rank: int
+    device: torch.device
+    use_amp: bool
+    use_channels_last: bool
+    we_initialised: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class _Loop:
+    """The mutable training state: what ``checkpoints/last.pt`` saves and a resume restores."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    ddp_model: nn.Module | None = None
+    step: int = 0
+    running_loss: float | None = None
+
+
+@dataclass
+class _Interval:
+    """Counters since the last metrics row."""
+
+    t0: float
+    images: int = 0
+    wrong: int = 0
+    unequal: int = 0
+
+
+@dataclass(frozen=True)
+class _Data:
+    layout: str
+    train_set: Any
+    val_set: Any
+    steps_per_epoch: int
+    total_steps: int
+    fingerprint: str | None
+
+
+def _setup_distributed(device: str, *, amp: bool, channels_last: bool) -> _Env:
+    """Join the torchrun process group when WORLD_SIZE > 1 (and none is initialised yet)."""
+    import torch.distributed as dist
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = _resolve_device(device, local_rank)
+    env = _Env(world_size=world_size, rank=rank, device=dev, use_amp=amp and dev.type == "cuda",
+               use_channels_last=channels_last and dev.type == "cuda")
+    if world_size > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        env.we_initialised = True
+    return env
+
+
+def _resume_path(resume: str | os.PathLike | bool | None, last_path: Path, *, is_main: bool) -> Path | None:
+    """The checkpoint to resume from: ``True``/``"auto"`` = ``last_path`` if it exists; a path must exist."""
+    if resume is True or resume == "auto":
+        if not last_path.is_file():
+            if is_main:
+                log.info("no checkpoint in %s to resume from: starting a new run", last_path.parent)
+            return None
+        return last_path
+    if resume:
+        path = Path(resume)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint to resume not found: {path}")
+        return path
+    return None
+
+
+def _open_data(data, size: tuple[int, int], *, layout: str | None, val_fraction: float, flip_p: float,
+               batch_size: int, world_size: int, iterations: int | None, epochs: int | None) -> _Data:
+    layout = layout or detect_layout(data)
+    train_set = open_dataset(data, "train", RandomCropFlip(size, flip_p), layout=layout, val_fraction=val_fraction)
+    val_set = open_dataset(data, "val", CenterCrop(size), layout=layout, val_fraction=val_fraction)
+    if len(train_set) == 0:
+        raise ValueError(f"{data}: no training items (layout {layout})")
+    spe = steps_per_epoch(len(train_set), batch_size, world_size)
+    total_steps = iterations if iterations is not None else epochs * spe
+    return _Data(layout, train_set, val_set, spe, total_steps, dataset_fingerprint(data))
+
+
+def _build_training(env: _Env, *, arch: str, arch_kwargs: dict[str, Any], pretrained: bool,
+                    weights_path: str | None, optimizer: str, lr: float, backbone_lr_mult: float, momentum: float,
+                    weight_decay: float, lr_schedule: str, total_steps: int, seed: int) -> _Loop:
+    """Model (initial weights from ``seed`` only), optimizer with parameter groups, schedule, AMP scaler."""
+    torch.manual_seed(seed)  # initial weights depend on the seed only
+    model = build_model(arch, pretrained=pretrained, weights_path=weights_path, **arch_kwargs).to(env.device)
+    if env.use_channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if not getattr(model, "backbone_pretrained", False) and env.is_main:
+        log.warning("%s: backbone not pretrained: training from scratch", arch)
+    opt = _make_optimizer(
+        model, name=optimizer, lr=lr, backbone_lr_mult=backbone_lr_mult, momentum=momentum, weight_decay=weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(lr_schedule, total_steps))
+    scaler = torch.amp.GradScaler("cuda", enabled=env.use_amp)
+    return _Loop(model=model, opt=opt, scheduler=scheduler, scaler=scaler)
+
+
+def _resume(loop: _Loop, path: Path, *, arch: str, fingerprint: str | None, is_main: bool) -> None:
+    """Restore weights, optimizer, schedule, scaler, RNG streams and the step from a ``last.pt``."""
+    payload = load_checkpoint(path, map_location="cpu")
+    meta = payload["meta"]
+    if "training" not in payload:
+        raise ValueError(f"{path} holds weights only; resume from RUN_DIR/checkpoints/last.pt")
+    if meta["arch"] != arch:
+        raise ValueError(f"{path} holds {meta['arch']!r}, not {arch!r}")
+    if meta.get("dataset", {}).get("manifest_sha256") != fingerprint and is_main:
+        log.warning("resuming on a dataset whose manifest differs from the checkpoint's")
+    unwrap(loop.model).load_state_dict(payload["model"])
+    state = payload["training"]
+    loop.opt.load_state_dict(state["optimizer"])
+    loop.scheduler.load_state_dict(state["scheduler"])
+    loop.scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+    loop.step, loop.running_loss = int(state["step"]), state.get("running_loss")
+    if is_main:
+        log.info("resumed from %s at step %d", path, loop.step)
+
+
+def _wrap_ddp(loop: _Loop, env: _Env) -> None:
+    loop.ddp_model = loop.model
+    if env.world_size > 1:
+        loop.ddp_model = nn.parallel.DistributedDataParallel(
+            loop.model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+
+
+def _save_last(loop: _Loop, last_path: Path, meta: dict[str, Any]) -> None:
+    """``checkpoints/last.pt``: weights + meta + everything a resume needs."""
+    training = {
+        "optimizer": loop.opt.state_dict(),
+        "scheduler": loop.scheduler.state_dict(),
+        "scaler": loop.scaler.state_dict(),
+        "rng": _rng_state(),
+        "step": loop.step,
+        "running_loss": loop.running_loss,
+    }
+    save_checkpoint(last_path, model=loop.model, meta=meta, training=training)
+
+
+def _train_step(loop: _Loop, batch: dict[str, Any], env: _Env, *, seed: int, loss: str, n_pairs: int, sigma: float,
+                drop_ratio: float, edge_fraction: float, grad_clip: float | None) -> tuple[int, int]:
+    """One optimisation step on ``batch`` (already on the device); returns (misordered, unequal) pairs."""
+    generator = torch.Generator().manual_seed(_derive_seed(seed, loop.step, env.rank, 0x9A1))
+    with torch.autocast(env.device.type, enabled=env.use_amp):
+        pred = loop.ddp_model(batch["image"])
+    value, wrong, unequal = compute_loss(
+        pred, batch, loss=loss, n_pairs=n_pairs, sigma=sigma, drop_ratio=drop_ratio,
+        edge_fraction=edge_fraction, generator=generator,
+    )  # fmt: skip
+    loop.opt.zero_grad(set_to_none=True)
+    loop.scaler.scale(value).backward()
+    if grad_clip:
+        loop.scaler.unscale_(loop.opt)
+        nn.utils.clip_grad_norm_(loop.model.parameters(), grad_clip)
+    loop.scaler.step(loop.opt)
+    loop.scaler.update()
+    loop.scheduler.step()
+    loop.step += 1
+    loss_value = float(value.detach())
+    loop.running_loss = loss_value if loop.running_loss is None else 0.9 * loop.running_loss + 0.1 * loss_value
+    return wrong, unequal
+
+
+def _validate_and_checkpoint(loop: _Loop, env: _Env, interval: _Interval, *, total_steps: int, spe: int,
+                             t0: float, val_every: int, log_every: int, checkpoint_every: int,
+                             run_validation: Callable[[], dict[str, float]], metrics_log: "_MetricsLog | None",
+                             last_path: Path, base_meta: dict[str, Any], last_metrics: dict[str, float],
+                             bar: Any) -> dict[str, float]:
+    """After a step: validate / log a metrics row / save ``last.pt`` when due. Returns the latest val metrics."""
+    step = loop.step
+    validate_now = step % val_every == 0 or step == total_steps
+    log_now = step % log_every == 0 or validate_now
+    val_metrics = run_validation() if validate_now else {}
+    if val_metrics:
+        last_metrics = val_metrics
+    if log_now and env.is_main and metrics_log is not None:
+        now = time.time()
+        row = {
+            "step": step,
+            "epoch": round(step / spe, 4),
+            "time_s": round(now - t0, 3),
+            "lr": loop.scheduler.get_last_lr()[-1],
+            "train_loss": loop.running_loss,
+            "train_ordinal_error": interval.wrong / interval.unequal if interval.unequal else "",
+            "images_per_s": interval.images / max(1e-9, now - interval.t0),
+            **val_metrics,
+        }
+        metrics_log.write(row)
+        if val_metrics and bar is not None:
+            bar.write(f"step {step}: val ordinal error {val_metrics['val_ordinal_error']:.4f}")
+        interval.t0, interval.images, interval.wrong, interval.unequal = now, 0, 0, 0
+    if (step % checkpoint_every == 0 or step == total_steps) and env.is_main:
+        _save_last(loop, last_path, {**base_meta, "step": step, "epoch": step / spe, "metrics": last_metrics})
+    if env.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 validated / saved; keep ranks in step
+    return last_metrics
 
 
 def train(
@@ -384,81 +600,22 @@ def train(
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
     arguments = {k: v for k, v in locals().items() if k not in ("dist", "yaml", "DataLoader", "size")}
 
-    # --- distributed setup (torchrun sets WORLD_SIZE/RANK/LOCAL_RANK)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    dev = _resolve_device(device, local_rank)
-    we_initialised = False
-    if world_size > 1 and not dist.is_initialized():
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-        we_initialised = True
-    is_main = rank == 0
-    use_amp = amp and dev.type == "cuda"
-    use_channels_last = channels_last and dev.type == "cuda"
-
+    env = _setup_distributed(device, amp=amp, channels_last=channels_last)
+    dev, rank, world_size = env.device, env.rank, env.world_size
     run_dir = Path(run_dir)
     last_path = run_dir / "checkpoints" / "last.pt"
-    resume_path: Path | None = None
-    if resume is True or resume == "auto":
-        resume_path = last_path if last_path.is_file() else None
-        if resume_path is None and is_main:
-            log.info("no checkpoint in %s to resume from: starting a new run", last_path.parent)
-    elif resume:
-        resume_path = Path(resume)
-        if not resume_path.is_file():
-            raise FileNotFoundError(f"checkpoint to resume not found: {resume_path}")
-
-    # --- data
-    layout = layout or detect_layout(data)
-    train_set = open_dataset(data, "train", RandomCropFlip(size, flip_p), layout=layout, val_fraction=val_fraction)
-    val_set = open_dataset(data, "val", CenterCrop(size), layout=layout, val_fraction=val_fraction)
-    if len(train_set) == 0:
-        raise ValueError(f"{data}: no training items (layout {layout})")
-    spe = steps_per_epoch(len(train_set), batch_size, world_size)
-    total_steps = iterations if iterations is not None else epochs * spe
-    fingerprint = dataset_fingerprint(data)
-
-    # --- model, optimizer, schedule
-    torch.manual_seed(seed)  # initial weights depend on the seed only
+    resume_path = _resume_path(resume, last_path, is_main=env.is_main)
+    d = _open_data(data, size, layout=layout, val_fraction=val_fraction, flip_p=flip_p, batch_size=batch_size,
+                   world_size=world_size, iterations=iterations, epochs=epochs)
+    train_set, val_set, spe, total_steps = d.train_set, d.val_set, d.steps_per_epoch, d.total_steps
     arch_kwargs = dict(arch_kwargs or {})
-    model = build_model(arch, pretrained=pretrained, weights_path=weights_path, **arch_kwargs).to(dev)
-    if use_channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    backbone_pretrained = bool(getattr(model, "backbone_pretrained", False))
-    if not backbone_pretrained and is_main:
-        log.warning("%s: backbone not pretrained: training from scratch", arch)
-    opt = _make_optimizer(
-        model, name=optimizer, lr=lr, backbone_lr_mult=backbone_lr_mult, momentum=momentum, weight_decay=weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(lr_schedule, total_steps))
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    step = 0
-    running_loss: float | None = None
+    loop = _build_training(env, arch=arch, arch_kwargs=arch_kwargs, pretrained=pretrained, weights_path=weights_path,
+                           optimizer=optimizer, lr=lr, backbone_lr_mult=backbone_lr_mult, momentum=momentum,
+                           weight_decay=weight_decay, lr_schedule=lr_schedule, total_steps=total_steps, seed=seed)
+    backbone_pretrained = bool(getattr(loop.model, "backbone_pretrained", False))
     if resume_path is not None:
-        payload = load_checkpoint(resume_path, map_location="cpu")
-        meta = payload["meta"]
-        if "training" not in payload:
-            raise ValueError(f"{resume_path} holds weights only; resume from RUN_DIR/checkpoints/last.pt")
-        if meta["arch"] != arch:
-            raise ValueError(f"{resume_path} holds {meta['arch']!r}, not {arch!r}")
-        if meta.get("dataset", {}).get("manifest_sha256") != fingerprint and is_main:
-            log.warning("resuming on a dataset whose manifest differs from the checkpoint's")
-        unwrap(model).load_state_dict(payload["model"])
-        state = payload["training"]
-        opt.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        step, running_loss = int(state["step"]), state.get("running_loss")
-        if is_main:
-            log.info("resumed from %s at step %d", resume_path, step)
-
-    ddp_model: nn.Module = model
-    if world_size > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        _resume(loop, resume_path, arch=arch, fingerprint=d.fingerprint, is_main=env.is_main)
+    _wrap_ddp(loop, env)
 
     effective = _plain({
         **arguments,
@@ -466,13 +623,13 @@ def train(
         "run_dir": str(run_dir.resolve()),
         "resume": str(resume_path) if resume_path else None,
         "input_size": list(size),
-        "layout": layout,
+        "layout": d.layout,
         "device_resolved": str(dev),
         "world_size": world_size,
         "total_steps": total_steps,
         "steps_per_epoch": spe,
-        "amp_used": use_amp,
-        "channels_last_used": use_channels_last,
+        "amp_used": env.use_amp,
+        "channels_last_used": env.use_channels_last,
         "backbone_pretrained": backbone_pretrained,
         "extra_config": extra_config or {},
     })
@@ -486,8 +643,8 @@ def train(
         "config": effective,
         "dataset": {
             "path": str(Path(data).resolve()),
-            "layout": layout,
-            "manifest_sha256": fingerprint,
+            "layout": d.layout,
+            "manifest_sha256": d.fingerprint,
             "n_train": len(train_set),
             "n_val": len(val_set),
         },
@@ -495,31 +652,17 @@ def train(
         "backbone_pretrained": backbone_pretrained,
     }
     metrics_log = None
-    if is_main:
+    if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "train_config.yaml").write_text(yaml.safe_dump(effective, sort_keys=False))
-        metrics_log = _MetricsLog(run_dir, step if resume_path is not None else None, tensorboard)
-
-    def checkpoint(current_step: int, metrics: dict[str, float]) -> None:
-        if not is_main:
-            return
-        meta = {**base_meta, "step": current_step, "epoch": current_step / spe, "metrics": metrics}
-        training = {
-            "optimizer": opt.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": _rng_state(),
-            "step": current_step,
-            "running_loss": running_loss,
-        }
-        save_checkpoint(last_path, model=model, meta=meta, training=training)
+        metrics_log = _MetricsLog(run_dir, loop.step if resume_path is not None else None, tensorboard)
 
     def run_validation() -> dict[str, float]:
-        if not is_main or len(val_set) == 0:
+        if not env.is_main or len(val_set) == 0:
             return {}
         return validate(
-            model, val_set, device=dev, batch_size=batch_size, n_pairs=n_pairs, sigma=sigma, loss=loss,
-            drop_ratio=drop_ratio, seed=seed, channels_last=use_channels_last, amp=use_amp,
+            loop.model, val_set, device=dev, batch_size=batch_size, n_pairs=n_pairs, sigma=sigma, loss=loss,
+            drop_ratio=drop_ratio, seed=seed, channels_last=env.use_channels_last, amp=env.use_amp,
         )  # fmt: skip
 
     def batches_from(start: int) -> Iterator[dict[str, Any]]:
@@ -538,79 +681,42 @@ def train(
 
     last_metrics: dict[str, float] = {}
     bar = None
-    if is_main and progress:
+    if env.is_main and progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_steps, initial=step, desc=f"train {arch}", dynamic_ncols=True)
-    ddp_model.train()
-    t0, images_since, t_since = time.time(), 0, time.time()
-    wrong_since = unequal_since = 0
+        bar = tqdm(total=total_steps, initial=loop.step, desc=f"train {arch}", dynamic_ncols=True)
+    loop.ddp_model.train()
+    t0 = time.time()
+    interval = _Interval(t0=t0)
     try:
-        stream = batches_from(step)
-        while step < total_steps:
-            batch = _to_device(next(stream), dev, use_channels_last)
-            generator = torch.Generator().manual_seed(_derive_seed(seed, step, rank, 0x9A1))
-            with torch.autocast(dev.type, enabled=use_amp):
-                pred = ddp_model(batch["image"])
-            value, wrong, unequal = compute_loss(
-                pred, batch, loss=loss, n_pairs=n_pairs, sigma=sigma, drop_ratio=drop_ratio,
-                edge_fraction=edge_fraction, generator=generator,
-            )  # fmt: skip
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(value).backward()
-            if grad_clip:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            loss_value = float(value.detach())
-            running_loss = loss_value if running_loss is None else 0.9 * running_loss + 0.1 * loss_value
-            images_since += batch["image"].shape[0] * world_size
-            wrong_since, unequal_since = wrong_since + wrong, unequal_since + unequal
+        stream = batches_from(loop.step)
+        while loop.step < total_steps:
+            batch = _to_device(next(stream), dev, env.use_channels_last)
+            wrong, unequal = _train_step(loop, batch, env, seed=seed, loss=loss, n_pairs=n_pairs, sigma=sigma,
+                                         drop_ratio=drop_ratio, edge_fraction=edge_fraction, grad_clip=grad_clip)
+            interval.images += batch["image"].shape[0] * world_size
+            interval.wrong, interval.unequal = interval.wrong + wrong, interval.unequal + unequal
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{running_loss:.4f}")
-
-            validate_now = step % val_every == 0 or step == total_steps
-            log_now = step % log_every == 0 or validate_now
-            val_metrics = run_validation() if validate_now else {}
-            if val_metrics:
-                last_metrics = val_metrics
-            if log_now and is_main and metrics_log is not None:
-                now = time.time()
-                row = {
-                    "step": step,
-                    "epoch": round(step / spe, 4),
-                    "time_s": round(now - t0, 3),
-                    "lr": scheduler.get_last_lr()[-1],
-                    "train_loss": running_loss,
-                    "train_ordinal_error": wrong_since / unequal_since if unequal_since else "",
-                    "images_per_s": images_since / max(1e-9, now - t_since),
-                    **val_metrics,
-                }
-                metrics_log.write(row)
-                if val_metrics and bar is not None:
-                    bar.write(f"step {step}: val ordinal error {val_metrics['val_ordinal_error']:.4f}")
-                images_since, t_since, wrong_since, unequal_since = 0, now, 0, 0
-            if step % checkpoint_every == 0 or step == total_steps:
-                checkpoint(step, last_metrics)
-            if world_size > 1:
-                dist.barrier()  # rank 0 validated / saved; keep ranks in step
+                bar.set_postfix(loss=f"{loop.running_loss:.4f}")
+            last_metrics = _validate_and_checkpoint(
+                loop, env, interval, total_steps=total_steps, spe=spe, t0=t0, val_every=val_every,
+                log_every=log_every, checkpoint_every=checkpoint_every, run_validation=run_validation,
+                metrics_log=metrics_log, last_path=last_path, base_meta=base_meta, last_metrics=last_metrics, bar=bar)
     finally:
         if bar is not None:
             bar.close()
         if metrics_log is not None:
             metrics_log.close()
 
+    step = loop.step
     final_path = run_dir / "model.pt"
-    if is_main:
+    if env.is_main:
         meta = {**base_meta, "step": step, "epoch": step / spe, "metrics": last_metrics}
-        save_checkpoint(final_path, model=model, meta=meta)
+        save_checkpoint(final_path, model=loop.model, meta=meta)
     if world_size > 1:
         dist.barrier()
-        if we_initialised:
+        if env.we_initialised:
             dist.destroy_process_group()
     return TrainResult(run_dir=run_dir, checkpoint=final_path, last_checkpoint=last_path, step=step, metrics=last_metrics)
 

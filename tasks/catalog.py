@@ -475,6 +475,34 @@ class Catalog:
         return StatusCounts(total=sum(states.values()), states={k: int(v) for k, v in sorted(states.items())},
                             reasons={k: int(v) for k, v in sorted(reasons.items())})
 
+    # ---- queries for flows and reports (no SQL on catalog tables outside this module) -----------
+    def state_counts(self, ids: Iterable[str]) -> dict[str, int]:
+        """{state: number of ``ids`` in it}."""
+        counts: dict[str, int] = {}
+        for item in self.items(ids):
+            counts[item.state] = counts.get(item.state, 0) + 1
+        return counts
+
+    def scores(self) -> list[float]:
+        """Every triage score recorded (items without one left out)."""
+        with self.session() as s:
+            return [float(v) for v in s.scalars(select(Item.score).where(Item.score.is_not(None)))]
+
+    def best_scored(self, states: Iterable[State | str], *, limit: int) -> list[Item]:
+        """Up to ``limit`` items in ``states`` that have a depth map, highest score first (ties: by id)."""
+        q = (select(Item).where(Item.state.in_([State(x).value for x in states]), Item.depth_path.is_not(None))
+             .order_by(Item.score.desc().nulls_last(), Item.id).limit(limit))
+        with self.session() as s:
+            return list(s.scalars(q))
+
+    def count_entered(self, state: State | str, *, since: datetime | None = None) -> int:
+        """Distinct items that entered ``state`` after ``since`` (ever, when None), from the event log."""
+        q = select(func.count(func.distinct(Event.item_id))).where(Event.to_state == State(state).value)
+        if since is not None:
+            q = q.where(Event.at > since)
+        with self.session() as s:
+            return int(s.scalar(q) or 0)
+
     # ---- crawl cursors -----------------------------------------------------------------------
     def get_cursor(self, key: str) -> CrawlCursor | None:
         with self.session() as s:

@@ -1,9 +1,13 @@
 """Typed, frozen configuration, validated once at the entry point.
 
-Precedence (later wins): built-in defaults < YAML file (``--config``) < environment variables
-(``REDWEB_DATA_ROOT``, ``REDWEB_DATABASE_URL``, ``REDWEB_FLICKR_REST_URL``, ``FLICKR_API_KEY``,
-``FLICKR_API_SECRET``, and ``REDWEB__SECTION__FIELD=value`` for any field) < CLI overrides
-(``--data-root``, ``--set section.field=value``).
+Precedence (later wins): built-in defaults < YAML file (``--config``, else ``$REDWEB_CONFIG``) <
+environment variables (``REDWEB_DATA_ROOT``, ``REDWEB_DATABASE_URL``, ``REDWEB_FLICKR_REST_URL``,
+``FLICKR_API_KEY``, ``FLICKR_API_SECRET``, ``REDWEB_REVIEW_SECRET``, and ``REDWEB__SECTION__FIELD=value``
+for any field) < CLI overrides (``--data-root``, ``--set section.field=value``).
+
+Secrets (the Flickr key and secret, the review session secret, a password inside the database URL)
+are ``SecretStr``: ``str(config)`` and saved configs show them redacted, and they come from the
+environment or the config file only, never from overrides (which travel as flow-run parameters).
 
 Every stage owns one section; stage code takes plain keyword arguments, so the functions in
 ``tasks/`` and ``model/`` can be called without any config object. ``save_effective_config``
@@ -18,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from model.config import EvaluateConfig, TrainConfig
 
@@ -58,8 +62,8 @@ class FlickrConfig(_Section):
     """Flickr crawl. Credentials and endpoint come from the environment (see README)."""
 
     rest_url: str = FLICKR_REST_URL_DEFAULT
-    api_key: str = ""
-    api_secret: str = ""
+    api_key: SecretStr = SecretStr("")
+    api_secret: SecretStr = SecretStr("")
     tags: tuple[str, ...] = ("stereoscopic", "stereo", "3d", "sidebyside", "parallel", "crossview", "mpo")
     text: str = ""
     tag_mode: str = Field("any", pattern="^(any|all)$")
@@ -137,10 +141,19 @@ class ReviewConfig(_Section):
     skip_cooldown_s: float = Field(3600.0, ge=0, description="a skipped item is not offered to the same reviewer again for this long")
     secret_key_file: Path | None = Field(
         None, description="file holding the cookie-signing key; default <data_root>/review_secret.key (created 0600)")
+    secret_key: SecretStr | None = Field(
+        None, description="cookie-signing key itself (env REDWEB_REVIEW_SECRET, >= 32 characters); wins over the file")
     session_max_age_s: int = Field(12 * 3600, gt=0)
     cookie_secure: bool = Field(False, description="set True behind HTTPS so cookies are never sent in clear")
     page_size: int = Field(60, ge=1, le=500, description="thumbnails per grid page")
     thumbnail_px: int = Field(160, ge=32, le=1024, description="thumbnail height (pixels) cached under <data_root>/cache/review")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 32:
+            raise ValueError("review.secret_key (REDWEB_REVIEW_SECRET) must have at least 32 characters")
+        return v
 
     @field_validator("reject_reasons")
     @classmethod
@@ -182,7 +195,8 @@ class PipelineConfig(_Section):
 
 class RedwebConfig(_Section):
     data_root: Path = Field(Path("data"), validate_default=True, description="made absolute at load time")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file <data_root>/catalog.db")
+    database_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL (may hold a password: a secret); default: SQLite file <data_root>/catalog.db")
     ingest: IngestConfig = IngestConfig()
     flickr: FlickrConfig = FlickrConfig()
     process: ProcessConfig = ProcessConfig()
@@ -199,7 +213,30 @@ class RedwebConfig(_Section):
 
     @property
     def catalog_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_root / 'catalog.db'}"
+        """The catalog's SQLAlchemy URL, password included: pass it to code, never print or save it."""
+        url = self.database_url.get_secret_value() if self.database_url is not None else ""
+        return url or f"sqlite:///{self.data_root / 'catalog.db'}"
+
+    @property
+    def catalog_url_redacted(self) -> str:
+        """The catalog URL with any password replaced by ``***``: for logs and messages."""
+        return redact_url(self.catalog_url)
+
+
+#: dotted config fields that hold secrets (or may: the database URL's password).
+SECRET_FIELDS = ("flickr.api_key", "flickr.api_secret", "review.secret_key", "database_url")
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:password@host/db`` -> ``scheme://user:***@host/db``; other URLs unchanged."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url if "@" not in url else "***"
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
 
 
 class ConfigError(ValueError):
@@ -229,6 +266,7 @@ def _env_layer(environ: Mapping[str, str]) -> dict:
         "REDWEB_FLICKR_REST_URL": "flickr.rest_url",
         "FLICKR_API_KEY": "flickr.api_key",
         "FLICKR_API_SECRET": "flickr.api_secret",
+        "REDWEB_REVIEW_SECRET": "review.secret_key",
     }
     for var, dotted in direct.items():
         if environ.get(var):
@@ -246,14 +284,51 @@ def _merge(base: dict, top: dict) -> dict:
     return out
 
 
+Overrides = Mapping[str, Any] | list[str] | tuple[str, ...] | None
+
+
+def override_items(overrides: Overrides) -> list[tuple[str, Any]]:
+    """``["a.b=3", ...]`` (CLI ``--set``) or ``{"a.b": 3, ...}`` (flow parameter) -> ``[("a.b", 3), ...]``."""
+    if not overrides:
+        return []
+    if isinstance(overrides, Mapping):
+        return [(str(k).strip(), v) for k, v in overrides.items()]
+    items = []
+    for item in overrides:
+        if not isinstance(item, str) or "=" not in item:
+            raise ConfigError(f"--set expects section.field=value, got {item!r}")
+        key, text = item.split("=", 1)
+        items.append((key.strip(), _parse_value(text.strip())))
+    return items
+
+
+def _refuse_secret_override(key: str, value: Any) -> None:
+    """Overrides travel as flow-run parameters and into Prefect's database: no secrets there."""
+    if key == "database_url":
+        if value and redact_url(str(value)) != str(value):
+            raise ConfigError("database_url with a password cannot be an override (it would be saved as a "
+                              "flow-run parameter): set REDWEB_DATABASE_URL in the environment instead")
+    elif key in SECRET_FIELDS and value:
+        env = {"flickr.api_key": "FLICKR_API_KEY", "flickr.api_secret": "FLICKR_API_SECRET",
+               "review.secret_key": "REDWEB_REVIEW_SECRET"}[key]
+        raise ConfigError(f"{key} is a secret and cannot be an override (it would be saved as a flow-run "
+                          f"parameter): set {env} in the environment instead")
+
+
 def load_config(
     config_file: str | Path | None = None,
     *,
     data_root: str | Path | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
+    overrides: Overrides = (),
     environ: Mapping[str, str] | None = None,
 ) -> RedwebConfig:
-    """Build the effective config. ``overrides`` are ``section.field=value`` strings."""
+    """Build the effective config.
+
+    ``config_file``: YAML file; None reads ``$REDWEB_CONFIG`` (unset: none). ``overrides``:
+    ``section.field=value`` strings or a ``{dotted field: value}`` mapping; they may not carry secrets.
+    """
+    environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get("REDWEB_CONFIG") or None
     tree: dict = {}
     if config_file:
         path = Path(config_file)
@@ -263,24 +338,24 @@ def load_config(
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         tree = _merge(tree, loaded)
-    tree = _merge(tree, _env_layer(os.environ if environ is None else environ))
+    tree = _merge(tree, _env_layer(environ))
     if data_root is not None:
         tree["data_root"] = str(data_root)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set expects section.field=value, got {item!r}")
-        key, text = item.split("=", 1)
-        _set_dotted(tree, key.strip(), _parse_value(text.strip()))
+    for key, value in override_items(overrides):
+        _refuse_secret_override(key, value)
+        _set_dotted(tree, key, value)
     try:
         return RedwebConfig.model_validate(tree)
     except Exception as exc:  # pydantic.ValidationError: re-raise with one readable message
         raise ConfigError(f"invalid configuration:\n{exc}") from exc
 
 
-def config_to_dict(config: RedwebConfig, *, redact: bool = True) -> dict:
-    data = json.loads(config.model_dump_json())
-    if redact and data["flickr"].get("api_secret"):
-        data["flickr"]["api_secret"] = "***"
+def config_to_dict(config: RedwebConfig) -> dict:
+    """The config as plain JSON values, every secret redacted (``**********``; the database URL keeps all
+    but its password)."""
+    data = json.loads(config.model_dump_json())  # SecretStr fields dump as "**********"
+    if config.database_url is not None:
+        data["database_url"] = redact_url(config.database_url.get_secret_value())
     return data
 
 

@@ -7,7 +7,6 @@ Dataset half: catalog counts per state and reason, the triage score histogram, a
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,13 +22,8 @@ def _gallery(catalog, data_root: Path, path: Path, n: int) -> tuple[Path | None,
     """Grid of the best-scored maps: image | depth (turbo, near = dark) | masks. Returns (png, rows)."""
     import cv2
     from matplotlib.figure import Figure
-    from sqlalchemy import select
 
-    from tasks.catalog import Item
-
-    with catalog.session() as s:
-        items = list(s.scalars(select(Item).where(Item.state.in_(GALLERY_STATES), Item.depth_path.is_not(None))
-                               .order_by(Item.score.desc().nulls_last(), Item.id).limit(n)))
+    items = catalog.best_scored(GALLERY_STATES, limit=n)
     rows = []
     for it in items:
         img = cv2.imread(str(data_root / it.image_path), cv2.IMREAD_COLOR)
@@ -85,6 +79,33 @@ def _histogram(scores: Sequence[float], path: Path) -> Path | None:
     return path
 
 
+def summary_text(summary: Mapping[str, Any]) -> str:
+    """A step summary as readable text: ``items: 31; outcome: rejected 8, split 20`` (nested dicts flattened)."""
+    parts = []
+    for key, value in summary.items():
+        if isinstance(value, Mapping):
+            value = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+        elif isinstance(value, float):
+            value = f"{value:.4g}"
+        parts.append(f"{key}: {value}")
+    return "; ".join(parts)
+
+
+def _steps_table(steps: Mapping[str, Any]) -> str:
+    """Markdown table: step | seconds | summary (text, not JSON)."""
+    import pandas as pd
+
+    rows = []
+    for name, info in steps.items():
+        info = dict(info)
+        secs = info.pop("seconds", None)
+        rows.append({"step": name, "seconds": "" if secs is None else f"{secs:.1f}",
+                     "summary": summary_text(info).replace("|", "/")})
+    if not rows:
+        return "(no steps)"
+    return pd.DataFrame(rows, columns=["step", "seconds", "summary"]).to_markdown(index=False, colalign=("left", "right", "left"))
+
+
 def write_pipeline_report(
     catalog_url: str,
     data_root: str | Path,
@@ -102,26 +123,18 @@ def write_pipeline_report(
     document (top-level metrics, ``baselines``). model_report: the evaluation report's HTML, whose
     ``figures/`` are embedded here.
     """
-    from sqlalchemy import select
-
-    from tasks.catalog import REASONS, Catalog, Item
+    from tasks.catalog import REASONS, Catalog
 
     data_root, out = Path(data_root), Path(out_dir)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     with Catalog(catalog_url) as catalog:
         status = catalog.status().as_dict()
-        with catalog.session() as s:
-            scores = [v for (v,) in s.execute(select(Item.score).where(Item.score.is_not(None)))]
+        scores = catalog.scores()
         gallery_png, rows = _gallery(catalog, data_root, figures / "maps.png", gallery)
     hist_png = _histogram(scores, figures / "scores.png")
 
-    md: list[str] = [f"# {title}", "", "## Steps", "", "| step | seconds | summary |", "|---|---:|---|"]
-    for name, info in steps.items():
-        info = dict(info)
-        secs = info.pop("seconds", None)
-        md.append(f"| {name} | {secs:.1f} | {html.escape(json.dumps(info, default=str)[:300])} |" if secs is not None
-                  else f"| {name} | | {html.escape(json.dumps(info, default=str)[:300])} |")
+    md: list[str] = [f"# {title}", "", "## Steps", "", _steps_table(steps)]
     md += ["", f"## Catalog ({status['total']} items)", "", "| state | items |", "|---|---:|"]
     md += [f"| {k} | {v} |" for k, v in status["states"].items()]
     if status["reasons"]:
@@ -164,7 +177,7 @@ def _markdown_to_html(md: str, title: str) -> str:
             rows = [r for r in table if not re.fullmatch(r"\|[-:| ]+\|", r)]
             cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
             out.append("<table>" + "".join(
-                "<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{c}</{'th' if i == 0 else 'td'}>" for c in row) + "</tr>"
+                "<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c)}</{'th' if i == 0 else 'td'}>" for c in row) + "</tr>"
                 for i, row in enumerate(cells)) + "</table>")
             table.clear()
 

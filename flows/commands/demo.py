@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, config) -> int:
     # demo defaults first, the user's --set after them, so the user's win
     overrides = [*DEMO_OVERRIDES, *args.overrides]
     result = redweb_pipeline(
-        source="samples", config_file=args.config, data_root=str(config.data_root), overrides=overrides,
+        source="samples", config_file=args.config, data_root=args.data_root, overrides=overrides,
         train=not args.no_train, dask_address=args.dask_address, workers=args.workers, progress=True,
     )
     print("\n" + "=" * 72)

@@ -49,25 +49,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config) -> int:
-    from flows.evaluate import default_run_dir, evaluate_flow
+    from flows.commands import flow_inputs
+    from flows.evaluate import evaluate_flow
     from model.evaluate import format_table
-    from model.predict import resolve_device
 
-    ev = config.evaluate
-    pick = lambda value, default: default if value is None else value  # noqa: E731
-    from tasks.config import save_effective_config
-
-    run_dir = args.run_dir or str(default_run_dir(config.data_root, args.benchmark))
-    save_effective_config(config, run_dir)  # every run keeps the config it used
+    inputs = flow_inputs(args, **{"evaluate.alignment": args.alignment, "evaluate.sigma": args.sigma,
+                                  "evaluate.pairs_per_image": args.pairs_per_image, "evaluate.seed": args.seed,
+                                  "evaluate.device": args.device, "evaluate.max_side": args.max_side})
     try:
         doc = evaluate_flow(
-            args.benchmark, args.annotations, images=args.images, predictions=args.predictions,
-            checkpoint=args.checkpoint, inverse=args.inverse, out=args.out, run_dir=run_dir,
-            report=not args.no_report, split_file=args.split_file, alignment=pick(args.alignment, ev.alignment),
-            sigma=pick(args.sigma, ev.sigma), pairs_per_image=pick(args.pairs_per_image, ev.pairs_per_image),
-            seed=pick(args.seed, ev.seed), nyu_crop=ev.nyu_crop, redweb_split=ev.redweb_split,
-            device=resolve_device(pick(args.device, ev.device)), max_side=pick(args.max_side, ev.max_side),
-            report_examples=ev.report_examples, progress=not args.no_progress,
+            **inputs, benchmark=args.benchmark, annotations=args.annotations, images=args.images,
+            predictions=args.predictions, checkpoint=args.checkpoint, inverse=args.inverse, out=args.out,
+            run_dir=args.run_dir, report=not args.no_report, split_file=args.split_file,
+            progress=not args.no_progress,
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"redweb evaluate: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config) -> int:
+    from flows.commands import flow_inputs
     from flows.export import export_flow
     from tasks.catalog import State
 
@@ -37,10 +38,9 @@ def run(args: argparse.Namespace, config) -> int:
     except ValueError as exc:
         print(f"redweb export: {exc}; states are {', '.join(s.value for s in State)}")
         return 2
-    summary = export_flow(config.catalog_url, str(config.data_root), args.out, states=states,
-                          fmt=args.fmt or config.export.format,
-                          val_fraction=config.export.val_fraction if args.val_fraction is None else args.val_fraction,
-                          max_side=args.max_side or config.export.max_side, jpeg_quality=config.export.jpeg_quality)
+    inputs = flow_inputs(args, **{"export.format": args.fmt, "export.val_fraction": args.val_fraction,
+                                  "export.max_side": args.max_side})
+    summary = export_flow(**inputs, out_dir=args.out, states=states)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     return 0

@@ -38,20 +38,22 @@ def run(args: argparse.Namespace, config) -> int:
     if kind == "urls" and not Path(arg).is_file():
         print(f"redweb ingest: URL list {arg!r} not found", file=sys.stderr)
         return 2
-    if kind == "flickr" and not config.flickr.api_key:
+    if kind == "flickr" and not config.flickr.api_key.get_secret_value():
         print("redweb ingest: --source flickr needs FLICKR_API_KEY (and FLICKR_API_SECRET)", file=sys.stderr)
         return 2
     import os
 
     from prefect.settings import temporary_settings
 
+    from flows.commands import flow_inputs
     from flows.ingest import ingest_flow
 
     # Prefect's temporary local API gets 20 s to start by default: too little on a busy 2-core box.
     # cli.py sets the environment variable, but Prefect may have read its settings before that.
     timeout = int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180"))
     with temporary_settings(updates={"server.ephemeral.startup_timeout_seconds": timeout}):
-        summary = ingest_flow(source=args.source, limit=args.limit, config=config, progress=not args.no_progress)
+        summary = ingest_flow(**flow_inputs(args), source=args.source, limit=args.limit,
+                              progress=not args.no_progress)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
         return 0

@@ -26,18 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config) -> int:
+    from flows.commands import flow_inputs
     from flows.predict import predict_flow
-    from model.predict import resolve_device
 
-    ev = config.evaluate
+    inputs = flow_inputs(args, **{"evaluate.device": args.device, "evaluate.batch_size": args.batch_size,
+                                  "evaluate.max_side": args.max_side})
     try:
-        written = predict_flow(
-            args.images, args.checkpoint, args.out,
-            device=resolve_device(args.device or ev.device),
-            batch_size=args.batch_size or ev.batch_size,
-            max_side=args.max_side if args.max_side is not None else ev.max_side,
-            previews=not args.no_preview, save_npy=args.npy, progress=not args.no_progress,
-        )
+        written = predict_flow(**inputs, images=args.images, checkpoint=args.checkpoint, out_dir=args.out,
+                               previews=not args.no_preview, save_npy=args.npy, progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as exc:
         print(f"redweb predict: {exc}", file=sys.stderr)
         return 2

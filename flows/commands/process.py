@@ -22,24 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config) -> int:
-    from flows.process import process_flow
-    from flows.runners import make_task_runner
+    from flows.commands import flow_inputs
+    from flows.process import process_flow_for
 
-    p = config.process
-    options = p.model_dump()
-    correspondence = args.backend or options.pop("correspondence")
-    options.pop("correspondence", None)
-    options["sky"] = args.sky or p.sky
-    if args.checkpoint:
-        options["correspondence_checkpoint"] = args.checkpoint
-    batch_size = options.pop("batch_size")
-    flow = process_flow
-    runner = make_task_runner(dask_address=config.pipeline.dask_address, workers=config.pipeline.workers)
-    if runner is not None:
-        flow = process_flow.with_options(task_runner=runner)
-    counts = flow(config.catalog_url, str(config.data_root), ids=args.ids, limit=args.limit,
-                  reprocess=args.reprocess, batch_size=batch_size, correspondence=correspondence,
-                  progress=not args.no_progress, options=options)
+    inputs = flow_inputs(args, **{"process.correspondence": args.backend, "process.sky": args.sky,
+                                  "process.correspondence_checkpoint": args.checkpoint})
+    counts = process_flow_for(config)(**inputs, ids=args.ids, limit=args.limit, reprocess=args.reprocess,
+                                      progress=not args.no_progress)
     for state, n in sorted(counts.items()):
         print(f"{state:<16} {n:>6}")
     return 1 if counts.get("error") else 0

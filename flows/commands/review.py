@@ -72,11 +72,12 @@ def run(args: argparse.Namespace, config) -> int:
 
     app = create_app(
         config.catalog_url, config.data_root, reject_reasons=rc.reject_reasons, review_states=rc.review_states,
+        secret_key=rc.secret_key.get_secret_value().encode() if rc.secret_key is not None else None,
         lease_timeout_s=rc.lease_timeout_s, double_review_share=rc.double_review_share,
         skip_cooldown_s=rc.skip_cooldown_s, secret_key_file=rc.secret_key_file,
         session_max_age_s=rc.session_max_age_s, cookie_secure=rc.cookie_secure, page_size=rc.page_size,
         thumbnail_px=rc.thumbnail_px)
     host, port = args.host or rc.host, args.port if args.port is not None else rc.port
-    print(f"redweb review on http://{host}:{port}/  (catalog {config.catalog_url})")
+    print(f"redweb review on http://{host}:{port}/  (catalog {config.catalog_url_redacted})")
     uvicorn.run(app, host=host, port=port, log_level="info")
     return 0

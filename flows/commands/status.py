@@ -20,7 +20,7 @@ def run(args: argparse.Namespace, config) -> int:
     if args.json:
         print(json.dumps(counts.as_dict(), sort_keys=True))
         return 0
-    print(f"catalog: {config.catalog_url}\ntotal items: {counts.total}\n")
+    print(f"catalog: {config.catalog_url_redacted}\ntotal items: {counts.total}\n")
     print(f"{'state':<16} {'count':>7}")
     for state, n in counts.states.items():
         print(f"{state:<16} {n:>7}")

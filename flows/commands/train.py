@@ -22,16 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config) -> int:
-    from datetime import datetime, timezone
     from pathlib import Path
 
+    from flows.commands import flow_inputs
+    from flows.options import run_dir_for
+    from model.config import TrainConfig
     from model.train_args import train_kwargs_from_args
-    from tasks.config import save_effective_config
 
-    kwargs = train_kwargs_from_args(args, config.train.model_dump())
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(args.run_dir) if args.run_dir else Path(config.data_root) / "runs" / f"train-{stamp}"
-    if (run_dir / "checkpoints" / "last.pt").exists() and not kwargs.get("resume"):
+    given = train_kwargs_from_args(args, {})  # only what was given on the command line (+ data, resume)
+    run_dir = Path(args.run_dir) if args.run_dir else run_dir_for(config, "train")
+    if (run_dir / "checkpoints" / "last.pt").exists() and not given.get("resume"):
         print(f"redweb train: {run_dir} already holds a checkpoint; pass --resume to continue it "
               "or choose another --run-dir", file=sys.stderr)  # fmt: skip
         return 2
@@ -40,10 +40,11 @@ def run(args: argparse.Namespace, config) -> int:
         return 2
     from flows.train import train_flow  # imports Prefect: only once the arguments are known to be usable
 
-    save_effective_config(config, run_dir)
-    data = kwargs.pop("data")
+    inputs = flow_inputs(args)
+    inputs["overrides"].update({f"train.{k}": v for k, v in given.items() if k in TrainConfig.model_fields})
     try:
-        checkpoint = train_flow(str(data), str(run_dir), kwargs)
+        checkpoint = train_flow(**inputs, data=str(args.data), run_dir=str(run_dir), resume=given.get("resume") or True,
+                                progress=given.get("progress", True))
     except (FileNotFoundError, ValueError) as exc:
         print(f"redweb train: {exc}", file=sys.stderr)
         return 2

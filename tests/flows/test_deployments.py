@@ -1,16 +1,73 @@
-"""prefect.yaml: a local Prefect server accepts every deployment, schedules and pools included."""
+"""prefect.yaml end to end: a real Prefect server, the work pools, `prefect deploy --all`, real process
+workers, and every deployment triggered with NO parameters until its flow run is Completed.
+
+The workers' environment names the data root and the catalog (PostgreSQL here), the Flickr
+endpoint (tests/fakeflickr.py) and every secret, each a sentinel value; toy sizes come from
+``REDWEB__SECTION__FIELD`` variables, as a team would set them. Afterwards no sentinel may appear in
+any file under the data root or Prefect's home (its database holds every flow-run parameter and log),
+nor in any row of the catalog.
+"""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.fakeflickr import FLICKR_LICENSES, NO_DERIVATIVES, FakeFlickr, make_photos
+
 REPO = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).with_name("prefect"))
+BIN = Path(sys.executable).parent
+PREFECT = str(BIN / "prefect")
+
+SENTINELS = {
+    "FLICKR_API_KEY": "sntl-flickr-key-8c41d07e",
+    "FLICKR_API_SECRET": "sntl-flickr-secret-5a9be21f",
+    "REDWEB_REVIEW_SECRET": "sntl-review-secret-3f0e6c2d9a8b7c6d5e4f",
+}
+DB_PASSWORD = "sntl-db-password-77e2b9c4"
+
+# toy sizes: what a team would put in the worker's environment for a smoke run
+TOY_ENV = {
+    "REDWEB__INGEST__SAMPLES_MAX_VIEW_SIDE": "96",
+    "REDWEB__PROCESS__MAX_SIDE": "128",
+    "REDWEB__PROCESS__CRF": "false",
+    "REDWEB__PROCESS__AUTO_ACCEPT_SCORE": "0.0",
+    "REDWEB__EXPORT__STATES": "[accepted, auto_accepted]",
+    "REDWEB__EXPORT__VAL_FRACTION": "0.5",
+    "REDWEB__PIPELINE__EXPORT_STATES": "[accepted, auto_accepted]",
+    "REDWEB__PIPELINE__RETRAIN_MIN_NEW_ACCEPTED": "1",
+    "REDWEB__TRAIN__ARCH": "resnet18_fusion",
+    "REDWEB__TRAIN__ARCH_KWARGS": "{channels: 16}",
+    "REDWEB__TRAIN__PRETRAINED": "false",
+    "REDWEB__TRAIN__INPUT_SIZE": "32",
+    "REDWEB__TRAIN__BATCH_SIZE": "2",
+    "REDWEB__TRAIN__ITERATIONS": "3",
+    "REDWEB__TRAIN__N_PAIRS": "64",
+    "REDWEB__TRAIN__NUM_WORKERS": "0",
+    "REDWEB__TRAIN__TENSORBOARD": "false",
+    "REDWEB__TRAIN__VAL_EVERY": "3",
+    "REDWEB__TRAIN__CHECKPOINT_EVERY": "3",
+    "REDWEB__EVALUATE__PAIRS_PER_IMAGE": "200",
+    "REDWEB__EVALUATE__DEVICE": "cpu",
+    "REDWEB__EVALUATE__MAX_SIDE": "64",
+    "REDWEB__EVALUATE__REPORT_EXAMPLES": "0",
+}
+
+# the order a day of work goes in: each run uses what the one before left in the catalog / data root
+ORDER = ("ingest", "process", "export", "train", "evaluate", "retrain-nightly", "retrain-on-accepted", "pipeline")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _prefect(*args: str, env: dict) -> str:
@@ -20,32 +77,162 @@ def _prefect(*args: str, env: dict) -> str:
     return proc.stdout
 
 
+def _wait_healthy(api: str, server: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert server.poll() is None, "prefect server exited"
+        try:
+            with urllib.request.urlopen(f"{api}/health", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise AssertionError("prefect server did not become healthy")
+
+
+def _grep_tree(root: Path, needles: list[bytes]) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            hits += [f"{path}: {n.decode()}" for n in needles if n in data]
+    return hits
+
+
+def _catalog_rows_text(url: str) -> str:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    with engine.connect() as conn:
+        text = "\n".join(str(row) for table in meta.sorted_tables for row in conn.execute(sa.select(table)))
+    engine.dispose()
+    return text
+
+
 @pytest.mark.slow
-def test_local_server_accepts_all_deployments(prefect_test_server, tmp_path):
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL
+@pytest.mark.postgres
+def test_every_deployment_runs_with_no_parameters(tmp_path, postgres_url):
+    from tasks.catalog import Catalog
+    from tests.review_ui.maps import make_processed
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    expected = {d["name"] for d in spec["deployments"]}
-    assert {"ingest", "process", "export", "train", "evaluate", "pipeline", "retrain-nightly",
-            "retrain-on-accepted"} <= expected
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "REDWEB_HOME": str(REPO),
-           "PREFECT_HOME": str(tmp_path / "prefect-home")}
-    _prefect("work-pool", "create", "redweb-cpu", "--type", "process", env=env)
-    _prefect("work-pool", "create", "redweb-gpu", "--type", "process", env=env)
-    _prefect("concurrency-limit", "create", "gpu", "1", env=env)
-    _prefect("deploy", "--all", env=env)
+    names = {d["name"]: d for d in spec["deployments"]}
+    assert set(ORDER) == set(names)
 
-    with get_client(sync_client=True) as client:
-        deployments = {d.name: d for d in client.read_deployments()}
-        assert expected <= set(deployments)
-        nightly = deployments["retrain-nightly"]
-        assert nightly.work_pool_name == "redweb-gpu"
-        crons = [getattr(s.schedule, "cron", None) for s in nightly.schedules]
-        assert "0 3 * * *" in crons
-        assert deployments["retrain-on-accepted"].schedules[0].schedule.interval.total_seconds() == 900
-        assert deployments["process"].work_pool_name == "redweb-gpu"
-        assert deployments["ingest"].work_pool_name == "redweb-cpu"
-        flows = {client.read_flow(d.flow_id).name for d in deployments.values()}
-        assert {"ingest", "process", "redweb-export", "train", "evaluate", "redweb-pipeline", "redweb-retrain",
-                "redweb-retrain-trigger"} <= flows
+    root = tmp_path / "data"
+    root.mkdir()
+    home = tmp_path / "prefect-home"
+    scheme, rest = postgres_url.split("://", 1)
+    user, host_db = rest.split("@", 1)
+    catalog_url = f"{scheme}://{user.split(':')[0]}:{DB_PASSWORD}@{host_db}"  # trust auth: any password works
+
+    # a small prepared catalog: 6 maps, 5 accepted by a reviewer (export, training and evaluation have data)
+    with Catalog(postgres_url) as catalog:
+        prepared = make_processed(catalog, root, 6, width=48, height=32)
+        for i in prepared[:5]:
+            catalog.transition(i, "accepted", actor="alice", reviewer="alice")
+
+    derivatives = sorted({i for i, _, _ in FLICKR_LICENSES} - NO_DERIVATIVES)
+    fake = FakeFlickr(make_photos(4, seed=5, licenses=derivatives), api_key=SENTINELS["FLICKR_API_KEY"]).start()
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REDWEB_", "FLICKR_"))}
+    env.update(TOY_ENV)
+    env.update(SENTINELS)
+    env.update({
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "PYTHONPATH": str(REPO), "REDWEB_HOME": str(REPO),
+        "PREFECT_HOME": str(home), "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",  # only the runs this test starts
+        "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_TASK_RUN_TAG_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
+        "REDWEB_DATA_ROOT": str(root), "REDWEB_DATABASE_URL": catalog_url,
+        "REDWEB_FLICKR_REST_URL": fake.rest_url,
+    })
+    procs: list[subprocess.Popen] = []
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        out = open(logs / f"{name}.log", "wb")
+        proc = subprocess.Popen([PREFECT, *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    try:
+        server = start("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
+        _wait_healthy(api, server)
+        _prefect("work-pool", "create", "redweb-cpu", "--type", "process", env=env)
+        _prefect("work-pool", "create", "redweb-gpu", "--type", "process", "--concurrency-limit", "1", env=env)
+        _prefect("concurrency-limit", "create", "gpu", "1", env=env)
+        _prefect("deploy", "--all", env=env)
+        for pool in ("redweb-cpu", "redweb-gpu"):
+            start(f"worker-{pool}", "worker", "start", "--pool", pool)
+
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+            deployments = {d.name: d for d in client.read_deployments()}
+            assert set(ORDER) <= set(deployments)
+            nightly = deployments["retrain-nightly"]
+            assert nightly.work_pool_name == "redweb-gpu"
+            assert "0 3 * * *" in [getattr(s.schedule, "cron", None) for s in nightly.schedules]
+            assert deployments["retrain-on-accepted"].schedules[0].schedule.interval.total_seconds() == 900
+            assert deployments["process"].work_pool_name == "redweb-gpu"
+            assert deployments["ingest"].work_pool_name == "redweb-cpu"
+
+            finished = {}
+            for name in ORDER:
+                if name == "retrain-on-accepted":  # a reviewer accepts one more map after the nightly retrain
+                    with Catalog(postgres_url) as catalog:
+                        catalog.transition(prepared[5], "accepted", actor="bob", reviewer="bob")
+                run = client.create_flow_run_from_deployment(deployments[name].id)  # no parameters
+                assert not (run.parameters or {}).keys() - set(names[name].get("parameters") or {})
+                deadline = time.time() + 600
+                while True:
+                    run = client.read_flow_run(run.id)
+                    if run.state is not None and run.state.is_final():
+                        break
+                    alive = [p for p in procs if p.poll() is None]
+                    assert len(alive) == len(procs), "the Prefect server or a worker exited"
+                    assert time.time() < deadline, f"{name}: still {run.state_name} after 10 min"
+                    time.sleep(1)
+                finished[name] = run.state_name
+                assert run.state.is_completed(), (
+                    f"{name} ended {run.state_name}: {run.state.message}\n"
+                    + "".join((logs / f"worker-{p}.log").read_text()[-4000:] for p in ("redweb-cpu", "redweb-gpu")))
+            assert finished == {name: "Completed" for name in ORDER}
+            parameters = [client.read_flow_run(r.id).parameters for r in client.read_flow_runs()]
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        fake.stop()
+
+    # what the runs left: the flickr photos ingested and processed, an export, trained and promoted models
+    with Catalog(postgres_url) as catalog:
+        flickr_states = catalog.state_counts(catalog.ids(source="flickr"))
+        samples = catalog.ids(source="samples")
+    assert sum(flickr_states.values()) == 4 and "split" not in flickr_states and "discovered" not in flickr_states
+    assert samples  # the pipeline ingested the embedded samples
+    assert (root / "exports" / "current" / "manifest.csv").is_file()
+    promotions = (root / "models" / "promotions.jsonl").read_text().splitlines()
+    assert len(promotions) == 2  # retrain-nightly, then retrain-on-accepted started a retraining
+    assert list(root.glob("runs/pipeline-*/report.html"))
+
+    # no secret anywhere: files under the data root and Prefect's home (its database: every flow-run
+    # parameter, every log line), the flow-run parameters themselves, and the catalog's rows
+    needles = [v.encode() for v in (*SENTINELS.values(), DB_PASSWORD)]
+    assert (home / "prefect.db").is_file() or list(home.glob("*.db"))
+    assert _grep_tree(root, needles) == []
+    assert _grep_tree(home, needles) == []
+    assert _grep_tree(logs, needles) == []  # the server's and workers' output, flow-run processes included
+    assert not any(n.decode() in str(p) for p in parameters for n in needles)
+    rows = _catalog_rows_text(postgres_url)
+    assert rows and not any(n.decode() in rows for n in needles)

@@ -25,10 +25,8 @@ def prebuilt(tmp_path_factory, data_root):
 @pytest.mark.slow
 def test_ingest_flow_on_samples(prefect_test_server, prebuilt, data_root):
     from flows.ingest import ingest_flow
-    from tasks.config import load_config
 
-    config = load_config(overrides=[f"ingest.samples_max_view_side={SIDE}", "ingest.batch_size=4"])
-    summary = ingest_flow(source="samples", config=config)
+    summary = ingest_flow(overrides=[f"ingest.samples_max_view_side={SIDE}", "ingest.batch_size=4"], source="samples")
     expected = expected_status(data_root / "samples")
     assert summary["status"] == expected and summary["outcome"] == expected["states"]
     run_dir = data_root / "runs" / summary["run_dir"].rsplit("/", 1)[1]

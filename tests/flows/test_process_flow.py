@@ -25,13 +25,14 @@ def test_process_flow_runs_batches_and_records_states(prefect_test_server, tmp_p
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
     with Catalog(url) as catalog:
         ids = [add_split_item(catalog, data_root, f"p{k}", *pair)[0] for k in range(3)]
-        counts = process_flow(url, str(data_root), batch_size=2, options={"max_side": 160, "crf": False})
+        counts = process_flow(data_root=str(data_root), overrides={
+            "database_url": url, "process.batch_size": 2, "process.max_side": 160, "process.crf": False})
         assert sum(counts.values()) == 3
         states = {catalog.get(i).state for i in ids}
         assert states <= {"pending_review", "auto_rejected"}
         assert all(catalog.get(i).depth_path for i in ids)
         # resumable: a second run finds nothing to do
-        assert process_flow(url, str(data_root)) == {}
+        assert process_flow(overrides={"database_url": url}) == {}  # data root from $REDWEB_DATA_ROOT
 
 
 def test_cli_parses_process_options():

@@ -12,7 +12,7 @@ def test_precedence_file_env_cli(tmp_path):
     env = {"REDWEB__INGEST__MIN_SIDE": "20", "FLICKR_API_KEY": "k", "REDWEB_DATA_ROOT": str(tmp_path / "d")}
     cfg = load_config(cfg_file, overrides=["ingest.max_pixels=5000"], environ=env)
     assert cfg.ingest.min_side == 20 and cfg.ingest.max_pixels == 5000 and cfg.flickr.per_page == 100
-    assert cfg.flickr.api_key == "k" and cfg.data_root == (tmp_path / "d").resolve()
+    assert cfg.flickr.api_key.get_secret_value() == "k" and cfg.data_root == (tmp_path / "d").resolve()
     assert cfg.catalog_url == f"sqlite:///{(tmp_path / 'd').resolve() / 'catalog.db'}"
     cli = load_config(cfg_file, data_root=tmp_path / "x", environ=env)
     assert cli.data_root == (tmp_path / "x").resolve()
@@ -31,7 +31,37 @@ def test_config_is_frozen():
 
 
 def test_effective_config_saved_without_secret(tmp_path):
-    cfg = load_config(environ={"FLICKR_API_SECRET": "s3cret", "FLICKR_API_KEY": "key"})
-    path = save_effective_config(cfg, tmp_path / "run")
-    saved = yaml.safe_load(path.read_text())
-    assert saved["flickr"]["api_key"] == "key" and saved["flickr"]["api_secret"] == "***"
+    env = {"FLICKR_API_SECRET": "s3cret-value", "FLICKR_API_KEY": "key-value",
+           "REDWEB_REVIEW_SECRET": "r" * 40, "REDWEB_DATABASE_URL": "postgresql+psycopg://bob:pw-value@db.host:5432/cat"}
+    cfg = load_config(environ=env)
+    assert cfg.catalog_url == env["REDWEB_DATABASE_URL"]  # code gets the real values ...
+    assert cfg.flickr.api_secret.get_secret_value() == "s3cret-value"
+    assert cfg.review.secret_key.get_secret_value() == "r" * 40
+    path = save_effective_config(cfg, tmp_path / "run")  # ... files, reprs and messages never do
+    text = path.read_text()
+    for value in ("s3cret-value", "key-value", "r" * 40, "pw-value"):
+        assert value not in text and value not in repr(cfg) and value not in str(cfg)
+    saved = yaml.safe_load(text)
+    assert saved["flickr"]["api_key"] == "**********" and saved["flickr"]["api_secret"] == "**********"
+    assert saved["database_url"] == "postgresql+psycopg://bob:***@db.host:5432/cat"
+    assert cfg.catalog_url_redacted == saved["database_url"]
+
+
+@pytest.mark.parametrize("override", ["flickr.api_key=k", "flickr.api_secret=s", "review.secret_key=" + "x" * 40,
+                                      "database_url=postgresql://u:pw@h/db"])
+def test_secrets_cannot_be_overrides(override):
+    """Overrides become flow-run parameters (stored by Prefect): secrets must come from the environment."""
+    with pytest.raises(ConfigError, match="environment"):
+        load_config(overrides=[override], environ={})
+
+
+def test_overrides_as_mapping_and_config_file_from_env(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(yaml.safe_dump({"ingest": {"min_side": 10}}))
+    env = {"REDWEB_CONFIG": str(cfg_file), "REDWEB_DATA_ROOT": str(tmp_path)}
+    cfg = load_config(overrides={"ingest.max_pixels": 5000, "database_url": "sqlite:///x.db"}, environ=env)
+    assert (cfg.ingest.min_side, cfg.ingest.max_pixels, cfg.catalog_url) == (10, 5000, "sqlite:///x.db")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(environ={"REDWEB_CONFIG": str(tmp_path / "missing.yaml")})
+    with pytest.raises(ConfigError):
+        load_config(environ={"REDWEB_REVIEW_SECRET": "short"})

@@ -1,0 +1,123 @@
+"""The one place per stage that turns the typed config into the plain keyword arguments of its code.
+
+Every flow takes ``config_file=None, data_root=None, overrides=None`` (plus its own arguments, all
+defaulted) and calls :func:`flow_config` once: the YAML file (else ``$REDWEB_CONFIG``), the
+environment (``REDWEB_DATA_ROOT``, ``REDWEB_DATABASE_URL``, secrets, ``REDWEB__SECTION__FIELD``) and
+the overrides give the config; the functions below give each stage's options from it. So a
+deployment runs with no parameters on a worker whose environment names the data root and catalog,
+and secrets reach flows only through the environment (overrides may not carry them).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tasks.config import Overrides, RedwebConfig, load_config
+
+
+def flow_config(config_file: str | None = None, data_root: str | None = None,
+                overrides: Overrides = None) -> RedwebConfig:
+    """The typed config of one flow run (see the module docstring for the sources)."""
+    return load_config(config_file, data_root=data_root, overrides=overrides or ())
+
+
+def stamp() -> str:
+    """UTC time for run folder names, e.g. ``20260101-120000``."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def run_dir_for(config: RedwebConfig, kind: str) -> Path:
+    """``<data_root>/runs/<kind>-<UTC time>``: where one run's files go."""
+    return config.data_root / "runs" / f"{kind}-{stamp()}"
+
+
+def export_dir_for(config: RedwebConfig) -> Path:
+    """The dataset the pipeline, the export deployment and retraining share: ``exports/<pipeline.export_name>``."""
+    return config.data_root / "exports" / config.pipeline.export_name
+
+
+# ---- per stage -------------------------------------------------------------------------------------
+def flickr_options(config: RedwebConfig) -> dict[str, Any]:
+    """Keyword arguments of ``tasks.sources.flickr.discover`` from ``config.flickr`` (secrets unwrapped here,
+    inside the task that needs them)."""
+    f = config.flickr
+    return dict(rest_url=f.rest_url, api_key=f.api_key.get_secret_value(), api_secret=f.api_secret.get_secret_value(),
+                tags=list(f.tags), text=f.text, tag_mode=f.tag_mode,
+                licenses=None if f.licenses is None else list(f.licenses), per_page=f.per_page,
+                max_results_per_query=f.max_results_per_query, max_calls_per_hour=f.max_calls_per_hour,
+                min_upload_date=f.min_upload_date, max_upload_date=f.max_upload_date, max_retries=f.max_retries,
+                backoff_base_s=f.backoff_base_s, backoff_max_s=f.backoff_max_s, timeout_s=f.timeout_s)
+
+
+def ingest_options(config: RedwebConfig) -> dict[str, dict[str, Any]]:
+    """{"register", "fetch", "split", "decide"}: keyword arguments of the ``tasks.ingest`` steps."""
+    ing, root = config.ingest, str(config.data_root)
+    return {
+        "register": dict(data_root=root, extensions=list(ing.extensions),
+                         samples_max_view_side=ing.samples_max_view_side),
+        "fetch": dict(data_root=root, max_pixels=ing.max_pixels, min_side=ing.min_side,
+                      max_file_bytes=ing.max_file_bytes, timeout_s=ing.download_timeout_s,
+                      retries=ing.download_retries),
+        "split": dict(data_root=root, max_pixels=ing.max_pixels, min_side=ing.min_side,
+                      min_similarity=ing.stereo_min_similarity, anaglyph_threshold=ing.anaglyph_min_score,
+                      split_anaglyph=ing.anaglyphs == "split"),
+        "decide": dict(max_distance=ing.near_duplicate_max_distance),
+    }
+
+
+def process_options(config: RedwebConfig) -> tuple[str, int, dict[str, Any]]:
+    """(correspondence backend, batch size, the other ProcessConfig fields as ``process_batch`` kwargs)."""
+    options = config.process.model_dump()
+    return options.pop("correspondence"), options.pop("batch_size"), options
+
+
+def export_options(config: RedwebConfig) -> dict[str, Any]:
+    """Keyword arguments of ``tasks.export.export_dataset`` (states included) from ``config.export``."""
+    e = config.export
+    return dict(states=list(e.states), fmt=e.format, val_fraction=e.val_fraction, max_side=e.max_side,
+                jpeg_quality=e.jpeg_quality)
+
+
+def train_options(config: RedwebConfig) -> dict[str, Any]:
+    """Keyword arguments of ``model.train.train`` from ``config.train``."""
+    return config.train.model_dump()
+
+
+def evaluate_options(config: RedwebConfig) -> dict[str, Any]:
+    """Protocol keyword arguments of ``model.evaluate`` from ``config.evaluate`` (device resolved)."""
+    from tasks.contracts import resolve_device
+
+    ev = config.evaluate
+    return dict(alignment=ev.alignment, sigma=ev.sigma, pairs_per_image=ev.pairs_per_image, seed=ev.seed,
+                nyu_crop=ev.nyu_crop, redweb_split=ev.redweb_split, device=resolve_device(ev.device),
+                max_side=ev.max_side, report_examples=ev.report_examples)
+
+
+def predict_options(config: RedwebConfig) -> dict[str, Any]:
+    """Keyword arguments of ``model.predict.predict_files`` from ``config.evaluate``."""
+    from tasks.contracts import resolve_device
+
+    ev = config.evaluate
+    return dict(device=resolve_device(ev.device), batch_size=ev.batch_size, max_side=ev.max_side)
+
+
+def newest_checkpoint(config: RedwebConfig) -> Path | None:
+    """The promoted model (``models/current``), else the newest ``runs/*/model.pt``; None when there is none."""
+    from model.promotion import current_model
+
+    current = current_model(config.data_root / "models")
+    if current and Path(current["checkpoint"]).is_file():
+        return Path(current["checkpoint"])
+    found = sorted((config.data_root / "runs").glob("*/**/model.pt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def checkpoint_or_newest(config: RedwebConfig, checkpoint: str | None) -> str:
+    """``checkpoint`` if given, else :func:`newest_checkpoint`; a clear error when there is none."""
+    if checkpoint is not None:
+        return checkpoint
+    found = newest_checkpoint(config)
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint given and none promoted or trained under {config.data_root}")
+    return str(found)
