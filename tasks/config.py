@@ -25,8 +25,24 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from model.config import EvaluateConfig, TrainConfig
+from tasks.export import export_dataset
+from tasks.sources.flickr import discover as flickr_discover
+from tasks.triage import TriageThresholds
 
 FLICKR_REST_URL_DEFAULT = "https://api.flickr.com/services/rest/"
+
+
+def keyword_defaults(fn: Any) -> dict[str, Any]:
+    """A stage function's keyword defaults: written once, in its signature; the config section reads them."""
+    import inspect
+
+    return {name: p.default for name, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+_FLICKR = keyword_defaults(flickr_discover)
+_EXPORT = keyword_defaults(export_dataset)
+_TRIAGE = TriageThresholds()
 
 
 class _Section(BaseModel):
@@ -65,22 +81,22 @@ class FlickrConfig(_Section):
     api_key: SecretStr = SecretStr("")
     api_secret: SecretStr = SecretStr("")
     tags: tuple[str, ...] = ("stereoscopic", "stereo", "3d", "sidebyside", "parallel", "crossview", "mpo")
-    text: str = ""
-    tag_mode: str = Field("any", pattern="^(any|all)$")
+    text: str = _FLICKR["text"]
+    tag_mode: str = Field(_FLICKR["tag_mode"], pattern="^(any|all)$")
     # None = every license whose name says derivatives are allowed, read from flickr.photos.licenses.getInfo
-    licenses: tuple[str, ...] | None = None
-    per_page: int = Field(500, ge=1, le=500)
-    max_results_per_query: int = Field(4000, ge=1, description="Flickr returns at most this many results per query")
-    max_calls_per_hour: int = Field(3600, ge=1, description="never more API calls than this in any hour (token "
+    licenses: tuple[str, ...] | None = _FLICKR["licenses"]
+    per_page: int = Field(_FLICKR["per_page"], ge=1, le=500)
+    max_results_per_query: int = Field(_FLICKR["max_results_per_query"], ge=1, description="Flickr returns at most this many results per query")
+    max_calls_per_hour: int = Field(_FLICKR["max_calls_per_hour"], ge=1, description="never more API calls than this in any hour (token "
                                     "bucket kept in the catalog, so restarts keep counting; one crawler per key)")
-    max_retries: int = Field(6, ge=0, description="retries of an API call on 429/5xx/timeouts/'service unavailable'")
-    backoff_base_s: float = Field(1.0, ge=0, description="first retry waits about this long, doubling each time")
-    backoff_max_s: float = Field(120.0, ge=0, description="cap on one backoff wait (also on a honoured Retry-After)")
-    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(_FLICKR["max_retries"], ge=0, description="retries of an API call on 429/5xx/timeouts/'service unavailable'")
+    backoff_base_s: float = Field(_FLICKR["backoff_base_s"], ge=0, description="first retry waits about this long, doubling each time")
+    backoff_max_s: float = Field(_FLICKR["backoff_max_s"], ge=0, description="cap on one backoff wait (also on a honoured Retry-After)")
+    timeout_s: float = Field(_FLICKR["timeout_s"], gt=0)
     # unix seconds or a date/datetime (UTC; YAML and --set parse 2020-01-01 as a date); None = now,
     # fixed in the catalog when a crawl starts
-    min_upload_date: int | datetime | date | str = "2004-01-01"
-    max_upload_date: int | datetime | date | str | None = None
+    min_upload_date: int | datetime | date | str = _FLICKR["min_upload_date"]
+    max_upload_date: int | datetime | date | str | None = _FLICKR["max_upload_date"]
 
 
 class ProcessConfig(_Section):
@@ -109,14 +125,20 @@ class ProcessConfig(_Section):
         10.0, gt=1, description="assumed far/near depth ratio that fixes the unknown disparity offset (README)")
     view_order_min_votes: int = Field(10, ge=1, description="occlusion runs needed to decide the view order")
     view_order_min_margin: float = Field(0.25, ge=0, le=1, description="|parallel - cross| / votes needed")
-    vertical_tolerance_px: float = Field(2.0, gt=0)
-    max_misaligned_fraction: float = Field(0.15, ge=0, le=1)
-    min_disparity_range_px: float = Field(2.0, ge=0)
-    min_coverage: float = Field(0.4, ge=0, le=1)
-    min_flow_consistency: float = Field(0.05, ge=0, le=1)
-    min_crop_fraction: float = Field(0.3, ge=0, le=1)
-    auto_accept_score: float | None = Field(None, ge=0, le=1, description="None: nothing is auto-accepted")
+    vertical_tolerance_px: float = Field(_TRIAGE.vertical_tolerance_px, gt=0)
+    max_misaligned_fraction: float = Field(_TRIAGE.max_misaligned_fraction, ge=0, le=1)
+    min_disparity_range_px: float = Field(_TRIAGE.min_disparity_range_px, ge=0)
+    min_coverage: float = Field(_TRIAGE.min_coverage, ge=0, le=1)
+    min_flow_consistency: float = Field(_TRIAGE.min_flow_consistency, ge=0, le=1)
+    min_crop_fraction: float = Field(_TRIAGE.min_crop_fraction, ge=0, le=1)
+    auto_accept_score: float | None = Field(_TRIAGE.auto_accept_score, ge=0, le=1, description="None: nothing is auto-accepted")
     jpeg_quality: int = Field(95, ge=50, le=100)
+
+    def triage_thresholds(self) -> TriageThresholds:
+        """The thresholds ``tasks.triage`` takes, from this section (whose defaults are TriageThresholds')."""
+        from dataclasses import fields
+
+        return TriageThresholds(**{f.name: getattr(self, f.name) for f in fields(TriageThresholds)})
 
 
 REJECT_REASONS_DEFAULT = (
@@ -171,11 +193,11 @@ class ReviewConfig(_Section):
 class ExportConfig(_Section):
     """Dataset export (`redweb export`) in the ReDWeb layout of DESIGN.md."""
 
-    val_fraction: float = Field(0.1, ge=0, le=1, description="share of items in split=val, chosen by id hash")
-    states: tuple[str, ...] = Field(("accepted",), min_length=1, description="catalog states to export")
-    format: str = Field("redweb16", pattern="^(redweb16|redweb8)$")
-    max_side: int | None = Field(None, gt=0, description="resize exported image/RD/mask so the longer side is at most this")
-    jpeg_quality: int = Field(95, ge=1, le=100, description="used only when the image must be re-encoded")
+    val_fraction: float = Field(_EXPORT["val_fraction"], ge=0, le=1, description="share of items in split=val, chosen by id hash")
+    states: tuple[str, ...] = Field(tuple(_EXPORT["states"]), min_length=1, description="catalog states to export")
+    format: str = Field(_EXPORT["fmt"], pattern="^(redweb16|redweb8)$")
+    max_side: int | None = Field(_EXPORT["max_side"], gt=0, description="resize exported image/RD/mask so the longer side is at most this")
+    jpeg_quality: int = Field(_EXPORT["jpeg_quality"], ge=1, le=100, description="used only when the image must be re-encoded")
 
 
 class PipelineConfig(_Section):
