@@ -164,7 +164,8 @@ def test_every_deployment_runs_with_no_parameters(tmp_path, postgres_url):
         server = start("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
         _wait_healthy(api, server)
         _prefect("work-pool", "create", "redweb-cpu", "--type", "process", env=env)
-        _prefect("work-pool", "create", "redweb-gpu", "--type", "process", "--concurrency-limit", "1", env=env)
+        _prefect("work-pool", "create", "redweb-gpu", "--type", "process", env=env)
+        _prefect("work-pool", "set-concurrency-limit", "redweb-gpu", "1", env=env)
         _prefect("concurrency-limit", "create", "gpu", "1", env=env)
         _prefect("deploy", "--all", env=env)
         for pool in ("redweb-cpu", "redweb-gpu"):

@@ -36,6 +36,8 @@ def test_demo_then_dask_gives_same_states_and_maps(tmp_path, prefect_test_server
     assert (report.parent / "figures" / "maps.png").is_file() and "## Maps" in md
     assert "lower_is_closer" in md and "constant" in md and "| wkdr" in md.replace("| predictor ", "")
     assert "examples.png" in md and "curves.png" in md
+    steps = md.split("## Steps", 1)[1].split("##", 1)[0]  # step summaries as text, not escaped JSON
+    assert "&quot;" not in md and "{" not in steps and "items: 31" in steps and "outcome:" in steps
     assert "redweb review --data-root" in out
 
     states = _states(demo_root)
