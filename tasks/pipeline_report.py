@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tasks.contracts import METRIC_NAMES, SKY_VALUE
+from tasks.contracts import METRIC_NAMES, colorize_depth
 
 GALLERY_STATES = ("accepted", "auto_accepted", "pending_review", "auto_rejected")
 
@@ -39,21 +39,15 @@ def _gallery(catalog, data_root: Path, path: Path, n: int) -> tuple[Path | None,
     fig = Figure(figsize=(9, 2.6 * len(rows)))
     axes = fig.subplots(len(rows), 3, squeeze=False)
     for r, row in enumerate(rows):
-        d = row["depth"].astype(np.float64)
-        finite = d < SKY_VALUE
-        shown = np.where(finite, d, np.nan)
-        if finite.any():
-            lo, hi = np.percentile(d[finite], [2, 98])
-        else:
-            lo, hi = 0, 1
-        overlay = np.zeros(d.shape + (3,), np.uint8)
+        shown = colorize_depth(row["depth"], near="dark", sky_rgb=(255, 255, 255))  # turbo, near = dark blue
+        overlay = np.zeros(row["depth"].shape[:2] + (3,), np.uint8)
         if row["mask"] is not None:
             overlay[..., 1] = row["mask"]
         if row["sky"] is not None:
             overlay[..., 2] = row["sky"]
         for ax, (im, title, kw) in zip(axes[r], [
             (row["image"], f"{row['id']} [{row['state']}, score {row['score'] or 0:.2f}]", {}),
-            (shown, f"relative depth (dark = near), {row['view_order']}", dict(cmap="turbo", vmin=lo, vmax=hi)),
+            (shown, f"relative depth (dark = near), {row['view_order']}", {}),
             (overlay, "reliable (green) / sky (blue)", {}),
         ]):
             ax.imshow(im, **kw)
