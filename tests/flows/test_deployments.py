@@ -207,13 +207,13 @@ def test_every_deployment_runs_with_no_parameters(tmp_path, postgres_url):
             assert finished == {name: "Completed" for name in ORDER}
             parameters = [client.read_flow_run(r.id).parameters for r in client.read_flow_runs()]
     finally:
-        for proc in reversed(procs):
+        for proc in reversed(procs):  # the workers first, then the server they talk to
             proc.terminate()
-        for proc in reversed(procs):
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(10)
         fake.stop()
 
     # what the runs left: the flickr photos ingested and processed, an export, trained and promoted models
