@@ -287,7 +287,8 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
     quality = {**result.quality, "score": verdict.score}
     result.timings["total"] = time.perf_counter() - t0
     info = dict(item.info or {})
-    info["process"] = {**result.info, "crop_source": list(abs_box), "timings": result.timings,
+    info["view_order_source"] = _order_source(order, known_order, result)
+    info["process"] = {**result.info, "crop_source": list(abs_box), "left_view": view_key, "timings": result.timings,
                        "backend": getattr(backend, "name", "?"), "sky_backend": getattr(sky_backend, "name", "?"),
                        "processed_size": list(result.processed_size), "reasons": verdict.reasons}
     fields = dict(paths, crop_x0=rel_box[0], crop_y0=rel_box[1], crop_x1=rel_box[2], crop_y1=rel_box[3],
@@ -302,6 +303,17 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
     else:
         catalog.transition(item_id, verdict.state, expect=[State.PROCESSED], actor="process")
     return verdict.state
+
+
+def _order_source(order: str, known_order: bool, result: PairResult) -> str:
+    """How the item's view order was decided (export manifest ``view_order_source``)."""
+    if order == "given":
+        return "reviewer"
+    if result.view_order == "undecided":
+        return "format" if known_order else "undecided"
+    if known_order:
+        return "data_over_format" if result.swapped_views else "format"
+    return "data"
 
 
 def build_backends(*, correspondence: str = "dis", correspondence_checkpoint: str | None = None,
