@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from tasks.contracts import SKY_VALUE, colorize_depth
 from tasks.scenes import Scene
 
 log = logging.getLogger(__name__)
@@ -310,7 +311,7 @@ def score_map(scene: Scene, packed: Packed, *, rd: np.ndarray, mask: np.ndarray,
     sx, sy = geo.file_to_scene(x0 + (us + 0.5) * fx - 0.5, y0 + (vs + 0.5) * fy - 0.5)
     gtd = _sample_nearest(gt, sx, sy)
     reliable = mask > 127
-    non_sky = rd < 65535
+    non_sky = rd < SKY_VALUE
     has_gt = np.isfinite(gtd) & (gtd > 0)
     valid = reliable & non_sky & has_gt
     gt_depth = np.where(has_gt, 1.0 / np.where(has_gt, gtd, 1.0), np.nan)
@@ -587,15 +588,8 @@ def to_json(rows: Sequence[AuditRow], summary: dict[str, Any], config: dict | No
 # ---- HTML report -----------------------------------------------------------------------------------
 def _depth_colour(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Inverse depth in turbo (near = red), unknown grey: one look for produced and GT maps."""
-    import cv2
-
-    inv = np.where(valid, 1.0 / np.maximum(depth, 1e-9), np.nan)
-    vals = inv[np.isfinite(inv)]
-    lo, hi = (np.percentile(vals, [1, 99]) if vals.size else (0.0, 1.0))
-    norm = np.clip((np.nan_to_num(inv, nan=lo) - lo) / max(hi - lo, 1e-12), 0, 1)
-    rgb = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1].copy()
-    rgb[~valid] = (90, 90, 90)
-    return rgb
+    return colorize_depth(np.asarray(depth, np.float64), valid=valid, sky=np.zeros(valid.shape, bool), inverse=True,
+                          percentiles=(1, 99), invalid_rgb=(90, 90, 90))
 
 
 def _error_colour(disagree: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -628,7 +622,7 @@ def write_report(out_dir: str | Path, rows: Sequence[AuditRow], summary: dict[st
         cells = []
         if ims:
             rd, mask = ims["rd"].astype(np.float64), ims["mask"] > 127
-            sky = ims["rd"] == 65535
+            sky = ims["rd"] == SKY_VALUE
             produced = _depth_colour(rd, mask & ~sky)
             produced[sky] = (70, 110, 200)
             gt = ims["gt_depth"]
