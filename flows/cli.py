@@ -65,7 +65,7 @@ def _prefect_defaults() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.config import ConfigError, load_config
+    from tasks.config import ConfigError, load_config, redact_secrets_in_logs
 
     _prefect_defaults()
 
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"redweb: {exc}", file=sys.stderr)
         return 2
+    redact_secrets_in_logs(config)  # -v logs every library at DEBUG; none of them may print a secret
     return int(args._module.run(args, config) or 0)
 
 

@@ -13,13 +13,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tasks.config import Overrides, RedwebConfig, load_config
+from tasks.config import Overrides, RedwebConfig, load_config, redact_secrets_in_logs
 
 
 def flow_config(config_file: str | None = None, data_root: str | None = None,
                 overrides: Overrides = None) -> RedwebConfig:
-    """The typed config of one flow run (see the module docstring for the sources)."""
-    return load_config(config_file, data_root=data_root, overrides=overrides or ())
+    """The typed config of one flow run (see the module docstring for the sources); from here on no log
+    handler prints its secrets."""
+    config = load_config(config_file, data_root=data_root, overrides=overrides or ())
+    redact_secrets_in_logs(config)
+    return config
 
 
 def stamp() -> str:

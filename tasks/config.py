@@ -16,6 +16,7 @@ writes what a run actually used next to its outputs.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import date, datetime
 from pathlib import Path
@@ -379,6 +380,59 @@ def config_to_dict(config: RedwebConfig) -> dict:
     if config.database_url is not None:
         data["database_url"] = redact_url(config.database_url.get_secret_value())
     return data
+
+
+def secret_values(config: RedwebConfig) -> list[str]:
+    """The secret strings this config holds (Flickr key and secret, review key, the database password)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    values = [config.flickr.api_key.get_secret_value(), config.flickr.api_secret.get_secret_value()]
+    if config.review.secret_key is not None:
+        values.append(config.review.secret_key.get_secret_value())
+    if config.database_url is not None:
+        try:
+            values.append(make_url(config.database_url.get_secret_value()).password or "")
+        except ArgumentError:
+            pass
+    return [v for v in values if v and len(v) >= 4]  # (a 1-3 character "secret" would redact everything)
+
+
+class RedactSecrets(logging.Filter):
+    """A handler filter that replaces secret values in log messages by ``***`` (third-party libraries
+    log them at DEBUG: flickrapi's repr names its key)."""
+
+    def __init__(self, values: list[str]) -> None:
+        super().__init__()
+        self.values = list(values)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to the handler's own error path
+            return True
+        if any(v in message for v in self.values):
+            for v in self.values:
+                message = message.replace(v, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def redact_secrets_in_logs(config: RedwebConfig) -> None:
+    """Put :class:`RedactSecrets` on every logging handler there is now (root, Prefect's console and API
+    handlers). Called by the CLI after it sets up logging and by every flow when it builds its config."""
+    values = secret_values(config)
+    if not values:
+        return
+    loggers = [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(v, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            mine = [f for f in handler.filters if isinstance(f, RedactSecrets)]
+            if mine:
+                mine[0].values = sorted(set(mine[0].values) | set(values))
+            else:
+                handler.addFilter(RedactSecrets(values))
 
 
 def save_effective_config(config: RedwebConfig, run_dir: str | Path) -> Path:

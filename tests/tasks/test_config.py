@@ -65,3 +65,26 @@ def test_overrides_as_mapping_and_config_file_from_env(tmp_path):
         load_config(environ={"REDWEB_CONFIG": str(tmp_path / "missing.yaml")})
     with pytest.raises(ConfigError):
         load_config(environ={"REDWEB_REVIEW_SECRET": "short"})
+
+
+def test_log_handlers_redact_secret_values():
+    import io
+    import logging
+
+    from tasks.config import redact_secrets_in_logs
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    log = logging.getLogger("redweb-test-redaction")
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        cfg = load_config(environ={"FLICKR_API_KEY": "key-12345", "FLICKR_API_SECRET": "sec-67890",
+                                   "REDWEB_DATABASE_URL": "postgresql+psycopg://u:pw-abcde@h/db"})
+        redact_secrets_in_logs(cfg)
+        log.debug("FlickrAPI for key %r secret %s url %s", "key-12345", "sec-67890", cfg.catalog_url)
+    finally:
+        log.removeHandler(handler)
+    text = stream.getvalue()
+    assert "key-12345" not in text and "sec-67890" not in text and "pw-abcde" not in text
+    assert "FlickrAPI for key '***' secret *** url postgresql+psycopg://u:***@h/db" in text
