@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.fakeflickr import FLICKR_LICENSES, NO_DERIVATIVES, FakeFlickr, make_photos
+from tests.secrets import files_containing
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -89,15 +90,6 @@ def _wait_healthy(api: str, server: subprocess.Popen, timeout: float = 240) -> N
             pass
         time.sleep(1)
     raise AssertionError("prefect server did not become healthy")
-
-
-def _grep_tree(root: Path, needles: list[bytes]) -> list[str]:
-    hits = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            data = path.read_bytes()
-            hits += [f"{path}: {n.decode()}" for n in needles if n in data]
-    return hits
 
 
 def _catalog_rows_text(url: str) -> str:
@@ -231,9 +223,9 @@ def test_every_deployment_runs_with_no_parameters(tmp_path, postgres_url):
     # parameter, every log line), the flow-run parameters themselves, and the catalog's rows
     needles = [v.encode() for v in (*SENTINELS.values(), DB_PASSWORD)]
     assert (home / "prefect.db").is_file() or list(home.glob("*.db"))
-    assert _grep_tree(root, needles) == []
-    assert _grep_tree(home, needles) == []
-    assert _grep_tree(logs, needles) == []  # the server's and workers' output, flow-run processes included
+    assert files_containing(root, needles) == []
+    assert files_containing(home, needles) == []
+    assert files_containing(logs, needles) == []  # the server's and workers' output, flow-run processes included
     assert not any(n.decode() in str(p) for p in parameters for n in needles)
     rows = _catalog_rows_text(postgres_url)
     assert rows and not any(n.decode() in rows for n in needles)

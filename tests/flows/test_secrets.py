@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakeflickr import FLICKR_LICENSES, NO_DERIVATIVES, FakeFlickr, make_photos
+from tests.secrets import files_containing
 
 SENTINELS = {
     "FLICKR_API_KEY": "sntl-key-0b5e7d1c93",
@@ -24,15 +25,6 @@ SENTINELS = {
 }
 REPO = Path(__file__).resolve().parents[2]
 TOY = ["process.max_side=128", "process.crf=false", "process.auto_accept_score=0.0"]
-
-
-def _files_with(root: Path, needles: list[bytes]) -> list[str]:
-    hits = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            data = path.read_bytes()
-            hits += [f"{path}: {n.decode()}" for n in needles if n in data]
-    return hits
 
 
 def _redweb(args: list[str], env: dict) -> str:
@@ -76,13 +68,13 @@ def test_sentinel_secrets_reach_no_file_log_or_parameter(prefect_test_server, da
     assert "DEBUG" in printed
 
     needles = [v.encode() for v in SENTINELS.values()]
-    assert _files_with(data_root, needles) == []
-    assert _files_with(Path(PREFECT_HOME.value()), needles) == []
+    assert files_containing(data_root, needles) == []
+    assert files_containing(Path(PREFECT_HOME.value()), needles) == []
     database = PREFECT_API_DATABASE_CONNECTION_URL.value() or ""
     if database.startswith("sqlite"):  # the test server's database: parameters, logs, artifacts
         db = Path(database.split("///", 1)[1])
         assert db.is_file()
-        assert _files_with(db.parent, needles) == []
+        assert files_containing(db.parent, needles) == []
     assert [line for line in printed.splitlines() if any(n.decode() in line for n in needles)] == []
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs()
