@@ -65,7 +65,9 @@ def read_pfm(path: str | Path) -> np.ndarray:
             w, h = int(dims[0]), int(dims[1])
             scale = float(fh.readline().strip())
             channels = 3 if kind == b"PF" else 1
-            data = np.frombuffer(fh.read(), dtype="<f4" if scale < 0 else ">f4")
+            body = fh.read()
+            # a file cut mid-value is still "truncated" (below), not a numpy buffer-size error
+            data = np.frombuffer(body[: len(body) // 4 * 4], dtype="<f4" if scale < 0 else ">f4")
     except (OSError, ValueError, IndexError) as exc:
         if isinstance(exc, SceneError):
             raise
@@ -289,7 +291,7 @@ def read_scenes(path: str | Path, *, legacy_scale: float | None = None, max_fram
         raise SceneError(f"{path}: no such folder")
     if not path.is_dir():
         raise SceneError(f"{path}: not a folder (pass a scene folder or a folder of scene folders)")
-    if detect_layout(path):
+    if detect_layout(path) or incomplete_layout(path):
         return read_scene_folder(path, legacy_scale=legacy_scale, max_frames=max_frames)
     subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     scenes: list[Scene] = []
@@ -297,5 +299,7 @@ def read_scenes(path: str | Path, *, legacy_scale: float | None = None, max_fram
         if detect_layout(sub) or incomplete_layout(sub):  # a half scene is an error, not a skipped folder
             scenes += read_scene_folder(sub, legacy_scale=legacy_scale, max_frames=max_frames)
     if not scenes and require_gt:
-        raise SceneError(f"{path}: neither a scene folder nor a folder of scene folders (expected {EXPECTED})")
+        found = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())[:12]
+        raise SceneError(f"{path}: neither a scene folder nor a folder of scene folders (expected {EXPECTED}); "
+                         f"found {found}")
     return scenes

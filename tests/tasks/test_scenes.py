@@ -126,6 +126,8 @@ def test_missing_right_image(tmp_path, writer, missing):
     stem = missing.split(".")[0]
     with pytest.raises(SceneError, match=rf"s: .*no {stem}|s/{stem}\.png: missing"):
         read_scene_folder(folder, legacy_scale=4)
+    with pytest.raises(SceneError, match=rf"s: .*no {stem}|s/{stem}\.png: missing"):
+        read_scenes(folder, legacy_scale=4)
     # in a folder of scene folders it is an error too, not a silently skipped folder
     with pytest.raises(SceneError, match=missing.split(".")[0]):
         read_scenes(tmp_path, legacy_scale=4)
