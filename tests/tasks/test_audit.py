@@ -69,6 +69,13 @@ def test_disagreement_map_on_a_tiny_case():
     out = disagreement_map(pred, gt, valid, radii=(1,))
     np.testing.assert_allclose(out[0, :3], [0.0, 0.5, 1.0])
     assert np.isnan(out[0, 3])  # nothing compared there
+    # ordered_only: pairs GT calls equal are not counted (here (0,1): GT 1 vs 1.01, map orders them)
+    gt2 = np.array([[1.0, 1.01, 4.0]])
+    pred2 = np.array([[1.0, 2.0, 4.0]])
+    ones = np.ones((1, 3), bool)
+    np.testing.assert_allclose(disagreement_map(pred2, gt2, ones, radii=(1,)), [[1.0, 0.5, 0.0]])
+    out = disagreement_map(pred2, gt2, ones, radii=(1,), ordered_only=True)
+    assert np.isnan(out[0, 0]) and out[0, 1:].tolist() == [0.0, 0.0]
     g = 2.0 ** np.arange(9, dtype=float).reshape(3, 3)
     assert (disagreement_map(g, g, np.ones((3, 3), bool), radii=(1,)) == 0).all()
     assert (disagreement_map(1 / g, g, np.ones((3, 3), bool), radii=(1,)) == 1).all()
@@ -168,7 +175,8 @@ def row(scene: str, state: str, *, err: float | None, cov: float | None, order_o
     return AuditRow(scene=scene, packing="sbs", state=state, reason=reason, kept=state in audit.KEPT_STATES,
                     ordinal_error=err, error_neq=err, inverted=0.0 if err is not None else None, coverage=cov,
                     format="side_by_side", format_ok=True, view_order="parallel", view_order_source="data",
-                    view_order_ok=order_ok, score=0.5, bad=bad, seconds={"flow": 0.5, "total": 9.0},
+                    view_order_ok=order_ok, score=0.5, bad=bad,
+                    seconds={"ingest": 0.1, "flow": 0.5, "sky": 0.1, "total": 0.8, "export": 0.05, "score": 3.0},
                     item_id=scene, degradation={})
 
 
@@ -190,7 +198,8 @@ def test_summary_triage_confusion_precision_recall():
     assert t["precision"] == pytest.approx(0.5) and t["recall"] == pytest.approx(0.5)
     assert set(s["lost"]) == {"a/sbs", "b/sbs", "f/sbs"}
     assert s["lost"]["f/sbs"] == "failed:process_error"
-    assert s["seconds_per_pair"] == pytest.approx(0.5)  # "total" is not added twice
+    # ingest + export + process_item's wall time ("total", not added to its own stages); scoring excluded
+    assert s["seconds_per_pair"] == pytest.approx(0.95)
     table = audit.format_table(rows, s)
     assert "auto-reject precision: 50.0%   recall: 50.0%" in table
     assert "pairs kept: 3/6" in table
