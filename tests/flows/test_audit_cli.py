@@ -126,3 +126,17 @@ def test_audit_cli_says_what_is_wrong_and_exits_2(tmp_path, monkeypatch, capsys,
     assert rc == 2
     assert err.startswith("redweb audit: ") and re.search(message, err), err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_audit_flow_is_a_real_prefect_run(prefect_test_server, tmp_path, data_root):
+    """The flow a deployment would run: scenes, packings and --set-style overrides as parameters."""
+    from flows.audit import audit_flow
+
+    write_middlebury2014(tmp_path / "scenes" / "moto", *motorcycle(200))
+    result = audit_flow(scenes=[str(tmp_path / "scenes")], packings="mpo", out=str(tmp_path / "out"),
+                        pairs=5000, overrides={"process.crf": False}, report=False)
+    assert result["out"] == str(tmp_path / "out")
+    assert result["summary"]["total"] == 1
+    doc = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert doc["scenes"][0]["format"] == "mpo" and doc["config"]["process"]["crf"] is False
