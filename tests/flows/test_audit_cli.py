@@ -140,3 +140,11 @@ def test_audit_flow_is_a_real_prefect_run(prefect_test_server, tmp_path, data_ro
     assert result["summary"]["total"] == 1
     doc = json.loads((tmp_path / "out" / "audit.json").read_text())
     assert doc["scenes"][0]["format"] == "mpo" and doc["config"]["process"]["crf"] is False
+
+
+def test_audit_cli_refuses_an_unknown_packing(tmp_path, monkeypatch, capsys):
+    from flows.cli import main
+
+    monkeypatch.setenv("REDWEB_DATA_ROOT", str(tmp_path / "data"))
+    assert main(["audit", "--scenes", str(tmp_path), "--packings", "sbs,anaglyph"]) == 2
+    assert "unknown ['anaglyph']; choose from sbs,cross,ou,mpo" in capsys.readouterr().err

@@ -89,6 +89,56 @@ def test_right_view_disparity_forward_warps_nearest_surface_wins():
     assert np.isnan(out[0, 2:]).all()
 
 
+def two_planes(h: int = 80, w: int = 120) -> Scene:
+    """Left half at disparity 5, right half at 10 (twice as near); views are texture (unused by scoring)."""
+    from pathlib import Path
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    disp = np.where(np.arange(w)[None, :] < w // 2, 5.0, 10.0).repeat(h, 0).astype(np.float32)
+    disp[:, :3] = np.nan  # unknown GT at the left edge
+    return Scene("planes", img, img.copy(), disp, "generic", Path("."))
+
+
+def test_score_map_on_two_planes():
+    """An exported map of the whole left view that orders the two planes like GT: no error, full coverage;
+    the same map inverted: every cross-plane pair wrong; half the mask off: half the coverage."""
+    scene = two_planes()
+    packed = pack_scene(scene, "sbs")
+    geo = packed.eyes["left"]
+    x0, y0, x1, y1 = (int(round(v)) for v in geo.file_box())
+    H, W = y1 - y0, x1 - x0
+    sx, _ = geo.file_to_scene(np.arange(x0, x1, dtype=float), np.full(W, (y0 + y1) / 2))
+    near = np.rint(sx) >= scene.size[0] // 2  # export columns showing the right (near) plane
+    rd = np.where(near, 20000, 40000).astype(np.uint16)[None, :].repeat(H, 0)
+    mask = np.full((H, W), 255, np.uint8)
+    kw = dict(crop_source=[x0, y0, x1, y1], frame=0, view_box=[x0, y0, x1, y1], n_pairs=50_000)
+    s = audit.score_map(scene, packed, rd=rd, mask=mask, **kw)
+    assert s.eye == "left"
+    assert s.ordinal_error < 0.005 and s.inverted < 0.005
+    assert s.coverage > 0.97  # every GT pixel of the view labelled (up to the view's rounded edges)
+    # GT pairs: same plane (tie) or across (ordered); share across = 2 p (1 - p), p = share on the near plane
+    p = (np.rint(sx[np.rint(sx) >= 3]) >= 60).mean()
+    inv = audit.score_map(scene, packed, rd=np.where(near, 40000, 20000).astype(np.uint16)[None, :].repeat(H, 0),
+                          mask=mask, **kw)
+    assert inv.ordinal_error == pytest.approx(2 * p * (1 - p), abs=0.01)
+    assert inv.inverted > 0.99 and inv.error_eq < 0.01
+    half = mask.copy()
+    half[:, near] = 0
+    cov = audit.score_map(scene, packed, rd=rd, mask=half, **kw).coverage
+    assert cov == pytest.approx(1 - p, abs=0.03)
+    sky = rd.copy()
+    sky[:, ~near] = 65535  # sky pixels are not compared: only one plane left, all GT ties, all right
+    assert audit.score_map(scene, packed, rd=sky, mask=mask, **kw).ordinal_error == 0.0
+    # the view box of the right eye: scored against the right view's GT, and reported as that eye
+    rgeo = packed.eyes["right"]
+    rbox = [int(round(v)) for v in rgeo.file_box()]
+    assert audit.score_map(scene, packed, rd=rd, mask=mask, crop_source=rbox, frame=0, view_box=rbox,
+                           n_pairs=1000).eye == "right"
+    with pytest.raises(ValueError, match="matches no eye"):
+        audit.score_map(scene, packed, rd=rd, mask=mask, crop_source=rbox, frame=1, view_box=rbox)
+
+
 # ---- packing geometry ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def scene() -> Scene:

@@ -174,3 +174,21 @@ def test_detect_layout(layouts, tmp_path):
     assert detect_layout(Path(tmp_path)) is None
     assert detect_layout(layouts["kitti2012"][0]) == "kitti"
     assert detect_layout(layouts["legacy"][0]) == "middlebury_legacy"
+
+
+def test_generic_with_a_pfm_gt_and_inf_unknown(tmp_path):
+    left, right, disp = small()
+    write_generic(tmp_path / "g", left, right, disp)
+    write_pfm(tmp_path / "g" / "disp.pfm", disp * 2)  # stored doubled, decoded by divide_by
+    (tmp_path / "g" / "gt.json").write_text(json.dumps({"file": "disp.pfm", "divide_by": 2, "invalid": "inf"}))
+    assert_same_disparity(read_scene_folder(tmp_path / "g")[0].disparity, disp)
+
+
+def test_legacy_im2_im6_disp2_names(tmp_path):
+    left, right, disp = small()
+    expected = write_legacy(tmp_path / "teddy", left, right, disp, scale=4)
+    for old, new in (("view1", "im2"), ("view5", "im6"), ("disp1", "disp2")):
+        (tmp_path / "teddy" / f"{old}.png").rename(tmp_path / "teddy" / f"{new}.png")
+    (scene,) = read_scene_folder(tmp_path / "teddy", legacy_scale=4)
+    assert scene.layout == "middlebury_legacy"
+    assert_same_disparity(scene.disparity, expected)
