@@ -300,13 +300,15 @@ def test_a_flipped_view_order_is_reported(e2e_scene, tmp_path, monkeypatch):
     """Force the data decision to the wrong order: the audit must see the right eye exported as the left
     and the depth inverted."""
     import tasks.process
-    from tasks.depth import ViewOrder, decide_view_order
+    from tasks.view_order import OrderDecision
+
+    decide = tasks.process.decide_order
 
     def flipped(*args, **kwargs):
-        o = decide_view_order(*args, **kwargs)  # parallel or undecided here: the file is parallel sbs
-        return ViewOrder("parallel" if o.order == "cross_eyed" else "cross_eyed", o.cross_votes, o.parallel_votes)
+        d = decide(*args, **kwargs)  # the file is parallel sbs: force the data decision to cross-eyed
+        return OrderDecision("cross_eyed", False, "data", -abs(d.evidence), d.cues)
 
-    monkeypatch.setattr(tasks.process, "decide_view_order", flipped)
+    monkeypatch.setattr(tasks.process, "decide_order", flipped)
     rows, _ = run(e2e_scene, tmp_path, ["sbs"], keep_images=False)
     (r,) = rows
     assert r.view_order == "cross_eyed"
