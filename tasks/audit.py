@@ -707,7 +707,8 @@ auto-reject precision {_pct(tri['precision'])}, recall {_pct(tri['recall'])}</p>
 {table}
 <h2>Maps</h2>
 {''.join(blocks)}
-<h2>Configuration</h2><pre>{html.escape(json.dumps(config or {}, indent=1, default=str))}</pre>
+<h2>Configuration</h2><p class=legend>The configuration measured, as given; the audit itself always runs ingest
+with near-duplicate detection off (the packings of one scene are near-duplicates by design).</p><pre>{html.escape(json.dumps(config or {}, indent=1, default=str))}</pre>
 </body></html>"""
     path = out_dir / "report.html"
     path.write_text(doc)
