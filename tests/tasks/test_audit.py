@@ -90,12 +90,14 @@ def test_right_view_disparity_forward_warps_nearest_surface_wins():
 
 
 def two_planes(h: int = 80, w: int = 120) -> Scene:
-    """Left half at disparity 5, right half at 10 (twice as near); views are texture (unused by scoring)."""
+    """Left half at disparity ~5, right half at ~10 (twice as near); views are texture (unused by scoring)."""
     from pathlib import Path
 
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-    disp = np.where(np.arange(w)[None, :] < w // 2, 5.0, 10.0).repeat(h, 0).astype(np.float32)
+    x = np.arange(w)[None, :]
+    # a hair of slope keeps the GT continuous (gt_step 0: every pair scored), far below sigma
+    disp = (np.where(x < w // 2, 5.0, 10.0) + 1e-4 * x).repeat(h, 0).astype(np.float32)
     disp[:, :3] = np.nan  # unknown GT at the left edge
     return Scene("planes", img, img.copy(), disp, "generic", Path("."))
 
@@ -318,3 +320,26 @@ def test_a_flipped_view_order_is_reported(e2e_scene, tmp_path, monkeypatch):
     s = summarize(rows)
     assert s["view_order_errors_all_maps"] == 1
     assert "cross_eyed ✗" in audit.format_table(rows, s)
+
+
+def test_gt_quantisation_labels_counted_by_hand():
+    """Integer GT (Tsukuba) is known to +-0.5 px: two pixels on one level may not be equal at all."""
+    d_i = np.array([10.0, 10.0, 20.0, 100.0])
+    d_j = np.array([10.0, 20.0, 10.0, 100.0])
+    # 10 vs 10: depth ratio in [9.5/10.5, 10.5/9.5] = [0.905, 1.105] straddles 1 +- sigma: undecidable (2)
+    # 10 vs 20: ratio >= 19.5/10.5 = 1.86: i farther (+1); 20 vs 10: -1
+    # 100 vs 100: ratio in [0.990, 1.010], inside [1/1.02, 1.02]: a tie the GT can vouch for (0)
+    assert audit.gt_ordinal_labels(d_i, d_j, 1.0).tolist() == [2, 1, -1, 0]
+    assert audit.gt_ordinal_labels(d_i, d_j, 0.0).tolist() == [0, 1, -1, 0]
+    assert audit.gt_step(np.array([[1.0, 2.0], [3.0, np.nan]])) == 1.0
+    assert audit.gt_step(np.array([[1.0, 1.25, 1.5]])) == 0.25
+    assert audit.gt_step(np.array([[1.0, 1.0 + 1 / 256]])) == 0.0  # KITTI's 1/256: continuous enough
+    # ordinal_error leaves the undecidable pairs out and says how many
+    gt = 1.0 / np.array([[10.0, 10.0, 20.0]])  # depth of disparities 10, 10, 20
+    pred = np.array([[1.0, 2.0, 0.5]])
+    e = ordinal_error(pred, gt, np.ones((1, 3), bool), pairs=(np.array([0, 0, 1]), np.array([1, 2, 2])),
+                      gt_quantum=1.0)
+    # (0,1) undecidable; (0,2) GT +1, map +1 right; (1,2) GT +1, map +1 right
+    assert e["pairs"] == 2 and e["error"] == 0.0 and e["ambiguous"] == pytest.approx(1 / 3)
+    e0 = ordinal_error(pred, gt, np.ones((1, 3), bool), pairs=(np.array([0, 0, 1]), np.array([1, 2, 2])))
+    assert e0["pairs"] == 3 and e0["error"] == pytest.approx(1 / 3)  # exact GT: (0,1) a tie the map orders
