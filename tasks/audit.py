@@ -823,7 +823,7 @@ def write_report(out_dir: str | Path, rows: Sequence[AuditRow], summary: dict[st
     lost = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in summary["lost"].items())
     r0, r1 = REPORT_RADII
     legend = ("Columns: ord.err = share of random pixel pairs whose ordinal label (σ = 2 % on the depth ratio) "
-              "differs from GT, ties counting as wrong; err≠ = the same over the pairs GT orders; inverted = pairs "
+              "differs from GT, ties counting as wrong (pairs a stepped GT's precision cannot decide are left out); err≠ = the same over the pairs GT orders; inverted = pairs "
               "GT orders one way and the map the other; coverage = share of the view's GT pixels with a reliable "
               "label; order ✓/✗ = whether the exported image really is the left eye; truth = bad when ord.err > "
               f"{BAD_ERROR:.0%} or coverage < {BAD_COVERAGE:.0%}. Pictures: depth and gt in turbo colours of inverse "
