@@ -27,6 +27,7 @@ def test_spec_overrides(bench):
         bench.spec_overrides("dis@crf")
 
 
+@pytest.mark.slow  # two audits: 6 s on a quiet machine, 15 s on a loaded one
 def test_bench_labels_table_has_one_row_per_spec(bench, tmp_path, capsys):
     write_generic(tmp_path / "scenes" / "moto", *motorcycle(200))
     rc = bench.main(["--scenes", str(tmp_path / "scenes"), "--backends", "dis,dis@crf=false", "--packings", "mpo",
