@@ -88,9 +88,9 @@ def motorcycle(width: int = 370) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def similarity_warp(image: np.ndarray, rotation_deg: float = 0.0, scale: float = 1.0, tx: float = 0.0,
                     ty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` moved by a similarity about its centre: content at p goes to s R(theta) (p - c) + c + (tx, ty)
-    (x right, y down; positive angles turn +x towards +y). Returns the warped image (black outside) and
-    the forward 3x3 matrix."""
+    """``image`` moved by a similarity about its centre: content at p goes to
+    s R(theta) (p - c) + c + (tx, ty) (x right, y down; positive angles turn +x towards +y).
+    Returns the warped image (black outside) and the forward 3x3 matrix."""
     h, w = image.shape[:2]
     c = np.array([(w - 1) / 2, (h - 1) / 2])
     t = np.radians(rotation_deg)
@@ -98,7 +98,8 @@ def similarity_warp(image: np.ndarray, rotation_deg: float = 0.0, scale: float =
     m = np.eye(3)
     m[:2, :2] = lin
     m[:2, 2] = c - lin @ c + (tx, ty)
-    warped = cv2.warpAffine(image, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    warped = cv2.warpAffine(image, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=0)
     return warped, m
 
 

@@ -60,10 +60,9 @@ def test_fitted_similarity_undoes_the_known_one(moto, backends, case):
     rest = np.linalg.inv(forward) @ _matrix3(pre)
     np.testing.assert_allclose(rest[:2, :2], np.eye(2), atol=3e-3)
     assert abs(rest[1, 2]) < 0.5
-    assert abs(rest[0, 2] + np.median(gt[gt > 0])) < 6  # shift = -(median disparity), up to the matches' sample
+    assert abs(rest[0, 2] + np.median(gt[gt > 0])) < 6  # shift = -(median disparity) of the matches
     # the rows: before, the true matches of the left pixels lie px off their rows in the warped view;
     # after, DIS finds them on the left view's rows
-    h, w = gt.shape
     ys, xs = np.nonzero(gt > 0)
     true_in_warped = forward @ np.stack([xs - gt[ys, xs], ys, np.ones(xs.size)])
     assert np.median(np.abs(true_in_warped[1] - ys)) > 3

@@ -187,9 +187,9 @@ def test_wide_range_side_by_side_is_found_by_keypoints(fraction, direction):
     assert detect_stereo_format([image], min_similarity=MIN_SIM, use_keypoints=False).format == "mono"
 
 
-@pytest.mark.xfail(strict=True, reason="a side-by-side whose views differ by ~15 % of the width more than usual "
-                   "scores >= min_similarity as a triptych (pairs 0.45 / 0.37), so the keypoint test, which would "
-                   "accept the side-by-side, is never tried (report to the lead)")
+@pytest.mark.xfail(strict=True, reason="a side-by-side whose views differ by ~15 % of the width more than "
+                   "usual scores >= min_similarity as a triptych (pairs 0.45 / 0.37), so the keypoint "
+                   "test, which accepts the side-by-side, is never tried")
 def test_diverged_side_by_side_is_not_taken_for_a_triptych():
     image, _ = _shifted_side_by_side(0.15, "diverged")
     assert detect_stereo_format([image], min_similarity=MIN_SIM).format == "side_by_side"
@@ -219,15 +219,16 @@ def test_tiled_texture_halves_are_not_stereo():
     assert looks_like_stereo(stereo_match_evidence(left, right))
 
 
-@pytest.mark.xfail(strict=True, reason="a periodic texture cut off its period (2.5 tiles) matches at offsets that "
-                   "differ by the period: dx_spread = the period passes the spread test, a mono image is taken "
-                   "for side_by_side (report to the lead)")
+@pytest.mark.xfail(strict=True, reason="a periodic texture cut off its period (2.5 tiles) matches at offsets "
+                   "that differ by the period: dx_spread = the period passes the spread test, a mono "
+                   "image is taken for side_by_side")
 def test_periodic_texture_off_its_period_is_mono():
     image = np.tile(_smooth_texture(240, 200, 3), (1, 3, 1))[:, :500]
     assert detect_stereo_format([image], min_similarity=MIN_SIM).format == "mono"
 
 
-MONO_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "camera", "brick", "grass", "gravel", "coins", "page"]
+MONO_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "camera", "brick", "grass", "gravel", "coins",
+               "page"]
 
 
 @pytest.mark.parametrize("name", MONO_PHOTOS)
