@@ -116,10 +116,8 @@ def signed_in(request: Request, ctx: Ctx) -> SessionData:
     data = ctx.signer.load_session(request.cookies.get(SESSION_COOKIE))
     if data is None:
         raise NotSignedIn()
-    reviewer = ctx.store.get_reviewer(data.reviewer)
+    reviewer = ctx.store.session_reviewer(data.nonce, data.reviewer)  # None: signed out, expired, deactivated
     if reviewer is None or password_fingerprint(reviewer.password_hash) != data.fingerprint:
-        raise NotSignedIn()
-    if not ctx.store.session_valid(data.nonce, data.reviewer):  # signed out (revoked) or expired
         raise NotSignedIn()
     return data
 

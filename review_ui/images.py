@@ -66,16 +66,17 @@ def _imread(path: Path, flags: int) -> np.ndarray:
 
 
 def depth_colours(t: np.ndarray) -> np.ndarray:
-    """t in [0, 1] (0 = near, 1 = far), any shape -> BGR uint8 (..., 3): near yellow ... far dark purple."""
+    """t (H, W) in [0, 1] (0 = near, 1 = far) -> BGR uint8 (H, W, 3): near yellow ... far dark purple."""
     import cv2
 
-    lut = np.round(255 * (1 - np.clip(t, 0, 1))).astype(np.uint8)
-    return cv2.applyColorMap(lut.reshape(-1, 1), cv2.COLORMAP_VIRIDIS).reshape(t.shape + (3,))
+    idx = np.empty(t.shape, np.uint8)
+    np.rint(255 * (1 - np.clip(t, 0, 1)), out=idx, casting="unsafe")
+    return cv2.applyColorMap(idx, cv2.COLORMAP_VIRIDIS)
 
 
 def _stripes(shape: tuple[int, int], period: int = 6, width: int = 2) -> np.ndarray:
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
-    return (xx + yy) % period < width
+    h, w = shape
+    return ((np.arange(h, dtype=np.int32)[:, None] + np.arange(w, dtype=np.int32)[None, :]) % period) < width
 
 
 def colorize_depth(depth: np.ndarray, reliable: np.ndarray | None = None) -> np.ndarray:
@@ -155,6 +156,13 @@ class ImageCache:
         if ITEM_ID.match(item_id):
             shutil.rmtree(self.cache_root / item_id[:2] / item_id, ignore_errors=True)
 
+    def has(self, item, kind: str) -> bool:
+        """Whether ``item`` has an image of ``kind``, without building it (the page renders faster;
+        the browser's parallel image requests build what is missing)."""
+        source = {"image": item.image_path, "depth": item.depth_path or item.preview_path, "mask": item.mask_path,
+                  "sky": item.sky_path, "thumb": item.image_path or item.depth_path}[kind]
+        return safe_path(self.data_root, source, item.id) is not None
+
     def path_for(self, item, kind: str) -> Path | None:
         """The file to send for ``kind`` of ``item`` (a catalog Item), or None if it has no such image."""
         import cv2
@@ -177,14 +185,14 @@ class ImageCache:
             def build_depth() -> bytes:
                 d = _imread(depth, cv2.IMREAD_UNCHANGED)
                 reliable = _imread(mask, cv2.IMREAD_GRAYSCALE) > 0 if mask is not None else None
-                return enc(".png", colorize_depth(d, reliable))
+                return enc(".png", colorize_depth(d, reliable), (cv2.IMWRITE_PNG_COMPRESSION, 1))
 
             return self._cached(item.id, "depth.png", [p for p in (depth, mask) if p is not None], build_depth)
         if kind == "mask":
             if mask is None:
                 return None
             return self._cached(item.id, "mask.png", [mask], lambda: enc(
-                ".png", _overlay(_imread(mask, cv2.IMREAD_GRAYSCALE) == 0, MASK_RGBA)))
+                ".png", _overlay(_imread(mask, cv2.IMREAD_GRAYSCALE) == 0, MASK_RGBA), (cv2.IMWRITE_PNG_COMPRESSION, 1)))
         if kind == "sky":
             sky = safe_path(self.data_root, item.sky_path, item.id)
             if sky is None:

@@ -301,6 +301,15 @@ class ReviewStore:
             return (row is not None and row.reviewer == reviewer and row.revoked_at is None
                     and _aware(row.expires_at) > self.clock())
 
+    def session_reviewer(self, nonce: str, name: str) -> Reviewer | None:
+        """The active reviewer ``name`` if ``nonce`` is one of their live sessions (one transaction)."""
+        with self.catalog.session() as s:
+            row = s.get(ReviewSession, self._session_key(nonce))
+            if row is None or row.reviewer != name or row.revoked_at is not None or \
+                    _aware(row.expires_at) <= self.clock():
+                return None
+            return s.scalars(select(Reviewer).where(Reviewer.name == name, Reviewer.active.is_(True))).first()
+
     def revoke_session(self, nonce: str) -> None:
         with self.catalog.session() as s:
             s.execute(update(ReviewSession).where(ReviewSession.id == self._session_key(nonce),

@@ -97,7 +97,7 @@ def item_page(request: Request, item_id: str, ctx: Ctx, me: Me):
                 reasons=[c for c, _ in ctx.reasons], state=item.state if mode != "second" else "second review",
                 decided_by=item.reviewer if mode != "second" else None,
                 heartbeat_ms=int(ctx.heartbeat_s * 1000), can_flip=(mode == "review" and bool(item.left_path)))
-    has = {k: ctx.images.path_for(item, k) is not None for k in ("image", "depth", "mask", "sky")}
+    has = {k: ctx.images.has(item, k) for k in ("image", "depth", "mask", "sky")}
     triage = None
     if item.state == State.AUTO_REJECTED.value and item.reason:
         codes = [c for c in (item.reason_detail or item.reason).split(",") if c] or [item.reason]
