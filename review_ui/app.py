@@ -96,7 +96,7 @@ def create_app(
         reasons=[(code, REASONS.get(code, _label(code)).removeprefix("reviewer: ")) for code in reject_reasons],
         process_options=process_defaults(process_options), session_max_age_s=session_max_age_s,
         cookie_secure=cookie_secure, page_size=page_size, double_review_share=double_review_share,
-        heartbeat_s=min(max(lease_timeout_s / 3, 1.0), 60.0))
+        heartbeat_s=min(max(lease_timeout_s / 3, 1.0), 10.0))
     ctx.legend = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in legend_pngs().items()}
 
     @asynccontextmanager

@@ -563,9 +563,12 @@ class ReviewStore:
         now = self.clock()
         if target.kind == "flip" and data_root is None:
             raise ReviewError("undoing a flip needs the data root")
+        undone = select(Decision.supersedes_id).where(Decision.kind == "undo", Decision.supersedes_id.is_not(None))
         with self.catalog.session() as s:
+            # a later decision on the item that still stands (not one that was itself undone)
             later = s.scalars(select(Decision.id).where(Decision.item_id == item_id, Decision.id > target.id,
-                                                        Decision.kind.in_(_UNDOABLE_KINDS + ("undo",)))
+                                                        Decision.kind.in_(_UNDOABLE_KINDS),
+                                                        Decision.id.not_in(undone))
                               .limit(1)).first()
             if later is not None:
                 raise ReviewConflict(f"{item_id} was decided again after your decision; override it instead")

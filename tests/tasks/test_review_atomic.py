@@ -207,3 +207,24 @@ def test_failed_rederive_leaves_the_item_as_it_was(catalog, tmp_path):
     assert store.decisions(item_id=item_id) == []
     with pytest.raises(ReviewConflict):
         store.flip_view_order(item_id, "bob", tmp_path, rederive)  # only the lease holder flips
+
+
+def test_flip_accept_undo_undo_goes_back_through_both(catalog, tmp_path):
+    store = ReviewStore(catalog)
+    (item_id,) = make_processed(catalog, tmp_path, 1)
+    folder = tmp_path / "maps" / item_id
+    before_files, before = _digest(folder), _fields(catalog.get(item_id))
+    store.lease(item_id, "alice")
+
+    def rederive(i: str) -> str:
+        (folder / "depth.png").write_bytes((folder / "sky.png").read_bytes())
+        catalog.transition(i, State.PROCESSED, actor="process")
+        return catalog.transition(i, State.PENDING_REVIEW, actor="process").state
+
+    store.flip_view_order(item_id, "alice", tmp_path, rederive)
+    store.decide(item_id, "alice", "accepted")
+    assert store.undo("alice", data_root=tmp_path) == item_id  # the accept
+    assert catalog.get(item_id).state == "pending_review" and catalog.get(item_id).swapped is (not before["swapped"])
+    assert store.undo("alice", data_root=tmp_path) == item_id  # then the flip
+    assert _digest(folder) == before_files and _fields(catalog.get(item_id)) == before
+    assert store.undo("alice", data_root=tmp_path) is None
