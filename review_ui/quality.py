@@ -40,7 +40,11 @@ FIGURES: dict[str, tuple[str, str, Rule]] = {
                                         f"|margin| ≥ {o.get('view_order_min_margin', 0.25):.2f}")),
     "view_order": ("view order (from the data)", "{}", lambda v, o: (v != "undecided", "decided")),
     "known_order": ("view order fixed by the file format", "{}", _none),
+    "view_order_uncertain": ("view order uncertain", "{}", lambda v, o: (not v, "must be no")),
+    "view_order_source": ("view order decided by", "{}", _none),
 }
+SOURCES = {"format": "file format's convention", "data": "data", "data_over_format": "data, overturning the file format",
+           "reviewer": "reviewer"}
 
 
 def _fmt(fmt: str, v: Any) -> str:
@@ -70,7 +74,8 @@ def quality_rows(item, options: Mapping) -> list[dict]:
             ok, threshold = rule(v, options)
         except TypeError:
             ok, threshold = None, ""
-        rows.append(dict(key=key, name=name, value=_fmt(fmt, v), threshold=threshold, ok=ok))
+        value = SOURCES.get(v, v) if key == "view_order_source" else _fmt(fmt, v)
+        rows.append(dict(key=key, name=name, value=value, threshold=threshold, ok=ok))
     for key in sorted(q):
         v = q[key]
         value = f"{v:.4g}" if isinstance(v, float) else _fmt("{}", v)
@@ -81,11 +86,12 @@ def quality_rows(item, options: Mapping) -> list[dict]:
 def view_order_flag(item) -> dict:
     """How the item's view order was decided, and whether the reviewer should check it (press F)."""
     info = item.info or {}
-    source = info.get("view_order_source")
+    source = info.get("view_order_source") or (item.quality or {}).get("view_order_source")
     if source is None:
-        source = "file format" if item.stereo_format in ("mpo", "jps") else "data"
+        source = "format" if item.stereo_format in ("mpo", "jps") else "data"
     uncertain = bool((item.quality or {}).get("view_order_uncertain")) or item.view_order in (None, "undecided")
     if source == "reviewer":
         uncertain = False  # a person already fixed it
-    return dict(order=item.view_order or "undecided", source=source, uncertain=uncertain,
+    return dict(order=item.view_order or "undecided", source=source, source_text=SOURCES.get(source, source),
+                uncertain=uncertain,
                 flipped_by=info.get("view_order_flipped_by"))

@@ -199,6 +199,10 @@ def _real_item(cat: Catalog, root: Path, name: str = "moto") -> str:
     if state == "auto_rejected":  # keep it in the queue either way
         cat.transition(item.id, State.PROCESSED)
         cat.transition(item.id, State.PENDING_REVIEW)
+    # as if the data had decided (wrongly): order="given" records the reviewer as the source
+    item = cat.get(item.id)
+    cat.update(item.id, info={**item.info, "view_order_source": "data"},
+               quality={**item.quality, "view_order_source": "data", "view_order_uncertain": False})
     return item.id
 
 
@@ -231,7 +235,8 @@ def test_flip_view_order_then_undo_restores_exactly(page, tmp_path):
     with serve(app) as base:
         sign_in_with_keyboard(page, base, "alice")
         assert current_id(page) == item_id
-        assert "F" in page.inner_text("#view-order-flag")
+        assert "(from the data)" in page.inner_text("#view-order-flag") and \
+            "F flips it" in page.inner_text("#view-order-flag")
         page.screenshot(path=str(shots / "review-side-by-side.png"))
         inverted = _near_is_bright(page.locator("#img-depth").screenshot())
         page.keyboard.press("v")
