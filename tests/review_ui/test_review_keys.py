@@ -166,6 +166,32 @@ def test_heartbeat_keeps_the_lease_and_a_taken_item_turns_read_only(page, tmp_pa
             assert cat.get(ids[1]).state == "pending_review"
 
 
+def _set_visibility(page, state: str) -> None:
+    page.evaluate("""(state) => {
+        Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => state});
+        document.dispatchEvent(new Event('visibilitychange')); }""", state)
+
+
+def test_hidden_page_lets_its_lease_go_and_turns_read_only_when_shown_again(page, tmp_path):
+    url, root = env(tmp_path)
+    with Catalog(url) as cat:
+        ids = make_processed(cat, root, 2, width=320, height=240)
+        ReviewStore(cat).add_reviewer("alice", PASSWORD)
+    lease_s = 2.0
+    with serve(create_app(url, root, secret_key=b"v" * 32, lease_timeout_s=lease_s)) as base:
+        sign_in_with_keyboard(page, base, "alice")
+        assert current_id(page) == ids[0]
+        _set_visibility(page, "hidden")  # a background tab does not hold on to the item
+        page.wait_for_timeout(int(1.5 * lease_s * 1000))
+        with Catalog(url) as cat:
+            store = ReviewStore(cat)
+            assert store.lease_holder(ids[0]) is None
+            store.lease(ids[0], "bob")  # so bob may take it
+        _set_visibility(page, "visible")  # back to the tab: it checks at once and turns read-only
+        page.wait_for_function("() => document.body.classList.contains('mode-locked')", timeout=3000)
+        assert "Taken by bob" in page.inner_text("#notice")
+
+
 # ---- the view-order flip (issue 10) on real stereo -------------------------------------------------
 def _real_item(cat: Catalog, root: Path, name: str = "moto") -> str:
     """The Middlebury motorcycle (scikit-image) packed cross-eyed but recorded as parallel: the
