@@ -59,9 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--export", type=int, default=200, help="items to export (512x384 maps)")
     p.add_argument("--browser", type=int, default=0, metavar="N", help="time N decisions by keyboard in Chromium")
     p.add_argument("--keys", choices=("new", "old"), default="new", help="--browser: key sequences of which UI")
+    p.add_argument("--think", type=float, default=0.0,
+                   help="--browser: seconds the reviewer looks at each item before the keys (not timed)")
     args = p.parse_args(argv)
     if args.browser:
-        return browser_bench(args.browser, args.keys)
+        return browser_bench(args.browser, args.keys, args.think)
 
     import cv2
     import numpy as np
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<36} {med:>10.2f} {p95:>10.2f}")
 
 
-def browser_bench(n: int, keys: str) -> None:
+def browser_bench(n: int, keys: str, think: float = 0.0) -> None:
     import os
     import socket
     import threading
@@ -228,6 +230,8 @@ def browser_bench(n: int, keys: str) -> None:
         for i in range(n):
             kind = list(plans)[i % 3]
             before = page.inner_text("#item-id")
+            if think:
+                page.wait_for_timeout(think * 1000)
             t0 = time.perf_counter()
             pre, last = plans[kind]
             for k in pre:
@@ -239,7 +243,8 @@ def browser_bench(n: int, keys: str) -> None:
     server.should_exit = True
     with Catalog(url) as cat:
         states = cat.status().states
-    print(f"review by keyboard in Chromium: {n} maps of {w}x{h}, UI key sequences '{keys}', catalog {states}\n")
+    print(f"review by keyboard in Chromium: {n} maps of {w}x{h}, UI key sequences '{keys}', {think:g} s looking "
+          f"at each item, catalog {states}\n")
     print(f"{'decision':<28} {'keys':>5} {'median s':>9} {'p95 s':>7}  (key press until the next maps have loaded)")
     for kind, xs in results.items():
         pre, last = plans[kind]

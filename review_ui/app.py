@@ -99,9 +99,14 @@ def create_app(
         heartbeat_s=min(max(lease_timeout_s / 3, 1.0), 10.0))
     ctx.legend = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in legend_pngs().items()}
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    ctx.warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-warm")
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
+        ctx.warmer.shutdown(wait=True, cancel_futures=True)
         catalog.close()  # the server stopped: give the database connections back
 
     app = FastAPI(title="redweb review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)

@@ -12,6 +12,7 @@ for the signed-in reviewer through dependencies:
 """
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from review_ui.throttle import LoginThrottle
 from tasks.catalog import Catalog
 from tasks.review_store import QueueFilter, ReviewStore
 
+log = logging.getLogger(__name__)
 SORTS = {"oldest": "oldest first", "score_asc": "score, low first", "score_desc": "score, high first"}
 MAX_BODY_BYTES = 256 * 1024
 MAX_PAGE = 1_000_000
@@ -62,6 +64,7 @@ class ReviewContext:
     double_review_share: float
     heartbeat_s: float
     legend: dict = field(default_factory=dict)  # swatch name -> data: URL (drawn by review_ui.images)
+    warmer: Any = None  # a one-thread executor that builds the next items' derived images ahead of time
     _backends: tuple | None = None
     _backends_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,6 +84,22 @@ class ReviewContext:
         today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
         mine = next((r for r in self.store.progress_by_reviewer(since=today) if r["reviewer"] == reviewer), None)
         return dict(today=mine["decided"] if mine else 0)
+
+    def warm_next(self, filt: QueueFilter, current: str) -> None:
+        """While a reviewer looks at ``current``, build the derived images of the next queue items,
+        so the next page shows its maps without waiting for them to be made."""
+        if self.warmer is None:
+            return
+
+        def work() -> None:
+            try:
+                for item in self.store.upcoming(filt, exclude=[current]):
+                    for kind in ("depth", "mask", "sky"):
+                        self.images.path_for(item, kind)
+            except Exception:  # noqa: BLE001 - a cache warm-up never matters enough to fail anything
+                log.debug("warming the image cache failed", exc_info=True)
+
+        self.warmer.submit(work)
 
     # ---- view-order flip ------------------------------------------------------------------------
     def rederive(self, item_id: str) -> str:

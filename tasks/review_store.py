@@ -730,6 +730,19 @@ class ReviewStore:
         with self.catalog.session() as s:
             return list(s.scalars(select(Item.source).distinct().order_by(Item.source)))
 
+    def upcoming(self, filt: QueueFilter = QueueFilter(), *, exclude: Iterable[str] = (), n: int = 2) -> list[Item]:
+        """The next ``n`` unleased queue items in ``filt`` order, without leasing them (to warm caches)."""
+        now = self.clock()
+        states = [s for s in (filt.states or self.review_states) if s in self.review_states] or ["-none-"]
+        base = QueueFilter(states=(), source=filt.source, batch=filt.batch, min_score=filt.min_score,
+                           max_score=filt.max_score, sort=filt.sort)
+        with self.catalog.session() as s:
+            return list(s.scalars(
+                select(Item).outerjoin(Lease, and_(Lease.item_id == Item.id, Lease.expires_at >= now))
+                .where(Item.state.in_(states), Lease.item_id.is_(None), Item.id.not_in(list(exclude) or ["-"]),
+                       *base.where())
+                .order_by(*filt.order()).limit(n)))
+
     def queue_size(self, filt: QueueFilter = QueueFilter()) -> int:
         states = [s for s in (filt.states or self.review_states) if s in self.review_states] or ["-none-"]
         base = QueueFilter(states=tuple(states), source=filt.source, batch=filt.batch,

@@ -98,6 +98,8 @@ def item_page(request: Request, item_id: str, ctx: Ctx, me: Me):
                 decided_by=item.reviewer if mode != "second" else None,
                 heartbeat_ms=int(ctx.heartbeat_s * 1000), can_flip=(mode == "review" and bool(item.left_path)))
     has = {k: ctx.images.has(item, k) for k in ("image", "depth", "mask", "sky")}
+    if mode in ("review", "second"):
+        ctx.warm_next(filt, item.id)
     triage = None
     if item.state == State.AUTO_REJECTED.value and item.reason:
         codes = [c for c in (item.reason_detail or item.reason).split(",") if c] or [item.reason]
