@@ -291,6 +291,8 @@ class ReviewStore:
         nonce = secrets.token_urlsafe(24)
         now = self.clock()
         with self.catalog.session() as s:
+            # rows of sessions that ended more than a day ago are of no use any more
+            s.execute(delete(ReviewSession).where(ReviewSession.expires_at < now - timedelta(days=1)))
             s.add(ReviewSession(id=self._session_key(nonce), reviewer=reviewer, created_at=now,
                                 expires_at=now + timedelta(seconds=max_age_s), client=(client or "")[:64] or None))
         return nonce
