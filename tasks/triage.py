@@ -67,7 +67,7 @@ def score(q: dict, t: TriageThresholds) -> float:
         "coverage": (0.4, _ramp(q["coverage"], t.min_coverage, 0.9)),
         "alignment": (0.2, 1.0 - _ramp(q["misaligned_fraction"], 0.0, t.max_misaligned_fraction)),
         "range": (0.2, _ramp(q["disparity_range_px"], t.min_disparity_range_px, 8 * t.min_disparity_range_px)),
-        "order": (0.2, _ramp(abs(q["view_order_margin"]), 0.0, 1.0)),  # view-order evidence (cue sum)
+        "order": (0.2, _ramp(abs(q["view_order_margin"]), 0.0, 0.6)),  # view-order evidence (cue sum)
     }
     return round(sum(w * s for w, s in parts.values()) / sum(w for w, _ in parts.values()), 4)
 
