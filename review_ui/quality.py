@@ -31,6 +31,8 @@ FIGURES: dict[str, tuple[str, str, Rule]] = {
     "raw_consistency": ("flow consistency (before masks)", "{:.0%}", _at_least("min_flow_consistency")),
     "flow_finite": ("flow finite everywhere", "{}", lambda v, o: (bool(v), "must be yes")),
     "misaligned_fraction": ("vertically misaligned share", "{:.1%}", _at_most("max_misaligned_fraction")),
+    "keypoint_residual_px": ("median vertical offset of keypoint matches", "{:.2f} px",
+                             _at_most("max_keypoint_residual_px", "{:.1f} px")),
     "vertical_residual_median_px": ("median vertical offset", "{:.2f} px",
                                     _at_most("vertical_tolerance_px", "{:.1f} px")),
     "disparity_range_px": ("disparity range near–far", "{:.1f} px", _at_least("min_disparity_range_px", "{:.1f} px")),
@@ -66,6 +68,11 @@ def quality_rows(item, options: Mapping) -> list[dict]:
                          value=f"{item.score:.3f}", threshold=f"auto-accept ≥ {auto:.2f}" if auto is not None else "",
                          ok=None if auto is None else item.score >= auto))
     q.pop("score", None)  # the same number as item.score: shown once
+    if q.get("keypoint_residual_px") is not None:
+        # triage (tasks/triage.py): with keypoint evidence only a majority of dense pixels off their row rejects
+        options = {**options, "max_misaligned_fraction": 0.5}
+    elif "keypoint_residual_px" in q:
+        q.pop("keypoint_residual_px")  # too few keypoint matches to say anything
     for key, (name, fmt, rule) in FIGURES.items():
         if key not in q:
             continue
