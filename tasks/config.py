@@ -105,6 +105,9 @@ class ProcessConfig(_Section):
         10.0, gt=1, description="assumed far/near depth ratio that fixes the unknown disparity offset (README)")
     prealign: bool = Field(True, description="align a rotated / scaled / offset / wide-baseline right view to the "
                            "left one from keypoint matches before the dense correspondence")
+    depth_min_far_margin_px: float = Field(
+        10.0, ge=0, description="the disparity offset stays at least this far below the far end (px): depth "
+        "orderings finer than ~0.02 x this become ties (tasks/depth.py)")
     view_order_min_votes: int = Field(10, ge=1, description="occlusion runs needed to decide the view order")
     view_order_min_margin: float = Field(0.25, ge=0, le=1, description="|parallel - cross| / votes needed")
     vertical_tolerance_px: float = Field(2.0, gt=0)

@@ -127,7 +127,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
                  fb_alpha: float = 0.01, fb_beta: float = 0.5, photometric_max: float | None = 20.0,
                  discontinuity_max: float | None = None,
                  crf: bool = True, crf_iterations: int = 5, crf_max_side: int = 384,
-                 depth_range_ratio: float = 10.0, view_order_min_votes: int = 10,
+                 depth_range_ratio: float = 10.0, depth_min_far_margin_px: float = 10.0,
+                 view_order_min_votes: int = 10,
                  view_order_min_margin: float = 0.25, vertical_tolerance_px: float = 2.0,
                  known_order: bool = False, order: str = "auto", prealign: bool = True) -> PairResult:
     """Left/right (H, W, 3) uint8 RGB views of one size -> cropped maps and quality figures.
@@ -201,7 +202,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
 
     t = time.perf_counter()
     reliable_depth = consistent & ~sky_c
-    g, stats = disparity_to_depth(disparity, reliable_depth, range_ratio=depth_range_ratio)
+    g, stats = disparity_to_depth(disparity, reliable_depth, range_ratio=depth_range_ratio,
+                                  min_far_margin_px=depth_min_far_margin_px)
     depth = encode_depth(g, sky_c)
     timings["depth"] = time.perf_counter() - t
 
@@ -360,11 +362,10 @@ def build_backends(*, correspondence: str = "dis", correspondence_checkpoint: st
 
 
 _PAIR_OPTIONS = ("fb_alpha", "fb_beta", "photometric_max", "discontinuity_max", "crf", "crf_iterations", "crf_max_side",
-                 "depth_range_ratio", "view_order_min_votes", "view_order_min_margin", "vertical_tolerance_px",
-                 "prealign")
+                 "depth_range_ratio", "depth_min_far_margin_px", "view_order_min_votes", "view_order_min_margin",
+                 "vertical_tolerance_px", "prealign")
 _THRESHOLDS = ("min_flow_consistency", "vertical_tolerance_px", "max_misaligned_fraction", "max_keypoint_residual_px",
-               "min_disparity_range_px",
-               "min_coverage", "min_crop_fraction", "auto_accept_score")
+               "min_disparity_range_px", "min_coverage", "min_crop_fraction", "auto_accept_score")
 
 
 def process_batch(catalog_url: str, ids: list[str], data_root: str | Path, *, correspondence: str = "dis",
