@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "train": "train a monocular relative-depth network",
     "evaluate": "score predictions or a checkpoint on a benchmark",
     "predict": "predict relative depth for images",
+    "finetune": "fine-tune on metric depth (NYUv2) or segmentation (VOC)",
+    "experiment": "run a grid of training + evaluation settings into one table",
 }
 
 
