@@ -307,6 +307,7 @@ def finetune_depth(
     input_size: training / inference size (H, W); the default halves the 480x640 frame.
     eval_max_images: score only the first N test images (quick checks); None = all 654.
     """
+    arguments = dict(locals())  # first: only the parameters
     import yaml
     from torch.utils.data import DataLoader
 
@@ -314,8 +315,9 @@ def finetune_depth(
     from model.finetune import build_init_model, cycle, fit, make_optimizer, resolve_device
     from model.train import _plain
 
+    arguments = _plain(arguments)
+
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
-    arguments = _plain({k: v for k, v in locals().items() if k not in ("yaml", "DataLoader")})
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     if not Path(data).is_file():

@@ -150,6 +150,7 @@ def finetune_segment(
     arch: default ``resnet101_fusion``; with a checkpoint ``init`` it must match (or be None).
     eval_max_images: score only the first N val images (quick checks); None = all 1,449.
     """
+    arguments = dict(locals())  # first: only the parameters
     import yaml
     from torch.utils.data import DataLoader
 
@@ -157,7 +158,8 @@ def finetune_segment(
     from model.finetune import build_init_model, cycle, fit, make_optimizer, resolve_device
     from model.train import _plain
 
-    arguments = _plain({k: v for k, v in locals().items() if k not in ("yaml", "DataLoader")})
+    arguments = _plain(arguments)
+
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     source = SegmentationSource(voc, sbd)

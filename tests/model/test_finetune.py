@@ -21,7 +21,7 @@ from model.finetune_segment import finetune_segment
 from model.registry import build_model
 from model.voc import N_CLASSES, SegmentationSource, read_sbd_label, read_voc_label, train_aug_ids
 
-from .paper_data import SBD_TRAIN, SBD_VAL, VOC_TRAIN, VOC_VAL, make_nyu_mat, make_voc_sbd
+from .paper_data import SBD_TRAIN, SBD_VAL, VOC_TRAIN, VOC_VAL, make_nyu_mat, make_voc_sbd, one_torch_thread  # noqa: F401
 
 TINY = {"arch_kwargs": {"channels": 16}, "batch_size": 2, "iterations": 2, "num_workers": 0, "device": "cpu",
         "log_every": 1}
