@@ -36,6 +36,7 @@ per-alignment errors under ``alignments``.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from pathlib import Path
@@ -341,7 +342,15 @@ def _select_chen_taus(
     missing: set[str] = set()
     truths: list[np.ndarray] = []
     n_images = 0
-    for i, sample in enumerate(samples or ()):
+    stream = iter(samples or ())
+    for i in itertools.count():
+        try:
+            sample = next(stream)
+        except StopIteration:
+            break
+        except FileNotFoundError as exc:  # a validation image without its files: no tau, no crash
+            log.warning("wkdr_chen2016 skipped: validation image unreadable: %s", exc)
+            return {}, {}
         if not sample.mask.any():
             continue
         n_images += 1
@@ -383,8 +392,6 @@ def chen_validation_samples(benchmark: str, annotations: str | Path, images: str
                             split_file: str | Path | None = None, nyu_crop: str = "eigen") -> Iterable[DenseSample] | None:
     """Validation images for Chen et al.'s tau: NYUv2's first ``n`` training images (never test
     ones), or the first ``n`` ``train`` rows of our export. None where there is no such split."""
-    import itertools
-
     from model import benchmarks as B
 
     if n <= 0:

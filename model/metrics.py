@@ -304,8 +304,10 @@ def mean_metrics(per_image: Sequence[Mapping[str, float]]) -> dict[str, float]:
 # --------------------------------------------------------------------------- Chen et al. 2016 WKDR
 def chen2016_relations(pred_a: np.ndarray, pred_b: np.ndarray, tau: float) -> np.ndarray:
     """Chen et al.'s predicted relation on the **raw** output (larger = farther): 0 ("equal") where
-    ``|z_A - z_B| < tau``, else the sign of ``z_A - z_B`` (+1 = A farther). ``(N,)`` -> int8."""
+    ``|z_A - z_B| < tau``, else the sign of ``z_A - z_B`` (+1 = A farther). ``(N,)`` -> int8.
+    A NaN difference (a diverged network) counts as "equal", as the ratio rule of :func:`wkdr` does."""
     d = np.asarray(pred_a, dtype=np.float64) - np.asarray(pred_b, dtype=np.float64)
+    d = np.where(np.isnan(d), 0.0, d)
     rel = np.sign(d).astype(np.int8)
     rel[np.abs(d) < tau] = 0
     return rel
@@ -340,6 +342,7 @@ def select_chen2016_tau(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarra
     With no positive difference at all every pair is already "equal" and ``tau = 0`` is returned.
     """
     diff = np.asarray(pred_a, dtype=np.float64) - np.asarray(pred_b, dtype=np.float64)
+    diff = np.where(np.isnan(diff), 0.0, diff)
     truth = parse_relations(truth)
     absd = np.abs(diff)
     positive = np.unique(absd[absd > 0])

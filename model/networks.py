@@ -137,8 +137,9 @@ class UpProjDecoder(nn.Module):
 
     def __init__(self, in_channels: int = 2048, channels: int = 1024) -> None:
         super().__init__()
-        if channels < 16:
-            raise ValueError("upproj decoder needs channels >= 16 (it halves them four times)")
+        if channels < 32:
+            # four halvings: 32 leaves 2 channels before the head; 1 channel after a ReLU dies easily
+            raise ValueError("upproj decoder needs channels >= 32 (it halves them four times)")
         self.reduce = nn.Sequential(nn.Conv2d(in_channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
         widths = [channels // 2**k for k in range(5)]
         self.blocks = nn.Sequential(*(UpProjection(a, b) for a, b in zip(widths[:-1], widths[1:])))

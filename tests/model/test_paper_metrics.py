@@ -136,3 +136,79 @@ def test_miou_skips_absent_classes_and_refuses_bad_predictions():
     assert s["miou"] == pytest.approx(1.0) and math.isnan(s["iou_3"])
     with pytest.raises(ValueError, match="predicted labels"):
         M.confusion_matrix(np.array([5]), np.array([0]), 4)
+
+
+# ----------------------------------------------------------------------------- evaluate + report
+class _Raw:
+    """A predictor returning a fixed map per key (larger = farther)."""
+
+    inverse = False
+    name = "raw"
+
+    def __init__(self, maps):
+        self.maps = maps
+
+    def __call__(self, key, load_image, size):
+        return self.maps[key]
+
+
+def _sample(key, depth):
+    from model.benchmarks import DenseSample
+
+    depth = np.asarray(depth, dtype=np.float64)
+    return DenseSample(key, depth, depth > 0, metric=True, image_array=np.zeros((*depth.shape, 3), np.uint8))
+
+
+def test_evaluate_reports_wkdr_chen2016_with_tau_chosen_on_validation_images(tmp_path):
+    from model.evaluate import build_report, evaluate_dense
+    from model.report import write_report
+
+    rng = np.random.default_rng(0)
+    gt = {k: rng.uniform(1, 5, (6, 7)) for k in ("a", "b", "va", "vb")}
+    pred = {k: v + rng.normal(0, 0.3, v.shape) for k, v in gt.items()}
+    test = [_sample("a", gt["a"]), _sample("b", gt["b"])]
+    val = [_sample("va", gt["va"]), _sample("vb", gt["vb"])]
+    res = evaluate_dense(test, {"raw": _Raw(pred)}, pairs_per_image=50, seed=1, chen_val_samples=val)["raw"]
+    # The same tau, chosen by hand from the validation pairs the evaluation draws ([seed, 1e6 + i]).
+    d, t = [], []
+    for i, s in enumerate(val):
+        ia, ib = M.sample_pairs(s.mask, 50, np.random.default_rng([1, 1_000_000 + i]))
+        d.append(pred[s.key].ravel()[ia] - pred[s.key].ravel()[ib])
+        t.append(M.ordinal_relation(gt[s.key].ravel()[ia], gt[s.key].ravel()[ib], 0.02))
+    tau = M.select_chen2016_tau(np.concatenate(d), 0 * np.concatenate(d), np.concatenate(t))
+    assert res["wkdr_chen2016_tau"] == pytest.approx(tau) and res["wkdr_chen2016_val_pairs"] == 100
+    d, t = [], []
+    for i, s in enumerate(test):
+        ia, ib = M.sample_pairs(s.mask, 50, np.random.default_rng([1, i]))
+        d.append(pred[s.key].ravel()[ia] - pred[s.key].ravel()[ib])
+        t.append(M.ordinal_relation(gt[s.key].ravel()[ia], gt[s.key].ravel()[ib], 0.02))
+    expected = M.wkdr_chen2016(np.concatenate(d), 0 * np.concatenate(d), np.concatenate(t), tau)
+    assert res["wkdr_chen2016"] == pytest.approx(expected["wkdr_chen2016"])
+    assert 0 <= res["wkdr"] <= 1  # ours stays, next to theirs
+    doc = build_report("nyu", {"raw": res}, "raw")
+    assert list(doc)[:7] == ["benchmark", "model", "wkdr", "wkdr_eq", "wkdr_neq", "wkdr_chen2016", "rms"]
+    write_report(tmp_path, metrics=doc)
+    md = (tmp_path / "report.md").read_text()
+    assert "Chen et al. 2016" in md and "wkdr_chen2016" in md and f"{tau:.6g}" in md
+
+
+def test_evaluate_nyu_chooses_tau_on_training_images_only(tmp_path):
+    from model.evaluate import evaluate_benchmark
+
+    from .paper_data import make_nyu_mat
+
+    mat, split = make_nyu_mat(tmp_path / "nyu.mat")
+    seen = []
+
+    class Spy(_Raw):
+        def __call__(self, key, load_image, size):
+            seen.append(key)
+            return np.random.default_rng(int(key)).uniform(1, 5, size)
+
+    doc = evaluate_benchmark("nyu", mat, Spy({}), split_file=split, pairs_per_image=30, chen_val_images=2,
+                             baselines=False, nyu_crop="none", alignment="scale_shift")
+    assert doc["wkdr_chen2016_val_images"] == 2 and 0 <= doc["wkdr_chen2016"] <= 1
+    assert sorted(seen) == ["0001", "0002", "0003", "0005", "0008"]  # test 2, 5, 8 + training 1, 3
+    fixed = evaluate_benchmark("nyu", mat, Spy({}), split_file=split, pairs_per_image=30, chen_tau=0.5,
+                               baselines=False, nyu_crop="none", alignment="scale_shift")
+    assert fixed["wkdr_chen2016_tau"] == 0.5 and fixed["settings"]["wkdr_chen2016"]["tau"] == "fixed"

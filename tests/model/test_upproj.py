@@ -44,14 +44,14 @@ def test_upproj_trains_and_predicts(tmp_path):
     from model.train import train
 
     data = make_synthetic_export(tmp_path / "export", n=4, size=40, seed=2)
-    result = train(data=data, run_dir=tmp_path / "run", arch="resnet50_upproj", arch_kwargs={"channels": 16},
+    result = train(data=data, run_dir=tmp_path / "run", arch="resnet50_upproj", arch_kwargs={"channels": 64},
                    pretrained=False, input_size=32, batch_size=2, iterations=3, n_pairs=100, num_workers=0,
                    progress=False, tensorboard=False, val_every=3, lr=0.01, optimizer="adam")
     assert result.step == 3 and np.isfinite(result.metrics["val_loss"])
     model, meta = load_model(result.checkpoint)
-    assert meta["arch"] == "resnet50_upproj" and meta["arch_kwargs"] == {"channels": 16}
+    assert meta["arch"] == "resnet50_upproj" and meta["arch_kwargs"] == {"channels": 64}
     torch.manual_seed(0)  # train() seeds the same way before building: these are the initial weights
-    before = build_model("resnet50_upproj", channels=16).state_dict()
+    before = build_model("resnet50_upproj", channels=64).state_dict()
     changed = [k for k, v in model.state_dict().items() if k.endswith("weight") and not torch.equal(before[k], v)]
     assert any(k.startswith("upproj.") for k in changed) and any(k.startswith("output.") for k in changed)
     depth = predict_image(model, np.random.default_rng(0).integers(0, 255, (45, 61, 3), dtype=np.uint8),
@@ -60,5 +60,5 @@ def test_upproj_trains_and_predicts(tmp_path):
 
 
 def test_upproj_rejects_too_narrow_decoder():
-    with pytest.raises(ValueError, match="channels >= 16"):
-        build_model("resnet50_upproj", channels=8)
+    with pytest.raises(ValueError, match="channels >= 32"):
+        build_model("resnet50_upproj", channels=16)
