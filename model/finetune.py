@@ -23,6 +23,7 @@ import csv
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -34,6 +35,15 @@ from model.checkpoint import load_checkpoint
 log = logging.getLogger(__name__)
 
 INITS = ("imagenet", "scratch")  # or a checkpoint path
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What a fine-tuning run produced: its folder, ``model.pt`` and the scored metrics document."""
+
+    run_dir: Path
+    checkpoint: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
 HEAD_MODULE = "output"
 
 

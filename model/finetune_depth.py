@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +39,7 @@ import torch
 from torch.utils.data import Dataset
 
 from model.benchmarks import NYU_EIGEN_CROP, NYU_MAX_DEPTH, NYU_MIN_DEPTH, load_nyu_split
+from model.finetune import FinetuneResult
 from model.losses import TUKEY_C, tukey_biweight_loss
 
 log = logging.getLogger(__name__)
@@ -49,13 +49,6 @@ OUTPUT_DESCRIPTION = "B1HW metric depth in metres at the input size (NYUv2 units
 TABLE7_METRICS = ("delta1", "delta2", "delta3", "rel", "log10", "rms")
 #: Eigen et al.'s frame the crop box refers to.
 _NYU_FRAME = (480, 640)
-
-
-@dataclass(frozen=True)
-class FinetuneResult:
-    run_dir: Path
-    checkpoint: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def nyu_train_indices(n_images: int, test_indices: Sequence[int]) -> tuple[int, ...]:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from model.finetune_depth import FinetuneResult
+from model.finetune import FinetuneResult
 from model.voc import IGNORE_INDEX, N_CLASSES, VOC_CLASSES, SegmentationSource, train_aug_ids, voc_ids
 
 log = logging.getLogger(__name__)

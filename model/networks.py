@@ -10,7 +10,7 @@ Xian et al., CVPR 2018, Sec. 4.1 / Fig. 3. The ResNet's four stages give feature
 and the *adaptive output module* maps the finest fused features (1/2 of the input) to depth:
 3x3 conv (-> 128 ch) -> ReLU -> 3x3 conv (-> 1 ch) -> bilinear upsampling to the input size.
 
-Ablations of the paper (Table 3), as constructor arguments of the same class:
+Ablations of the paper (Table 2, architectures), as constructor arguments of the same class:
 ``fusion=False`` ("direct upsampling": the last stage's features go straight to the output
 module) and ``dilated=True`` (ResNet with dilated last two stages, output stride 8). Table 2's
 ``UpProj`` comparison (Laina et al., "Deeper Depth Prediction with Fully Convolutional Residual
@@ -348,7 +348,7 @@ ARCHITECTURES: Mapping[str, Callable[..., RelativeDepthNet]] = MappingProxyType(
         "resnet18_fusion": _builder("resnet18"),
         "resnet34_fusion": _builder("resnet34"),
         "resnet101_fusion": _builder("resnet101"),
-        # Ablations of Table 3: direct upsampling of the last stage; dilated ResNet (stride 8).
+        # Ablations of Table 2: direct upsampling of the last stage; dilated ResNet (stride 8).
         "resnet50_direct_upsample": _builder("resnet50", fusion=False),
         "resnet50_dilated": _builder("resnet50", fusion=False, dilated=True),
         # Table 2's UpProj: Laina et al.'s up-projection decoder on ResNet-50.
