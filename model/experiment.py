@@ -317,7 +317,13 @@ def plot_sweeps(cfg: ExperimentConfig, runs, path: Path) -> Path:
 
 
 def _norm(v: Any) -> Any:
-    return "all" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+    """Grid values as the table shows them: None (unset, e.g. all images) -> "all"; pandas turns an
+    int column with gaps into floats, so whole floats go back to int."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "all"
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
 
 
 def _rows_of_grid(runs, grid: Mapping[str, list[Any]], all_keys: Sequence[str]):

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from model.benchmarks import NYU_EIGEN_CROP, NYU_MAX_DEPTH, NYU_MIN_DEPTH, load_nyu_split
+from model.benchmarks import NYU_MAX_DEPTH, NYU_MIN_DEPTH, eigen_crop_mask, load_nyu_split
 from model.finetune import FinetuneResult
 from model.losses import TUKEY_C, tukey_biweight_loss
 
@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 TASK = "metric_depth"
 OUTPUT_DESCRIPTION = "B1HW metric depth in metres at the input size (NYUv2 units); clip to [1e-3, 10] for scoring"
 TABLE7_METRICS = ("delta1", "delta2", "delta3", "rel", "log10", "rms")
-#: Eigen et al.'s frame the crop box refers to.
-_NYU_FRAME = (480, 640)
 
 
 def nyu_train_indices(n_images: int, test_indices: Sequence[int]) -> tuple[int, ...]:
@@ -71,16 +69,6 @@ def nyu_split(mat_path: str | os.PathLike, split_file: str | os.PathLike | None 
     if not train:
         raise ValueError(f"{mat_path}: no training images left after the test split")
     return train, test
-
-
-def eigen_crop_mask(shape: tuple[int, int]) -> np.ndarray:
-    """Bool mask of Eigen's crop for a frame of ``shape`` (exact for 480x640, proportional otherwise)."""
-    h, w = shape
-    y0, y1, x0, x1 = NYU_EIGEN_CROP
-    fh, fw = h / _NYU_FRAME[0], w / _NYU_FRAME[1]
-    mask = np.zeros((h, w), dtype=bool)
-    mask[int(round(y0 * fh)):int(round(y1 * fh)), int(round(x0 * fw)):int(round(x1 * fw))] = True
-    return mask
 
 
 def _read_nyu(f, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,9 +10,9 @@ import torch
 
 from model.checkpoint import NORMALIZATION, load_checkpoint, load_model, save_checkpoint
 from model.finetune import build_init_model
+from model.benchmarks import eigen_crop_mask
 from model.finetune_depth import (
     augment_nyu,
-    eigen_crop_mask,
     finetune_depth,
     nyu_split,
     nyu_train_indices,
@@ -180,6 +180,11 @@ def test_finetune_segment_from_each_init(init, voc_sbd, relative_checkpoint, tmp
     assert meta["head"]["classes"][0] == "background" and meta["head"]["ignore_index"] == 255
     with torch.no_grad():
         assert model(torch.randn(1, 3, 32, 32)).shape == (1, 21, 32, 32)
+    if init == "scratch":
+        from model.predict import load_checkpoint_model
+
+        with pytest.raises(ValueError, match="segmentation checkpoint"):
+            load_checkpoint_model(result.checkpoint)
 
 
 @pytest.mark.slow
