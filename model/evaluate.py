@@ -452,12 +452,13 @@ def format_table(doc: Mapping[str, Any]) -> str:
     rows = [(doc.get("model", "model"), doc)] + list(doc.get("baselines", {}).items())
     cols = [k for k in METRIC_ORDER + ("ties",) if any(k in r for _, r in rows)]
     width = max(len(str(name)) for name, _ in rows) + 2
-    lines = [f"{'':<{width}}" + "".join(f"{c:>10}" for c in cols)]
+    widths = {c: max(10, len(c) + 2) for c in cols}
+    lines = [f"{'':<{width}}" + "".join(f"{c:>{widths[c]}}" for c in cols)]
     for name, r in rows:
         cells = []
         for c in cols:
             v = r.get(c)
-            cells.append(f"{'-':>10}" if v is None else f"{v:>10.4f}")
+            cells.append(f"{'-':>{widths[c]}}" if v is None else f"{v:>{widths[c]}.4f}")
         lines.append(f"{name:<{width}}" + "".join(cells))
     n = doc.get("n_images")
     lines.append(f"({doc.get('benchmark', '')}: {int(n) if n else '?'} images; rates and errors are fractions;"
