@@ -28,7 +28,7 @@ def test_shipped_configs_validate_at_full_and_toy_size():
         full = load_experiment(CONFIGS / f"{name}.yaml")
         toy = load_experiment(CONFIGS / f"{name}.yaml", toy=True)
         sizes[name] = (len(expand_grid(full)), len(expand_grid(toy)))
-        assert full.base.get("input_size") == 384 and toy.base["input_size"] == 32
+        assert full.base.get("input_size") == 384 and toy.base["input_size"] <= 64 and toy.base["iterations"] == 2
     assert sizes == {"table2": (4, 4), "table3": (4, 4), "fig5": (10, 10)}
     arches = [s["arch"] for s in expand_grid(load_experiment(CONFIGS / "table2.yaml"))]
     assert arches == ["resnet50_direct_upsample", "resnet50_dilated", "resnet50_upproj", "resnet50_fusion"]
