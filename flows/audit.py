@@ -30,7 +30,8 @@ def _load(config: Any, config_file: str | None, data_root: str | None, overrides
 def run_audit_command(config: Any = None, *, config_file: str | None = None, data_root: str | None = None,
                       overrides: Any = None, scenes: Sequence[str] = (), packings: str = "sbs,cross,ou,mpo",
                       out: str | None = None, pairs: int = 100_000, legacy_scale: float | None = None,
-                      max_frames: int | None = None, report: bool = True, progress: bool = True) -> dict:
+                      max_frames: int | None = None, report: bool = True, progress: bool = True,
+                      photos: Sequence[str] = ()) -> dict:
     """Read the scenes, run the audit, write audit.json (+ report.html); returns the audit JSON."""
     import tempfile
 
@@ -40,7 +41,7 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
 
     config = _load(config, config_file, data_root, overrides)
     found = [s for path in scenes for s in read_scenes(path, legacy_scale=legacy_scale, max_frames=max_frames)]
-    if not found:
+    if not found and not photos:
         raise ValueError("no scenes to audit")
     out_dir = Path(out) if out else (config.data_root / "runs" /
                                      f"audit-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}")
@@ -49,17 +50,32 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
     if say:
         say(f"{len(found)} scenes x {len(packings.split(','))} packings -> {out_dir}")
     with tempfile.TemporaryDirectory(prefix="redweb-audit-") as tmp:
-        rows, images = audit.run_audit(
-            found, Path(tmp) / "work", packings=[p for p in packings.split(",") if p],
-            process_options=audit.process_options_from_config(config.process),
-            ingest_options=audit.ingest_options_from_config(config.ingest), n_pairs=pairs,
-            keep_images=report, progress=say)
+        rows, images = [], {}
+        if found:
+            rows, images = audit.run_audit(
+                found, Path(tmp) / "work", packings=[p for p in packings.split(",") if p],
+                process_options=audit.process_options_from_config(config.process),
+                ingest_options=audit.ingest_options_from_config(config.ingest), n_pairs=pairs,
+                keep_images=report, progress=say)
+        photo_rows = []
+        if photos:
+            files = [p for path in photos for p in audit.find_photos(path)]
+            if say:
+                say(f"{len(files)} web photos without GT")
+            photo_rows = audit.audit_photos(files, Path(tmp) / "photos",
+                                            process_options=audit.process_options_from_config(config.process),
+                                            ingest_options=audit.ingest_options_from_config(config.ingest))
     summary = audit.summarize(rows)
     cfg = config_to_dict(config)
     result = audit.to_json(rows, summary, {"process": cfg["process"], "ingest": cfg["ingest"]})
     result["table"] = audit.format_table(rows, summary)
+    if photo_rows:
+        from dataclasses import asdict
+
+        result["photos"] = [asdict(r) for r in photo_rows]
+        result["table"] += "\n\n" + audit.format_photo_table(photo_rows)
     (out_dir / "audit.json").write_text(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=1))
-    if report:
+    if report and rows:
         path = audit.write_report(out_dir, rows, summary, images, config=result["config"])
         result["report"] = str(path)
     result["out"] = str(out_dir)
@@ -70,10 +86,11 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
 def audit_flow(config_file: str | None = None, data_root: str | None = None, overrides: dict | None = None,
                scenes: list[str] | None = None, packings: str = "sbs,cross,ou,mpo", out: str | None = None,
                pairs: int = 100_000, legacy_scale: float | None = None, max_frames: int | None = None,
-               report: bool = True) -> dict:
+               report: bool = True, photos: list[str] | None = None) -> dict:
     """The label audit of the configured process stage on ``scenes`` (folders); returns the summary."""
     result = run_audit_command(config_file=config_file, data_root=data_root, overrides=overrides,
                                scenes=scenes or [], packings=packings, out=out, pairs=pairs,
-                               legacy_scale=legacy_scale, max_frames=max_frames, report=report)
+                               legacy_scale=legacy_scale, max_frames=max_frames, report=report,
+                               photos=photos or [])
     print(result["table"])
     return {"summary": result["summary"], "out": result["out"]}

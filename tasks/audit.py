@@ -53,6 +53,7 @@ BAD_COVERAGE = 0.30
 KEPT_STATES = ("pending_review", "auto_accepted", "accepted")
 MAP_STATES = ("pending_review", "auto_accepted", "auto_rejected", "accepted", "rejected")
 SIGMA = 0.02
+REPORT_RADII = (9, 27)  # px of the exported map: the report's "where wrong" neighbourhoods (see disagreement_map)
 
 
 # ---- packing -------------------------------------------------------------------------------------
@@ -196,20 +197,50 @@ def ordinal_labels(g_i: np.ndarray, g_j: np.ndarray, sigma: float = SIGMA) -> np
     return rule(g_i, g_j, sigma)
 
 
+def gt_step(disparity: np.ndarray) -> float:
+    """Quantisation step of a GT disparity map, px: 0 for continuous GT (PFM, KITTI's 1/256), else the
+    smallest gap between its distinct values (Tsukuba: 1 px, Teddy at quarter size: 0.25 px)."""
+    vals = np.unique(disparity[np.isfinite(disparity) & (disparity > 0)])
+    if vals.size < 2 or vals.size > 4096:
+        return 0.0
+    step = float(np.min(np.diff(vals)))
+    return step if step > 1.0 / 64 else 0.0
+
+
+def gt_ordinal_labels(d_i: np.ndarray, d_j: np.ndarray, step: float = 0.0, sigma: float = SIGMA) -> np.ndarray:
+    """DESIGN.md labels of depth g = 1/d from GT disparities known to +-step/2: +1 (i farther), -1, 0,
+    or 2 where the GT's precision cannot tell (the true ratio interval straddles a class boundary:
+    two pixels on one integer level of Tsukuba may differ by a whole pixel). step = 0: exact labels."""
+    if step <= 0:
+        return ordinal_labels(1.0 / d_i, 1.0 / d_j, sigma)
+    h = step / 2
+    lo = (d_j - h) / (d_i + h)  # g_i / g_j = d_j / d_i, at its smallest and largest
+    hi = (d_j + h) / np.maximum(d_i - h, 1e-9)
+    out = np.full(np.broadcast(d_i, d_j).shape, 2, np.int8)
+    out[lo > 1 + sigma] = 1
+    out[hi < 1 / (1 + sigma)] = -1
+    out[(lo >= 1 / (1 + sigma)) & (hi <= 1 + sigma)] = 0
+    return out
+
+
 def ordinal_error(pred_depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray, *, n_pairs: int = 100_000,
-                  seed: int = 0, pairs: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+                  seed: int = 0, pairs: tuple[np.ndarray, np.ndarray] | None = None,
+                  gt_quantum: float = 0.0) -> dict[str, float]:
     """Disagreement of three-way ordinal labels (larger = farther) between a map and GT.
 
     ``pred_depth``, ``gt_depth``: (H, W) depths, larger = farther; ``valid``: (H, W) bool pixels to
     compare. ``pairs``: explicit flat indices (i, j) into the images (tests), else ``n_pairs`` random
-    pairs of distinct valid pixels. Returns ``error`` (all pairs), ``error_neq`` (over pairs GT
-    orders), ``error_eq`` (over pairs GT calls equal), ``inverted`` (share GT orders one way and
-    the map the other), ``pairs`` (count); NaN where there is nothing to count.
+    pairs of distinct valid pixels. ``gt_quantum``: the GT disparity's quantisation step (px; then
+    ``gt_depth`` must be 1 / disparity): pairs whose GT label that precision cannot decide are not
+    scored (``gt_ordinal_labels``). Returns ``error`` (all scored pairs), ``error_neq`` (over pairs
+    GT orders), ``error_eq`` (over pairs GT calls equal), ``inverted`` (share GT orders one way and
+    the map the other), ``pairs`` (scored), ``ambiguous`` (share left out); NaN where nothing counts.
     """
     if pairs is None:
         idx = np.flatnonzero(valid)
         if idx.size < 2:
-            return {"error": math.nan, "error_neq": math.nan, "error_eq": math.nan, "inverted": math.nan, "pairs": 0}
+            return {"error": math.nan, "error_neq": math.nan, "error_eq": math.nan, "inverted": math.nan, "pairs": 0,
+                    "ambiguous": math.nan}
         rng = np.random.default_rng(seed)
         i, j = idx[rng.integers(0, idx.size, n_pairs)], idx[rng.integers(0, idx.size, n_pairs)]
         keep = i != j
@@ -217,7 +248,12 @@ def ordinal_error(pred_depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarra
     else:
         i, j = (np.asarray(p).ravel() for p in pairs)
     p, g = pred_depth.ravel().astype(np.float64), gt_depth.ravel().astype(np.float64)
-    ours, truth = ordinal_labels(p[i], p[j]), ordinal_labels(g[i], g[j])
+    ours = ordinal_labels(p[i], p[j])
+    truth = gt_ordinal_labels(1.0 / g[i], 1.0 / g[j], gt_quantum) if gt_quantum > 0 else ordinal_labels(g[i], g[j])
+    scored = truth != 2
+    n_all = int(i.size)
+    ours, truth = ours[scored], truth[scored]
+    i = i[scored]
     wrong = ours != truth
     neq = truth != 0
 
@@ -226,13 +262,18 @@ def ordinal_error(pred_depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarra
         return float(mask[sel].mean()) if sel.any() else math.nan
 
     return {"error": share(wrong), "error_neq": share(wrong, neq), "error_eq": share(wrong, ~neq),
-            "inverted": share(ours == -truth, neq), "pairs": int(i.size)}
+            "inverted": share(ours == -truth, neq), "pairs": int(i.size),
+            "ambiguous": 1.0 - i.size / n_all if n_all else math.nan}
 
 
 def disagreement_map(pred_depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray,
-                     radii: Sequence[int] = (3, 9)) -> np.ndarray:
+                     radii: Sequence[int] = (3, 9), *, ordered_only: bool = False) -> np.ndarray:
     """(H, W) float: per pixel, the share of its neighbour pairs (8 directions at each radius) whose
-    ordinal label disagrees with GT; NaN where no pair could be formed. Shows *where* labels fail."""
+    ordinal label disagrees with GT; NaN where no pair could be formed. Shows *where* labels fail.
+
+    ``ordered_only``: count only the pairs GT orders (the map inverts them or calls them equal).
+    Neighbours a few pixels apart are mostly GT ties, so without it map noise on any smooth or
+    slanted surface paints the whole surface wrong and hides the edges where the order is lost."""
     h, w = valid.shape
     wrong = np.zeros((h, w), np.float64)
     total = np.zeros((h, w), np.float64)
@@ -244,7 +285,10 @@ def disagreement_map(pred_depth: np.ndarray, gt_depth: np.ndarray, valid: np.nda
             a = (slice(ys0, ys1), slice(xs0, xs1))
             b = (slice(ys0 + dy, ys1 + dy), slice(xs0 + dx, xs1 + dx))
             ok = valid[a] & valid[b]
-            bad = (ordinal_labels(p[a], p[b]) != ordinal_labels(g[a], g[b])) & ok
+            truth = ordinal_labels(g[a], g[b])
+            if ordered_only:
+                ok &= truth != 0
+            bad = (ordinal_labels(p[a], p[b]) != truth) & ok
             for s in (a, b):
                 wrong[s] += bad
                 total[s] += ok
@@ -314,7 +358,8 @@ def score_map(scene: Scene, packed: Packed, *, rd: np.ndarray, mask: np.ndarray,
     has_gt = np.isfinite(gtd) & (gtd > 0)
     valid = reliable & non_sky & has_gt
     gt_depth = np.where(has_gt, 1.0 / np.where(has_gt, gtd, 1.0), np.nan)
-    errs = ordinal_error(rd.astype(np.float64), np.nan_to_num(gt_depth, nan=1.0), valid, n_pairs=n_pairs, seed=seed)
+    errs = ordinal_error(rd.astype(np.float64), np.nan_to_num(gt_depth, nan=1.0), valid, n_pairs=n_pairs, seed=seed,
+                         gt_quantum=gt_step(scene.disparity))
     # coverage in source pixels: GT pixels of the view's region in the packed file with a reliable label
     bx0, by0, bx1, by1 = (int(round(v)) for v in geo.file_box())
     Xs, Ys = np.meshgrid(np.arange(bx0, bx1, dtype=np.float64), np.arange(by0, by1, dtype=np.float64))
@@ -330,7 +375,8 @@ def score_map(scene: Scene, packed: Packed, *, rd: np.ndarray, mask: np.ndarray,
     images = {}
     if keep_images:
         images = {"gt_depth": gt_depth, "valid": valid,
-                  "disagreement": disagreement_map(rd.astype(np.float64), np.nan_to_num(gt_depth, nan=1.0), valid)}
+                  "disagreement": disagreement_map(rd.astype(np.float64), np.nan_to_num(gt_depth, nan=1.0), valid,
+                                                   radii=REPORT_RADII, ordered_only=True)}
     return MapScore(errs["error"], errs["error_neq"], errs["error_eq"], errs["inverted"], coverage,
                     int(valid.sum()), eye, images)
 
@@ -468,6 +514,108 @@ def run_audit(scenes: Sequence[Scene], work_dir: str | Path, *, packings: Sequen
     return rows, images
 
 
+@dataclass
+class PhotoRow:
+    """One real web photo without GT: what the pipeline made of it (``audit_photos``)."""
+
+    photo: str
+    state: str
+    reason: str | None
+    kept: bool
+    format: str | None
+    view_order: str | None
+    view_order_source: str | None
+    view_order_ok: bool | None  # against the file's own convention (left view first / MPO frame 0)
+    coverage: float | None  # reliable share of the exported map
+    score: float | None
+    seconds: float | None
+    item_id: str
+
+
+PHOTO_EXTS = (".jpg", ".jpeg", ".png", ".mpo", ".jps", ".tif", ".tiff", ".webp")
+
+
+def find_photos(path: str | Path) -> list[Path]:
+    """Stereo photo files under ``path`` (a file, or a folder searched recursively), skipping the
+    extracted views ``left.*`` / ``right.*`` that sit next to some originals."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_EXTS
+                  and p.stem.lower() not in ("left", "right", "disp_gt", "mask_nonocc")
+                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
+
+
+def audit_photos(photos: Sequence[Path], work_dir: str | Path, *, process_options: dict[str, Any] | None = None,
+                 ingest_options: dict[str, Any] | None = None) -> list[PhotoRow]:
+    """Ingest + process + export real photos whose view order is known by convention (the file stores
+    the left eye first: parallel side-by-side, MPO frame 0; ``*.jps`` right-first, which ingest undoes),
+    and report state, format, order and coverage. No GT, so no ordinal error."""
+    from tasks.catalog import Catalog
+    from tasks.export import export_dataset
+    from tasks.ingest import ingest
+    from tasks.process import process_batch
+
+    work_dir = Path(work_dir)
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    inputs = work_dir / "inputs"
+    inputs.mkdir(parents=True)
+    names = {}
+    for k, src in enumerate(photos):
+        name = f"{k:03d}_{src.parent.name}_{src.name}"
+        shutil.copyfile(src, inputs / name)
+        names[name] = src
+    data_root = work_dir / "data"
+    data_root.mkdir()
+    url = f"sqlite:///{data_root / 'catalog.db'}"
+    rows = []
+    with Catalog(url) as catalog:
+        ingest(catalog, f"local:{inputs}", data_root=data_root, near_duplicate_max_distance=-1, **(ingest_options or {}))
+        items = {it.source_id: it for it in catalog.items(catalog.ids())}
+        opts = dict(process_options or {})
+        backend = opts.pop("correspondence", "dis")
+        process_batch(url, [it.id for it in items.values() if it.state == "split"], data_root, correspondence=backend,
+                      **opts)
+        export_dataset(catalog, data_root, work_dir / "export", states=MAP_STATES)
+        for name, src in names.items():
+            it = catalog.get(items[name].id)
+            info = it.info or {}
+            proc = info.get("process") or {}
+            has_map = it.image_path is not None and it.state in MAP_STATES
+            coverage = None
+            if has_map:
+                mask = _read_png(work_dir / "export" / "masks" / f"{it.id}.png")
+                coverage = float((mask > 127).mean())
+            rows.append(PhotoRow(photo=f"{src.parent.name}/{src.name}", state=it.state, reason=it.reason,
+                                 kept=it.state in KEPT_STATES, format=it.stereo_format, view_order=it.view_order,
+                                 view_order_source=info.get("view_order_source"),
+                                 view_order_ok=(proc.get("left_view") == "left") if has_map else None,
+                                 coverage=coverage, score=it.score,
+                                 seconds=(proc.get("timings") or {}).get("total"), item_id=it.id))
+    return rows
+
+
+def format_photo_table(rows: Sequence[PhotoRow]) -> str:
+    import pandas as pd
+
+    if not rows:
+        return ""
+    df = pd.DataFrame.from_records([asdict(r) for r in rows])
+    shown = pd.DataFrame({"photo": df["photo"], "format": df["format"].fillna("—"), "state": df["state"],
+                          "reason": df["reason"].fillna(""),
+                          "order": df["view_order"].fillna("—") + df["view_order_ok"].map(
+                              {True: " ✓", False: " ✗"}).fillna(""),
+                          "coverage": df["coverage"].map(_pct),
+                          "score": df["score"].map(lambda s: "—" if pd.isna(s) else f"{s:.2f}"),
+                          "s": df["seconds"].map(lambda s: "—" if pd.isna(s) else f"{s:.2f}")})
+    kept = int(df["kept"].sum())
+    mapped = int(df["coverage"].notna().sum())
+    wrong = int((df["view_order_ok"] == False).sum())  # noqa: E712 - pandas
+    return (shown.to_string(index=False) + f"\n\nweb photos: {mapped}/{len(df)} got a map, {kept}/{len(df)} kept, "
+            f"{wrong} view-order errors (against the files' left-first convention)")
+
+
 def _num(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
@@ -491,7 +639,10 @@ def rows_frame(rows: Iterable[AuditRow]):
         rec = asdict(r)
         secs = rec.pop("seconds")
         rec.pop("degradation")
-        rec["seconds"] = sum(v for k, v in secs.items() if k != "total")
+        # what the pipeline spent on the pair: its share of ingest and export + process_item's wall time
+        # (its "total"; the stages without it when absent); the audit's own scoring is not counted
+        process = secs.get("total", sum(v for k, v in secs.items() if k not in ("ingest", "export", "score")))
+        rec["seconds"] = secs.get("ingest", 0.0) + secs.get("export", 0.0) + process
         for k in ("flow", "view_order", "sky"):
             rec[f"s_{k}"] = secs.get(k)
         records.append(rec)
@@ -541,22 +692,33 @@ def _pct(x: Any) -> str:
     return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{100 * x:.1f}%"
 
 
-def format_table(rows: Sequence[AuditRow], summary: dict[str, Any]) -> str:
-    """The printed report: per-row table, then aggregates and the triage truth table."""
+def shown_frame(rows: Sequence[AuditRow]):
+    """The per-row table people read (printed and in report.html): percentages, marks, no NaN."""
     import pandas as pd
 
     df = rows_frame(rows)
-    shown = pd.DataFrame({
+    return pd.DataFrame({
         "scene": df["scene"], "packing": df["packing"], "format": df["format"].fillna("—") +
         df["format_ok"].map({True: "", False: " ✗"}),
         "state": df["state"], "reason": df["reason"].fillna(""),
-        "ord.err": df["ordinal_error"].map(_pct), "inverted": df["inverted"].map(_pct),
+        "ord.err": df["ordinal_error"].map(_pct), "err≠": df["error_neq"].map(_pct),
+        "inverted": df["inverted"].map(_pct),
         "coverage": df["coverage"].map(_pct),
         "order": df["view_order"].fillna("—") + df["view_order_ok"].map({True: " ✓", False: " ✗"}).fillna(""),
         "score": df["score"].map(lambda s: "—" if pd.isna(s) else f"{s:.2f}"),
         "truth": df["bad"].map({True: "bad", False: "good"}).fillna("—"),
         "s": df["seconds"].map(lambda s: f"{s:.2f}"),
     })
+
+
+def format_table(rows: Sequence[AuditRow], summary: dict[str, Any]) -> str:
+    """The printed report: per-row table, then aggregates and the triage truth table."""
+    import pandas as pd
+
+    if not rows:
+        return "(no scenes with GT)"
+
+    shown = shown_frame(rows)
     tri = summary["triage"]
     confusion = pd.DataFrame({"bad": [tri["rejected_bad"], tri["kept_bad"]],
                               "good": [tri["rejected_good"], tri["kept_good"]]}, index=["auto-rejected", "kept"])
@@ -621,7 +783,6 @@ def write_report(out_dir: str | Path, rows: Sequence[AuditRow], summary: dict[st
     out_dir = Path(out_dir)
     img_dir = out_dir / "img"
     img_dir.mkdir(parents=True, exist_ok=True)
-    df = rows_frame(rows)
     blocks = []
     for r in rows:
         ims = images.get(r.item_id)
@@ -647,33 +808,49 @@ def write_report(out_dir: str | Path, rows: Sequence[AuditRow], summary: dict[st
             cells.append(f"<p class=lost>no map: {html.escape(r.state)} ({html.escape(str(r.reason))})</p>")
         order = "—" if r.view_order_ok is None else ("right" if r.view_order_ok else "WRONG")
         head = (f"{html.escape(r.scene)} · {r.packing} — {html.escape(r.state)}"
-                f"{' (' + html.escape(r.reason) + ')' if r.reason else ''} · ordinal error {_pct(r.ordinal_error)} · "
+                f"{' (' + html.escape(r.reason) + ')' if r.reason else ''} · ordinal error {_pct(r.ordinal_error)} "
+                f"(err≠ {_pct(r.error_neq)}) · "
                 f"coverage {_pct(r.coverage)} · view order {order} · format {html.escape(str(r.format))}")
-        cls = "bad" if r.bad else "good"
+        cls = "none" if r.bad is None else ("bad" if r.bad else "good")
         blocks.append(f'<section class="{cls}"><h3>{head}</h3><div class=row>{"".join(cells)}</div></section>')
-    table = df[["scene", "packing", "format", "state", "reason", "ordinal_error", "coverage", "view_order",
-                "view_order_ok", "score", "bad", "seconds"]].to_html(
-        index=False, na_rep="—", float_format=lambda x: f"{x:.3f}", classes="t")
+    import pandas as pd
+
+    table = shown_frame(rows).to_html(index=False, classes="t")
     tri = summary["triage"]
-    legend = ("depth: turbo colours of inverse depth (red = near, blue = far), grey = no reliable label, blue-grey = sky; "
-              "wrong: per pixel, the share of neighbour pairs (8 directions, 3 and 9 px) whose ordinal label "
-              "disagrees with GT — green = right, red = wrong, dim = not compared")
+    confusion = pd.DataFrame({"bad": [tri["rejected_bad"], tri["kept_bad"]],
+                              "good": [tri["rejected_good"], tri["kept_good"]]},
+                             index=["auto-rejected", "kept"]).to_html(classes="t")
+    lost = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in summary["lost"].items())
+    r0, r1 = REPORT_RADII
+    legend = ("Columns: ord.err = share of random pixel pairs whose ordinal label (σ = 2 % on the depth ratio) "
+              "differs from GT, ties counting as wrong (pairs a stepped GT's precision cannot decide are left out); err≠ = the same over the pairs GT orders; inverted = pairs "
+              "GT orders one way and the map the other; coverage = share of the view's GT pixels with a reliable "
+              "label; order ✓/✗ = whether the exported image really is the left eye; truth = bad when ord.err > "
+              f"{BAD_ERROR:.0%} or coverage < {BAD_COVERAGE:.0%}. Pictures: depth and gt in turbo colours of inverse "
+              "depth (red = near, blue = far; each scaled to its own 1-99 % range), grey = no reliable label / no "
+              f"GT, blue-grey = sky; wrong = per pixel, the share of its neighbour pairs ({r0} and {r1} px, 8 "
+              "directions) that GT orders and the map inverts or calls equal: green = right, yellow = half, "
+              "red = wrong, dim = not compared. Left bar: red = bad map, green = good, grey = no map.")
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>
 body{{font:14px system-ui,sans-serif;margin:20px;color:#222}} table.t{{border-collapse:collapse;font-size:12px}}
 table.t td,table.t th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} .row{{display:flex;gap:6px;flex-wrap:wrap}}
 figure{{margin:0}} figure img{{width:300px;display:block}} figcaption{{font-size:11px;color:#666}}
 section{{border-left:6px solid #3a3;padding:4px 10px;margin:12px 0}} section.bad{{border-color:#c33}}
+section.none{{border-color:#aaa}} .legend{{max-width:1100px;color:#444}} .sum td{{vertical-align:top;padding-right:24px}}
 h3{{font-size:14px;margin:4px 0}} .lost{{color:#a33}} pre{{background:#f6f6f6;padding:8px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>kept <b>{summary['kept']}/{summary['total']}</b> · mean ordinal error of kept maps <b>{_pct(summary['ordinal_error'])}</b>
 (max {_pct(summary['max_ordinal_error'])}) · mean coverage <b>{_pct(summary['coverage'])}</b> ·
 view-order errors among kept maps <b>{summary['view_order_errors']}</b> · format errors {summary['format_errors']} ·
 auto-reject precision {_pct(tri['precision'])}, recall {_pct(tri['recall'])}</p>
-<p>{html.escape(legend)}</p>
+<table class=sum><tr><td><b>triage against truth</b>{confusion}</td>
+<td><b>not kept</b><ul>{lost or "<li>none</li>"}</ul></td></tr></table>
+<p class=legend>{html.escape(legend)}</p>
 {table}
 <h2>Maps</h2>
 {''.join(blocks)}
-<h2>Configuration</h2><pre>{html.escape(json.dumps(config or {}, indent=1, default=str))}</pre>
+<h2>Configuration</h2><p class=legend>The configuration measured, as given; the audit itself always runs ingest
+with near-duplicate detection off (the packings of one scene are near-duplicates by design).</p><pre>{html.escape(json.dumps(config or {}, indent=1, default=str))}</pre>
 </body></html>"""
     path = out_dir / "report.html"
     path.write_text(doc)

@@ -19,7 +19,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenes", action="append", required=True, metavar="DIR",
+    parser.add_argument("--scenes", action="append", default=[], metavar="DIR",
                         help="scene folder or folder of scene folders (repeatable)")
     parser.add_argument("--packings", default="sbs,cross,ou,mpo", help="comma-separated subset of sbs,cross,ou,mpo")
     parser.add_argument("--out", metavar="DIR", help="where audit.json and report.html go")
@@ -28,16 +28,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--legacy-scale", type=float, help="disparity scale of Middlebury 2001-2006 folders")
     parser.add_argument("--max-frames", type=int, help="at most this many frames per KITTI folder")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report (faster)")
+    parser.add_argument("--photos", action="append", default=[], metavar="PATH",
+                        help="real stereo photos without GT whose files store the left eye first (SBS left half, "
+                             "MPO frame 0): state, format, order and coverage are reported (repeatable)")
 
 
 def run(args: argparse.Namespace, config) -> int:
     from flows.audit import run_audit_command
+    from tasks.audit import PACKINGS
     from tasks.scenes import SceneError
 
+    if not args.scenes and not args.photos:
+        print("redweb audit: give --scenes DIR (scenes with GT) and/or --photos PATH", file=sys.stderr)
+        return 2
+    packings = [p for p in args.packings.split(",") if p]
+    unknown = [p for p in packings if p not in PACKINGS]
+    if unknown or not packings:
+        print(f"redweb audit: --packings {args.packings!r}: unknown {unknown}; choose from {','.join(PACKINGS)}",
+              file=sys.stderr)
+        return 2
     try:
         result = run_audit_command(config, scenes=args.scenes, packings=args.packings, out=args.out,
                                    pairs=args.pairs, legacy_scale=args.legacy_scale, max_frames=args.max_frames,
-                                   report=not args.no_report, progress=not args.json)
+                                   report=not args.no_report, progress=not args.json, photos=args.photos)
     except SceneError as exc:
         print(f"redweb audit: {exc}", file=sys.stderr)
         return 2
