@@ -397,6 +397,8 @@ class ReviewStore:
         item = self.catalog.get(item_id)
         if item is None:
             raise KeyError(item_id)
+        if item.state == State.WITHDRAWN.value:  # gone at the source or taken down: read only for good
+            raise ReviewConflict(f"{item_id} is withdrawn ({item.reason}): read only")
         with self.catalog.session() as s:
             dr = s.get(DoubleReview, item_id)
             last = s.scalars(select(Decision).where(Decision.item_id == item_id,
