@@ -34,6 +34,7 @@ def release_flow(config_file: str | None = None, data_root: str | None = None, o
     from datetime import datetime, timezone
 
     from tasks.config import config_to_dict, load_config
+    from tasks.release import redact_config
 
     config = load_config(config_file, data_root=data_root, overrides=overrides or [])
     name = name or datetime.now(timezone.utc).strftime("r%Y%m%dT%H%M%SZ")
@@ -42,7 +43,8 @@ def release_flow(config_file: str | None = None, data_root: str | None = None, o
     summary = redweb_task(_release, kind="db", name="release-create", retries=0)(
         config.catalog_url, str(config.data_root), name, states=list(states or config.release.states),
         notes=notes or "", fmt=ex.format, val_fraction=ex.val_fraction, max_side=ex.max_side,
-        jpeg_quality=ex.jpeg_quality, config=config_to_dict(config), process_config=config.process.model_dump(mode="json"))
+        jpeg_quality=ex.jpeg_quality, config=redact_config(config_to_dict(config)),
+        process_config=config.process.model_dump(mode="json"))
     print(f"release {summary['name']} (#{summary['sequence']}): {summary['total']} items, {summary['added']} added, "
           f"{len(summary['withdrawn'])} withdrawn, {summary['removed']} removed since "
           f"{summary['supersedes'] or 'nothing'}; label audit: {summary['audit']} -> {summary['path']}")

@@ -362,7 +362,7 @@ def _table(rows: list[dict], columns: Sequence[str], headers: Sequence[str] | No
     df = pd.DataFrame(rows, columns=list(columns)).fillna("")
     if headers:
         df.columns = list(headers)
-    return df.to_markdown(index=False) + "\n"
+    return df.to_markdown(index=False, disable_numparse=True) + "\n"  # ids stay text, not numbers
 
 
 def datasheet_markdown(sheet: dict, *, max_listed: int = 200) -> str:

@@ -133,7 +133,7 @@ def revalidate_flickr(
                 except FlickrCrawlError as exc:
                     if exc.code != PHOTO_NOT_FOUND:
                         raise
-                    _withdraw(catalog, item, "source_deleted", f"flickr.photos.getInfo: {exc}", actor, now, report)
+                    _withdraw(catalog, item, "source_deleted", str(exc), actor, now, report)
                 else:
                     _judge(catalog, item, photo, table, allowed, actor, now, report)
                 report.checked += 1
