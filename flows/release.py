@@ -51,6 +51,10 @@ def release_flow(config_file: str | None = None, data_root: str | None = None, o
     return summary
 
 
+CLIENT_OPTIONS = ("rest_url", "api_key", "api_secret", "licenses", "max_calls_per_hour", "max_retries",
+                  "backoff_base_s", "backoff_max_s", "timeout_s")
+
+
 def _revalidate(catalog_url: str, **options: Any) -> dict:
     from tasks.catalog import Catalog
     from tasks.revalidate import revalidate_flickr
@@ -70,15 +74,16 @@ def revalidate_flow(config_file: str | None = None, data_root: str | None = None
 
     if source != "flickr":
         raise ValueError(f"revalidation knows the flickr source only, not {source!r}")
+    from flows.ingest import flickr_options
+
     config = load_config(config_file, data_root=data_root, overrides=overrides or [])
-    f, rel = config.flickr, config.release
+    rel = config.release
     age = None if check_all else (rel.revalidate_older_than_days if older_than_days is None else older_than_days)
+    # the crawl's client settings (endpoint, credentials, licence selection, rate limit, retries)
+    client = {k: v for k, v in flickr_options(config).items() if k in CLIENT_OPTIONS}
     # the client does its own retries per call (with the rate limit); a task retry would redo the run
     report = redweb_task(_revalidate, kind="network", name="revalidate-flickr", retries=0)(
-        config.catalog_url, rest_url=f.rest_url, api_key=f.api_key, api_secret=f.api_secret,
-        licenses=None if f.licenses is None else list(f.licenses), max_calls_per_hour=f.max_calls_per_hour,
-        max_retries=f.max_retries, backoff_base_s=f.backoff_base_s, backoff_max_s=f.backoff_max_s,
-        timeout_s=f.timeout_s, older_than_days=age, limit=limit or rel.revalidate_limit)
+        config.catalog_url, **client, older_than_days=age, limit=limit or rel.revalidate_limit)
     print(f"revalidate {source}: {report['checked']} checked, {report['unchanged']} unchanged, "
           f"{report['withdrawn_total']} withdrawn {report['withdrawn']}, {len(report['license_updated'])} licence "
           f"updates; {report['calls']} API calls ({report['retries']} retries)")

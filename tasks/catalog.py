@@ -490,6 +490,43 @@ class Catalog:
         with self.session() as s:
             return list(s.scalars(select(Event).where(Event.item_id == item_id).order_by(Event.id)))
 
+    # ---- lookups for revalidation and takedown (tasks/revalidate.py) ------------------------------
+    def ids_last_verified_before(self, source: str, before: datetime | None, *, states: Iterable[State | str] = (),
+                                 exclude: Iterable[State | str] = (), limit: int | None = None) -> list[str]:
+        """Ids of ``source`` items last verified at the source before ``before`` (all when None),
+        least recently verified first. "Verified": the last revalidation (``checked_at``), else the
+        crawl that found the item (``fetched_at``), else when it was recorded."""
+        last = func.coalesce(Item.checked_at, Item.fetched_at, Item.created_at)
+        q = select(Item.id).where(Item.source == source)
+        if states:
+            q = q.where(Item.state.in_([State(x).value for x in states]))
+        if exclude:
+            q = q.where(Item.state.not_in([State(x).value for x in exclude]))
+        if before is not None:
+            q = q.where(last < before)
+        q = q.order_by(last, Item.id)
+        if limit:
+            q = q.limit(limit)
+        with self.session() as s:
+            return list(s.scalars(q))
+
+    def ids_with_url(self, urls: Iterable[str]) -> list[str]:
+        """Items whose download URL or page URL is one of ``urls``."""
+        urls = list(urls)
+        with self.session() as s:
+            return list(s.scalars(select(Item.id).where(Item.url.in_(urls) | Item.page_url.in_(urls))
+                                  .order_by(Item.created_at, Item.id)))
+
+    def ids_with_source_id(self, source_id: str) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(Item.id).where(Item.source_id == source_id).order_by(Item.created_at, Item.id)))
+
+    def ids_of_owner(self, owner: str) -> list[str]:
+        """Items of an owner account: ``owner_id`` (Flickr NSID) or, failing that, the owner name."""
+        with self.session() as s:
+            return list(s.scalars(select(Item.id).where((Item.owner_id == owner) | (Item.owner == owner))
+                                  .order_by(Item.created_at, Item.id)))
+
     def find_by_sha256(self, sha256: str, *, exclude: str | None = None) -> Item | None:
         """The earliest usable item with these bytes (failed and duplicate items don't count)."""
         q = (select(Item).where(Item.content_sha256 == sha256, Item.state != S.FAILED.value,

@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterable, Sequence
 
-from sqlalchemy import func, select
-
 from tasks.catalog import WITHDRAW_REASONS, Catalog, Item, State, item_id_for, utcnow
 
 log = logging.getLogger(__name__)
@@ -69,19 +67,9 @@ def due_for_check(catalog: Catalog, *, source: str, older_than_days: float | Non
     "Verified" is the last revalidation, else the crawl that found the item (a search result is a
     check: the photo was public under that licence). ``states``: default every state but SKIP_STATES.
     """
-    last = func.coalesce(Item.checked_at, Item.fetched_at, Item.created_at)
-    q = select(Item.id).where(Item.source == source)
-    if states:
-        q = q.where(Item.state.in_([State(s).value for s in states]), Item.state != State.WITHDRAWN.value)
-    else:
-        q = q.where(Item.state.not_in(SKIP_STATES))
-    if older_than_days is not None:
-        q = q.where(last < (now or utcnow()) - timedelta(days=float(older_than_days)))
-    q = q.order_by(last, Item.id)
-    if limit:
-        q = q.limit(limit)
-    with catalog.session() as s:
-        return list(s.scalars(q))
+    before = None if older_than_days is None else (now or utcnow()) - timedelta(days=float(older_than_days))
+    return catalog.ids_last_verified_before(source, before, states=states or (),
+                                            exclude=(State.WITHDRAWN,) if states else SKIP_STATES, limit=limit)
 
 
 def revalidate_flickr(
@@ -209,17 +197,15 @@ def _resolve_one(catalog: Catalog, ref: str) -> str:
         raise WithdrawError("empty reference")
     if _ITEM_ID.fullmatch(ref) and catalog.get(ref) is not None:
         return ref
-    with catalog.session() as s:
-        if "://" in ref or ref.startswith(("www.", "flickr.com", "flic.kr")):
-            variants = {ref, ref.rstrip("/"), ref.rstrip("/") + "/"}
-            hits = list(s.scalars(select(Item.id).where((Item.url.in_(variants)) | (Item.page_url.in_(variants)))))
-            if len(hits) == 1:
-                return hits[0]
-            pid = flickr_photo_id(ref)
-            if pid is not None and s.get(Item, item_id_for("flickr", pid)) is not None:
-                return item_id_for("flickr", pid)
-            raise WithdrawError(f"no item has the URL {ref}" if not hits else f"{ref} matches {len(hits)} items")
-        hits = list(s.scalars(select(Item.id).where(Item.source_id == ref)))
+    if "://" in ref or ref.startswith(("www.", "flickr.com", "flic.kr")):
+        hits = catalog.ids_with_url({ref, ref.rstrip("/"), ref.rstrip("/") + "/"})
+        if len(hits) == 1:
+            return hits[0]
+        pid = flickr_photo_id(ref)
+        if pid is not None and catalog.get(item_id_for("flickr", pid)) is not None:
+            return item_id_for("flickr", pid)
+        raise WithdrawError(f"no item has the URL {ref}" if not hits else f"{ref} matches {len(hits)} items")
+    hits = catalog.ids_with_source_id(ref)
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
@@ -239,9 +225,7 @@ def resolve_refs(catalog: Catalog, refs: Iterable[str] = (), *, owner: str | Non
         except WithdrawError as exc:
             problems.append(str(exc))
     if owner is not None:
-        with catalog.session() as s:
-            owned = list(s.scalars(select(Item.id).where((Item.owner_id == owner) | (Item.owner == owner))
-                                   .order_by(Item.created_at, Item.id)))
+        owned = catalog.ids_of_owner(owner)
         if not owned:
             problems.append(f"no item of owner {owner!r}")
         ids.extend(owned)
