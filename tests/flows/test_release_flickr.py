@@ -111,3 +111,26 @@ def test_crawl_release_revalidate_release(prefect_test_server, data_root, flickr
     assert rc == 2 and "never rewritten" in out
     with Catalog(url) as catalog:
         assert len(catalog.ids(source="flickr")) == len(photos)  # nothing deleted from the catalog
+
+
+def test_deployment_entry_points_run_without_parameters(prefect_test_server, data_root, monkeypatch):
+    """What prefect.yaml's `revalidate-weekly` and `release` run: no parameters, config from the
+    environment. An empty catalog asks Flickr nothing and makes an empty, valid release."""
+    from flows.release import release_flow, revalidate_flow
+    from tasks.release import verify_release
+
+    monkeypatch.setenv("REDWEB_FLICKR_REST_URL", "http://127.0.0.1:9/services/rest/")  # nothing listens there
+    report = revalidate_flow()
+    assert report["checked"] == 0 and report["calls"] == 0
+    summary = release_flow()
+    assert summary["total"] == 0 and summary["name"].startswith("r") and summary["sequence"] == 1
+    assert verify_release(data_root, summary["name"]) == []
+
+
+@pytest.mark.parametrize("command", ["release", "withdraw", "revalidate"])
+def test_help(command, capsys):
+    from flows.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0 and "--data-root" in capsys.readouterr().out
