@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "train a monocular relative-depth network",
     "evaluate": "score predictions or a checkpoint on a benchmark",
     "predict": "predict relative depth for images",
+    "audit": "measure the process configuration on real stereo with ground truth",
     "release": "publish a versioned dataset release with a datasheet",
     "withdraw": "withdraw items by hand (takedown request)",
     "revalidate": "re-check sources; withdraw deleted, private or re-licensed photos",

@@ -25,7 +25,8 @@ import numpy as np
 from tasks import crop as crop_mod
 from tasks.catalog import PIPELINE_VERSION, Catalog, State, TransitionError
 from tasks.correspondence import FlowBackend, build_backend, consistency_mask, warp_by_flow
-from tasks.depth import ViewOrder, decide_view_order, disparity_to_depth, encode_depth
+from tasks.depth import disparity_to_depth, encode_depth, occlusion_votes
+from tasks.view_order import OrderDecision, combine, ground_cue, keystone_cue, occlusion_cue
 from tasks.rectify import fit_alignment, rectified_disparity
 from tasks.sky import SkyBackend, build_sky, detect_sky
 from tasks.triage import TriageThresholds, quality_figures, triage
@@ -107,6 +108,20 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_al
                 t_check=time.perf_counter() - t)
 
 
+def decide_order(left: np.ndarray, right: np.ndarray, a: dict[str, Any], *, known_order: bool = False,
+                 min_votes: int = 10) -> OrderDecision:
+    """The view-order cues of tasks/view_order.py on one analysed pair (``_analyse``'s output)."""
+    par, cross = occlusion_votes(left, a["disparity"], a["consistent"])
+    # the second view's occlusions too: a parallel pair's lie right of near objects there
+    consistent_b = consistency_mask(a["bwd"], a["fwd"])
+    disparity_b, _ = rectified_disparity(a["bwd"], fit_alignment(a["bwd"], consistent_b))
+    par_b, cross_b = occlusion_votes(right, disparity_b, consistent_b)
+    cues = {"occlusion": occlusion_cue(par + cross_b, cross + par_b, min_votes=min_votes),
+            "ground": ground_cue(a["disparity"], a["consistent"]),
+            "keystone": keystone_cue(a["fwd"], a["consistent"])}
+    return combine(cues, format_prior=known_order)
+
+
 def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_backend: SkyBackend, *,
                  fb_alpha: float = 0.01, fb_beta: float = 0.5, photometric_max: float | None = 20.0,
                  discontinuity_max: float | None = None,
@@ -116,8 +131,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
                  known_order: bool = False, order: str = "auto") -> PairResult:
     """Left/right (H, W, 3) uint8 RGB views of one size -> cropped maps and quality figures.
 
-    ``known_order``: the file format fixes the order (MPO, JPS); the data still decides when it
-    is clear, but an undecided pair keeps the given order instead of being rejected.
+    ``known_order``: the file format fixes the order (MPO, JPS): a strong prior the data may
+    overturn only with overwhelming, agreeing evidence (tasks/view_order.py; logged).
     ``order``: ``"auto"`` lets the data decide; ``"given"`` keeps the views as given (a reviewer
     fixed the order: the votes are still computed and recorded, never acted on).
     """
@@ -129,12 +144,10 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     timings["flow"], timings["consistency"] = a["t_flow"], a["t_check"]
 
     t = time.perf_counter()
-    order_mode = order
-    order = decide_view_order(left, a["disparity"], a["consistent"], min_votes=view_order_min_votes,
-                              min_margin=view_order_min_margin)
-    if order_mode == "given":
-        order = ViewOrder("parallel", order.parallel_votes, order.cross_votes)
-    swapped_views = order.order == "cross_eyed"
+    decision = decide_order(left, right, a, known_order=known_order, min_votes=view_order_min_votes)
+    if order == "given":  # a reviewer fixed the order: the cues are recorded, never acted on
+        decision = OrderDecision("parallel", False, "reviewer", decision.evidence, decision.cues)
+    swapped_views = decision.swapped
     if swapped_views:
         # the given "left" is the right eye: swap the views; both flows are reused, only the
         # per-view products are recomputed (no second flow run)
@@ -171,14 +184,16 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     depth = encode_depth(g, sky_c)
     timings["depth"] = time.perf_counter() - t
 
-    view_order = order.order
+    view_order = "undecided" if decision.uncertain else decision.order
     q = quality_figures(consistent=consistent, sky=sky_c, vertical_residual=vres, d_far=stats.d_far,
                         d_near=stats.d_near, flow_finite=a["finite"], raw_consistency=a["raw_consistency"],
                         crop_fraction=(box[2] - box[0]) * (box[3] - box[1]) / float(w * h),
-                        view_order_margin=order.margin, view_order=view_order,
+                        view_order_margin=decision.evidence, view_order=view_order,
                         vertical_tolerance_px=vertical_tolerance_px)
     q["known_order"] = bool(known_order)
-    info = {"alignment": a["alignment"].as_dict(), "view_order_votes": order.as_dict(), "depth": stats.as_dict()}
+    q["view_order_uncertain"] = bool(decision.uncertain)
+    q["view_order_source"] = decision.source
+    info = {"alignment": a["alignment"].as_dict(), "view_order_votes": decision.as_dict(), "depth": stats.as_dict()}
     return PairResult(image=image, depth=depth, reliable=consistent | sky_c, sky=sky_c, box=box,
                       processed_size=(w, h), swapped_views=swapped_views, view_order=view_order, quality=q,
                       timings=timings, info=info, disparity=disparity)
@@ -271,23 +286,31 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
     stored = (left.shape[1], left.shape[0])
     t0 = time.perf_counter()
     left, right = downscale(left, max_side), downscale(right, max_side)
-    known_order = (item.view_order or "undecided") not in ("undecided", "")
+    # the file format's convention (ingest: MPO frame 0 = left, JPS right-first already undone)
+    known_order = item.stereo_format in ("mpo", "jps")
     result = process_pair(left, right, backend, sky_backend, known_order=known_order, order=order, **pair_options)
 
     swapped = bool(item.swapped) ^ result.swapped_views
     views = (item.info or {}).get("views") or {}
     view_key = "right" if result.swapped_views else "left"  # the source region the left eye came from
     rel_box, abs_box = crop_mod.box_to_source(result.box, result.processed_size, views.get(view_key), stored)
-    if result.view_order == "undecided":
-        view_order = item.view_order if known_order else "undecided"
+    source = result.quality["view_order_source"]
+    if source == "format":
+        view_order = item.view_order or item.stereo_format
+    elif result.quality["view_order_uncertain"]:
+        view_order = "undecided"
     else:
         view_order = "cross_eyed" if swapped else "parallel"
+    if source == "data_over_format":
+        log.warning("%s: the data overturned the %s view-order convention (evidence %.2f): views swapped",
+                    item_id, item.stereo_format, result.info["view_order_votes"]["evidence"])
     paths = write_maps(data_root, item_id, result, jpeg_quality=jpeg_quality)
     verdict = triage(result.quality, thresholds, order_known=known_order)
     quality = {**result.quality, "score": verdict.score}
     result.timings["total"] = time.perf_counter() - t0
     info = dict(item.info or {})
-    info["process"] = {**result.info, "crop_source": list(abs_box), "timings": result.timings,
+    info["view_order_source"] = source
+    info["process"] = {**result.info, "crop_source": list(abs_box), "left_view": view_key, "timings": result.timings,
                        "backend": getattr(backend, "name", "?"), "sky_backend": getattr(sky_backend, "name", "?"),
                        "processed_size": list(result.processed_size), "reasons": verdict.reasons}
     fields = dict(paths, crop_x0=rel_box[0], crop_y0=rel_box[1], crop_x1=rel_box[2], crop_y1=rel_box[3],

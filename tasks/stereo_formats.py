@@ -139,6 +139,73 @@ def anaglyph_score(rgb: np.ndarray, *, work_width: int = 256) -> float:
     return corr(grads[1], grads[2]) - corr(grads[0], grads[3])
 
 
+def match_keypoints(a: np.ndarray, b: np.ndarray, *, work_width: int = 480, n_features: int = 1500,
+                    ratio: float = 0.75) -> tuple[np.ndarray, np.ndarray, float]:
+    """SIFT matches between two images (Lowe's ratio test), at most ``work_width`` px wide.
+
+    Returns ``(pts_a, pts_b, scale)``: (N, 2) float32 point arrays in the *work* images' pixels and
+    the factor work px / input px. Empty arrays when either image has too few features.
+    """
+    import cv2
+
+    ga, gb = _gray(a).astype(np.uint8), _gray(b).astype(np.uint8)
+    s = min(1.0, work_width / max(ga.shape[1], gb.shape[1]))
+    if s < 1.0:
+        ga = cv2.resize(ga, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        gb = cv2.resize(gb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    sift = cv2.SIFT_create(nfeatures=n_features)
+    ka, da = sift.detectAndCompute(ga, None)
+    kb, db = sift.detectAndCompute(gb, None)
+    empty = np.zeros((0, 2), np.float32)
+    if da is None or db is None or len(ka) < 8 or len(kb) < 8:
+        return empty, empty, s
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(da, db, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
+    if not good:
+        return empty, empty, s
+    pa = np.float32([ka[g.queryIdx].pt for g in good])
+    pb = np.float32([kb[g.trainIdx].pt for g in good])
+    return pa, pb, s
+
+
+def stereo_match_evidence(a: np.ndarray, b: np.ndarray, *, max_dy_fraction: float = 0.06) -> dict[str, float]:
+    """How strongly two regions look like two views of one scene, from matched keypoints.
+
+    The global ``view_similarity`` fails on cluttered scenes with a wide disparity range (one shift
+    cannot align near and far: Middlebury's Art and Dolls score ~0.3, like mono photos), so this
+    second test matches SIFT keypoints and checks the stereo geometry: most matches share one
+    vertical offset (within 1 % of the height; ``max_dy_fraction`` bounds the offset itself) while
+    their horizontal offsets spread (depth). Halves of mono photos find a handful of matches; a
+    seamless texture tiled in the image finds many, all with one and the same offset (no depth),
+    which the spread test refuses. Returns ``matches``, ``inliers``, ``inlier_share``,
+    ``dx_spread`` (5th..95th percentile of the inliers' horizontal offsets, work px) and ``dy``.
+    """
+    pa, pb, _ = match_keypoints(a, b)
+    n = len(pa)
+    out = {"matches": float(n), "inliers": 0.0, "inlier_share": 0.0, "dx_spread": 0.0, "dy": 0.0}
+    if n < 8:
+        return out
+    h = float(max(_gray(a).shape[0] * min(1.0, 480 / max(a.shape[1], b.shape[1])), 1.0))
+    dy = pb[:, 1] - pa[:, 1]
+    med = float(np.median(dy))
+    inl = np.abs(dy - med) < max(1.5, 0.01 * h)
+    if abs(med) > max_dy_fraction * h or inl.sum() < 8:
+        out["dy"] = med
+        return out
+    dx = (pb[:, 0] - pa[:, 0])[inl]
+    lo, hi = np.percentile(dx, [5, 95])
+    out.update(inliers=float(inl.sum()), inlier_share=float(inl.mean()), dx_spread=float(hi - lo), dy=med)
+    return out
+
+
+def looks_like_stereo(evidence: dict[str, float], *, min_inliers: int = 30, min_share: float = 0.5,
+                      min_dx_spread: float = 1.5) -> bool:
+    """The keypoint test of ``stereo_match_evidence``: enough matches on one vertical offset, most
+    of all matches, and a real spread of horizontal offsets (px at the work size)."""
+    return (evidence["inliers"] >= min_inliers and evidence["inlier_share"] >= min_share
+            and evidence["dx_spread"] >= min_dx_spread)
+
+
 def _flat_runs(flat: np.ndarray) -> list[tuple[int, int]]:
     """Runs [start, end) where ``flat`` is True."""
     runs, start = [], None
@@ -227,12 +294,15 @@ def detect_stereo_format(
     min_similarity: float = 0.36,
     anaglyph_threshold: float = 0.45,
     split_anaglyph: bool = False,
+    use_keypoints: bool = True,
 ) -> StereoLayout:
     """Find the stereo layout of a decoded image.
 
     ``frames``: HxWx3 uint8 arrays (several only for MPO files); ``is_jps``: the file is a JPS
     (extension .jps or a _JPSJPS_ APP3 segment); ``min_similarity``: ``view_similarity`` two
     regions need to count as two views; ``anaglyph_threshold``: on ``anaglyph_score``;
+    ``use_keypoints``: when no layout reaches ``min_similarity``, also try the keypoint test
+    (``stereo_match_evidence``) on the side-by-side and over-under candidates;
     ``split_anaglyph``: return anaglyphs as two views (red channel = left eye, (green + blue) / 2 =
     right eye, both grey; see ``extract_views``) instead of a rejected layout.
     """
@@ -276,6 +346,19 @@ def detect_stereo_format(
     if is_jps:
         candidates = [c for c in candidates if c[0] == "side_by_side"]
     best = max(candidates, key=lambda c: c[1], default=None)
+    if best is not None and best[1] < min_similarity and use_keypoints:
+        # second test for cluttered, wide-range stereo: keypoint geometry (stereo_match_evidence)
+        verified = []
+        for fmt, s, boxes, li in candidates:
+            if fmt == "triptych":
+                continue
+            ev = stereo_match_evidence(_crop(img, boxes[0]), _crop(img, boxes[1]))
+            scores[f"{fmt}_keypoints"] = {k: round(v, 3) for k, v in ev.items()}
+            if looks_like_stereo(ev):
+                verified.append((ev["inliers"], (fmt, s, boxes, li)))
+        if verified:
+            best = max(verified, key=lambda v: v[0])[1]
+            best = (best[0], min_similarity, best[2], best[3])
     if best is not None and best[1] >= min_similarity:
         fmt, _s, boxes, _ = best
         if is_jps:  # JPS is cross-eyed by convention: the left eye's view is the second half

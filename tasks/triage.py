@@ -4,8 +4,11 @@ Clear failures are auto-rejected with a reason code (several may apply; the firs
 reason, all are listed in the detail). Everything else waits for review, or is auto-accepted when
 ``auto_accept_score`` is set and the score reaches it (unattended runs).
 
-Reasons (tasks/catalog.py REASONS): ``flow_failed``, ``view_order_undecidable``, ``misaligned``,
-``low_disparity_range``, ``low_coverage``.
+Reasons (tasks/catalog.py REASONS): ``flow_failed``, ``misaligned``, ``low_disparity_range``,
+``low_coverage``. A view order the cues could not decide (``view_order_uncertain``, tasks/view_order.py)
+is not a reason to throw a map away: it goes to review flagged (never auto-accepted), where the
+reviewer checks the order and flips it with ``F``. (``view_order_undecidable`` stays a known reason
+code for items rejected by older pipeline versions.)
 """
 from __future__ import annotations
 
@@ -64,7 +67,7 @@ def score(q: dict, t: TriageThresholds) -> float:
         "coverage": (0.4, _ramp(q["coverage"], t.min_coverage, 0.9)),
         "alignment": (0.2, 1.0 - _ramp(q["misaligned_fraction"], 0.0, t.max_misaligned_fraction)),
         "range": (0.2, _ramp(q["disparity_range_px"], t.min_disparity_range_px, 8 * t.min_disparity_range_px)),
-        "order": (0.2, _ramp(abs(q["view_order_margin"]), 0.0, 0.6)),
+        "order": (0.2, _ramp(abs(q["view_order_margin"]), 0.0, 0.6)),  # view-order evidence (cue sum)
     }
     return round(sum(w * s for w, s in parts.values()) / sum(w for w, _ in parts.values()), 4)
 
@@ -74,8 +77,6 @@ def triage(q: dict, t: TriageThresholds, *, order_known: bool = False) -> Triage
     reasons: list[str] = []
     if not q["flow_finite"] or q["raw_consistency"] < t.min_flow_consistency:
         reasons.append("flow_failed")
-    if q["view_order"] == "undecided" and not order_known:
-        reasons.append("view_order_undecidable")
     if q["misaligned_fraction"] > t.max_misaligned_fraction:
         reasons.append("misaligned")
     if q["disparity_range_px"] < t.min_disparity_range_px:
@@ -85,6 +86,8 @@ def triage(q: dict, t: TriageThresholds, *, order_known: bool = False) -> Triage
     s = score(q, t)
     if reasons:
         return TriageResult("auto_rejected", reasons, s)
+    if q.get("view_order_uncertain") or (q["view_order"] == "undecided" and not order_known):
+        return TriageResult("pending_review", [], s)  # a person checks the order (F flips it)
     if t.auto_accept_score is not None and s >= t.auto_accept_score:
         return TriageResult("auto_accepted", [], s)
     return TriageResult("pending_review", [], s)

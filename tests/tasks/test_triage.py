@@ -14,7 +14,6 @@ GOOD = dict(coverage=0.85, match_coverage=0.85, sky_fraction=0.1, misaligned_fra
 @pytest.mark.parametrize("change, reason", [
     (dict(flow_finite=False), "flow_failed"),
     (dict(raw_consistency=0.01), "flow_failed"),
-    (dict(view_order="undecided", view_order_margin=0.0), "view_order_undecidable"),
     (dict(misaligned_fraction=0.4), "misaligned"),
     (dict(disparity_range_px=0.7), "low_disparity_range"),
     (dict(coverage=0.2), "low_coverage"),
@@ -23,6 +22,16 @@ GOOD = dict(coverage=0.85, match_coverage=0.85, sky_fraction=0.1, misaligned_fra
 def test_each_reason_auto_rejects(change, reason):
     result = triage({**GOOD, **change}, TriageThresholds())
     assert result.state == "auto_rejected" and result.reasons == [reason]
+
+
+@pytest.mark.parametrize("change", [dict(view_order="undecided", view_order_margin=0.0),
+                                    dict(view_order_uncertain=True, view_order_margin=0.1)])
+def test_uncertain_order_goes_to_review_never_auto_accepted(change):
+    q = {**GOOD, **change}
+    result = triage(q, TriageThresholds(auto_accept_score=0.0))
+    assert result.state == "pending_review" and result.reasons == []
+    # a map that is bad for another reason is still rejected for that reason
+    assert triage({**q, "coverage": 0.1}, TriageThresholds()).reasons == ["low_coverage"]
 
 
 def test_known_order_is_not_rejected_when_undecided():
