@@ -44,7 +44,7 @@ def release_flow(config_file: str | None = None, data_root: str | None = None, o
         config.catalog_url, str(config.data_root), name, states=list(states or config.release.states),
         notes=notes or "", fmt=ex.format, val_fraction=ex.val_fraction, max_side=ex.max_side,
         jpeg_quality=ex.jpeg_quality, config=redact_config(config_to_dict(config)),
-        process_config=config.process.model_dump(mode="json"))
+        process_config=config.process.model_dump(mode="json"), ingest_config=config.ingest.model_dump(mode="json"))
     print(f"release {summary['name']} (#{summary['sequence']}): {summary['total']} items, {summary['added']} added, "
           f"{len(summary['withdrawn'])} withdrawn, {summary['removed']} removed since "
           f"{summary['supersedes'] or 'nothing'}; label audit: {summary['audit']} -> {summary['path']}")

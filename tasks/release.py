@@ -192,10 +192,13 @@ def _comparable(cfg: dict) -> dict:
     return {k: v for k, v in data.items() if k not in AUDIT_IGNORED_KEYS}
 
 
-def find_audit(data_root: str | Path, process_config: dict) -> dict:
+def find_audit(data_root: str | Path, process_config: dict, ingest_config: dict | None = None) -> dict:
     """The newest ``<data_root>/runs/audit-*/audit.json`` made with ``process_config`` (keys in
-    AUDIT_IGNORED_KEYS aside). Returns ``{"status": "audited", "file", "summary", "scenes"}`` or
-    ``{"status": "no audit run", ...}`` saying how many audits of other configs exist."""
+    AUDIT_IGNORED_KEYS aside; and with ``ingest_config`` when both it and the audit record one).
+
+    An audit's ``config`` is ``{"process": {...}, "ingest": {...}}`` (flows/audit.py) or the process
+    section itself. Returns ``{"status": "audited", "file", "summary", "scenes"}`` or
+    ``{"status": "no audit run", "audits_of_other_configs": N}``."""
     root = Path(data_root)
     runs = sorted((root / "runs").glob("audit-*/audit.json"), key=lambda p: (p.parent.name, p.stat().st_mtime),
                   reverse=True)
@@ -207,13 +210,32 @@ def find_audit(data_root: str | Path, process_config: dict) -> dict:
         except (OSError, ValueError) as exc:
             log.warning("unreadable audit %s: %s", path, exc)
             continue
-        if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        cfg = doc.get("config") if isinstance(doc, dict) else None
+        if not isinstance(cfg, dict):
             continue
-        if _comparable(doc["config"]) == want:
+        process = cfg["process"] if isinstance(cfg.get("process"), dict) else cfg
+        same = _comparable(process) == want
+        if same and ingest_config is not None and isinstance(cfg.get("ingest"), dict):
+            same = _comparable(cfg["ingest"]) == _comparable(ingest_config)
+        if same:
             return {"status": "audited", "file": path.relative_to(root).as_posix(),
                     "summary": doc.get("summary") or {}, "scenes": len(doc.get("scenes") or [])}
         others += 1
     return {"status": "no audit run", "audits_of_other_configs": others}
+
+
+def audit_figures(summary: dict) -> list[dict]:
+    """An audit summary as (figure, value) rows: nested sections flattened (``triage.precision``),
+    the per-scene ``lost`` list counted."""
+    rows = []
+    for key, value in summary.items():
+        if key == "lost" and isinstance(value, dict):
+            rows.append({"figure": "lost (pairs without a kept map)", "value": len(value)})
+        elif isinstance(value, dict):
+            rows += [{"figure": f"{key}.{k}", "value": v} for k, v in value.items() if not isinstance(v, (dict, list))]
+        elif not isinstance(value, list):
+            rows.append({"figure": key, "value": value})
+    return rows
 
 
 # ---- creating a release -----------------------------------------------------------------------
@@ -281,12 +303,14 @@ def create_release(
     jpeg_quality: int = 95,
     config: dict | None = None,
     process_config: dict | None = None,
+    ingest_config: dict | None = None,
     now: datetime | None = None,
 ) -> dict:
     """Write release ``name`` (module docstring) and return its datasheet dict.
 
     ``config``: the effective config as a dict (redacted here again); ``process_config``: its
-    ``process`` section, matched against label audits. Raises ReleaseError if ``name`` exists.
+    ``process`` section (and ``ingest_config`` its ``ingest`` section), matched against label
+    audits. Raises ReleaseError if ``name`` exists.
     """
     from tasks.catalog import PIPELINE_VERSION, State, utcnow
     from tasks.export import export_dataset
@@ -333,7 +357,7 @@ def create_release(
                              "items_by_pipeline_version": _counts(items, "pipeline_version"),
                              "items_by_backend": _counts(items, "backend", ["sky_backend"])},
                 "config": redact_config(config or {}),
-                "audit": find_audit(data_root, process_config) if process_config is not None
+                "audit": find_audit(data_root, process_config, ingest_config) if process_config is not None
                 else {"status": "no audit run", "audits_of_other_configs": 0},
                 "changes": _changes(catalog, prev, prev_ids, cur_ids),
                 "skipped": dict(sorted(result.skipped.items())),
@@ -363,6 +387,14 @@ def _table(rows: list[dict], columns: Sequence[str], headers: Sequence[str] | No
     if headers:
         df.columns = list(headers)
     return df.to_markdown(index=False, disable_numparse=True) + "\n"  # ids stay text, not numbers
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def datasheet_markdown(sheet: dict, *, max_listed: int = 200) -> str:
@@ -398,8 +430,9 @@ def datasheet_markdown(sheet: dict, *, max_listed: int = 200) -> str:
         "## Label audit", "",
     ]
     if audit["status"] == "audited":
-        summary = [{"figure": k, "value": v} for k, v in audit["summary"].items()]
-        lines += [f"From `{audit['file']}` ({audit['scenes']} scenes), made with this process config:", "",
+        summary = [{"figure": r["figure"], "value": _shown(r["value"])} for r in audit_figures(audit["summary"])]
+        n = audit["scenes"]
+        lines += [f"From `{audit['file']}` ({n} scene{'' if n == 1 else 's'}), made with this process config:", "",
                   _table(summary, ["figure", "value"])]
     else:
         lines += ["no audit run" + (f" for this process config ({audit['audits_of_other_configs']} audits of other "

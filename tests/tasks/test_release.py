@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from tasks.release import (ReleaseError, create_release, diff_releases, find_aud
                            sha256_file, verify_release)
 from tests.review_ui.maps import make_processed
 
+INGEST = {"min_side": 64, "max_pixels": 80_000_000}
 PROCESS = {"correspondence": "dis", "sky": "heuristic", "min_coverage": 0.4, "device": "auto", "batch_size": 8}
 
 
@@ -126,15 +128,64 @@ def test_audit_of_the_same_process_config_is_found(setup, tmp_path):
         d.mkdir(parents=True)
         (d / "audit.json").write_text(json.dumps({"config": config, "scenes": [{"name": "a"}, {"name": "b"}],
                                                   "summary": {"total": total, "kept": 2, "ordinal_error": 0.05,
-                                                              "coverage": 0.74, "view_order_errors": 0}}))
+                                                              "coverage": 0.74, "view_order_errors": 0,
+                                                              "lost": {"art/sbs": "auto_rejected:low_coverage"},
+                                                              "triage": {"precision": 0.8, "recall": None}}}))
 
-    audit("20261201T080000Z", {**PROCESS, "min_coverage": 0.9}, 1)  # other config: newest, not taken
-    audit("20261130T080000Z", {**PROCESS, "device": "cuda"}, 2)  # device does not change labels
+    # flows/audit.py writes {"process": ..., "ingest": ...}; the bare process section is read too
+    audit("20261202T080000Z", {"process": PROCESS, "ingest": {"min_side": 32}}, 0)  # other ingest config
+    audit("20261201T080000Z", {"process": {**PROCESS, "min_coverage": 0.9}, "ingest": INGEST}, 1)  # other process
+    audit("20261130T080000Z", {"process": {**PROCESS, "device": "cuda"}, "ingest": INGEST}, 2)  # device: same labels
     audit("20261129T080000Z", PROCESS, 3)  # the same config, older
-    found = find_audit(root, PROCESS)
+    found = find_audit(root, PROCESS, INGEST)
     assert found["status"] == "audited" and found["summary"]["total"] == 2 and found["scenes"] == 2
     assert found["file"] == "runs/audit-20261130T080000Z/audit.json"
-    assert find_audit(root, {**PROCESS, "sky": "segformer"}) == {"status": "no audit run", "audits_of_other_configs": 3}
-    sheet = make(catalog, root, "v1")
+    assert find_audit(root, PROCESS)["file"] == "runs/audit-20261202T080000Z/audit.json"  # ingest not compared
+    assert find_audit(root, {**PROCESS, "sky": "segformer"}) == {"status": "no audit run", "audits_of_other_configs": 4}
+    sheet = make(catalog, root, "v1", ingest_config=INGEST)
     assert sheet["audit"]["summary"]["ordinal_error"] == 0.05
-    assert "ordinal_error" in (root / "releases" / "v1" / "datasheet.md").read_text()
+    md = (root / "releases" / "v1" / "datasheet.md").read_text()
+    assert re.search(r"\| triage\.precision +\| 0\.8 ", md) and re.search(r"\| ordinal_error +\| 0\.05 ", md)
+    assert re.search(r"\| lost \(pairs without a kept map\) +\| 1 ", md)
+
+
+def _generic_scene(folder: Path) -> None:
+    """The Middlebury motorcycle pair (scikit-image), quarter size, in the generic GT layout."""
+    import cv2
+    import numpy as np
+    from skimage import data
+
+    left, right, disp = data.stereo_motorcycle()
+    size = (left.shape[1] // 4, left.shape[0] // 4)
+    folder.mkdir(parents=True)
+    for name, view in (("left", left), ("right", right)):
+        cv2.imwrite(str(folder / f"{name}.png"), cv2.resize(view, size, interpolation=cv2.INTER_AREA)[..., ::-1])
+    d = cv2.resize(np.nan_to_num(disp, nan=0, posinf=0), size, interpolation=cv2.INTER_NEAREST) / 4
+    cv2.imwrite(str(folder / "disp.png"), np.clip(d * 256, 0, 65535).astype(np.uint16))
+    (folder / "gt.json").write_text(json.dumps({"file": "disp.png", "divide_by": 256, "invalid": 0}))
+
+
+@pytest.mark.slow
+def test_datasheet_reads_what_redweb_audit_writes(tmp_path, capsys):
+    """`redweb audit` (the real command) on one GT scene, then releases with the same and with
+    another process config: the first carries the audit figures, the second says no audit run."""
+    from flows.cli import main
+    from tasks.config import load_config
+
+    root = tmp_path / "data"
+    _generic_scene(tmp_path / "scenes" / "moto")
+    assert main(["audit", "--scenes", str(tmp_path / "scenes"), "--packings", "sbs", "--no-report", "--pairs",
+                 "2000", "--data-root", str(root)]) == 0
+    doc = json.loads(next((root / "runs").glob("audit-*/audit.json")).read_text())
+    for name, overrides in (("same", []), ("other", ["process.min_coverage=0.55"])):
+        config = load_config(data_root=root, overrides=overrides)
+        with Catalog(config.catalog_url) as catalog:
+            sheet = create_release(catalog, root, name, process_config=config.process.model_dump(mode="json"),
+                                   ingest_config=config.ingest.model_dump(mode="json"))
+        md = (root / "releases" / name / "datasheet.md").read_text()
+        if name == "same":
+            assert sheet["audit"]["status"] == "audited" and sheet["audit"]["summary"] == doc["summary"]
+            assert re.search(r"\| kept +\| 1 ", md) or re.search(r"\| kept +\| 0 ", md)
+        else:
+            assert sheet["audit"] == {"status": "no audit run", "audits_of_other_configs": 1}
+            assert "no audit run for this process config (1 audits of other configs exist)" in md
