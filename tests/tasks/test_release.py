@@ -22,10 +22,11 @@ def tree_hashes(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, catalog_url):
+    """(catalog, data root, 6 ids): 5 accepted, 1 pending review; SQLite and PostgreSQL."""
     root = tmp_path / "data"
     root.mkdir()
-    with Catalog(f"sqlite:///{root / 'catalog.db'}") as catalog:
+    with Catalog(catalog_url) as catalog:
         ids = make_processed(catalog, root, 6, width=40, height=32)
         for i in ids[:5]:
             catalog.transition(i, "accepted", actor="alice", reviewer="alice")
