@@ -16,25 +16,40 @@ from __future__ import annotations
 import argparse
 import json
 
-ACTIONS = {"create": 1, "list": 0, "diff": 2, "verify": 1}
+def _shared(parser: argparse.ArgumentParser) -> None:
+    """The shared options again, so they also work after the action (`release create v1 --data-root X`);
+    SUPPRESS keeps a value given before the action when it is not repeated after it."""
+    g = parser.add_argument_group("shared options")
+    g.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML config file")
+    g.add_argument("--data-root", metavar="DIR", default=argparse.SUPPRESS, help="data root")
+    g.add_argument("--set", metavar="SECTION.FIELD=VALUE", action="append", dest="overrides",
+                   default=argparse.SUPPRESS, help="override one config field (repeatable)")
+    g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=tuple(ACTIONS), help="create | list | diff | verify")
-    parser.add_argument("names", nargs="*", metavar="NAME", help="release name (diff: two names)")
-    parser.add_argument("--from-states", metavar="S1,S2", default=None,
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="make release NAME from the catalog",
+                                description="Make release NAME: export + datasheet + SHA256SUMS under "
+                                "<data root>/releases/NAME (never rewritten).")
+    create.add_argument("names", nargs=1, metavar="NAME", help="release name: letters, digits, . _ -")
+    create.add_argument("--from-states", metavar="S1,S2", default=None,
                         help="catalog states to release, comma-separated (default: config release.states = accepted)")
-    parser.add_argument("--notes", default="", help="free text for the top of the datasheet")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    create.add_argument("--notes", default="", help="free text for the top of the datasheet")
+    listing = actions.add_parser("list", help="every release, oldest first, with what superseded it")
+    listing.set_defaults(names=[])
+    diff = actions.add_parser("diff", help="ids added, dropped (with their state now) and re-licensed from A to B")
+    diff.add_argument("names", nargs=2, metavar="NAME", help="releases A and B")
+    verify = actions.add_parser("verify", help="check a release's files against its SHA256SUMS")
+    verify.add_argument("names", nargs=1, metavar="NAME")
+    for sub in (create, listing, diff, verify):
+        sub.add_argument("--json", action="store_true", help="print the result as JSON")
+        _shared(sub)
 
 
 def run(args: argparse.Namespace, config) -> int:
     from tasks.release import ReleaseError, diff_releases, list_releases, verify_release
 
-    want = ACTIONS[args.action]
-    if len(args.names) != want:
-        print(f"redweb release {args.action}: expected {want} name(s), got {len(args.names)}")
-        return 2
     try:
         if args.action == "create":
             return _create(args, config)
