@@ -1,36 +1,35 @@
 """Benchmark of the process stage on real stereo with ground truth (prints tables; not a test).
 
-Label accuracy: scikit-image's Middlebury motorcycle pair (741 x 500, GT disparity), packed
-side by side CROSS-EYED (right eye first) and degraded like web stereo: the right eye shifted
-vertically (3 px) and horizontally (12 px, a convergence offset), a black border (16 px) around the
-packed image, resized by 0.85, JPEG quality 80. The two halves are then split as ingest would
-(assuming parallel), so the stage has to find the order, flip, compensate and crop. The same pair
-without damage (still cross-eyed) is run too, for reference.
+Labels: the label audit (``tasks.audit``, the code behind ``redweb audit``) run once per backend /
+option spec on the same scenes, side by side in one table, so the benchmark and the audit never
+disagree. Each scene is packed the way web stereo arrives (parallel and cross-eyed side by side,
+over-under, MPO, with a deterministic web degradation), then ingested, processed, triaged and
+exported by the code a crawl uses, and every exported map is scored against GT (ordinal error,
+sigma = 0.02, ties count; coverage; view order; triage against truth: bad = error > 10 % or
+coverage < 30 %). ``--scenes DIR`` (repeatable; any layout ``redweb audit`` reads) picks the
+scenes; without it, scikit-image's Middlebury motorcycle (741 x 500, GT disparity) is written to a
+temporary folder in the generic layout, so the benchmark runs without ../shared.
 
-Per backend: view-order decision, ordinal error of depth.png against GT depth over random pairs of
-reliable non-sky pixels (DESIGN.md labels, sigma = 0.02 on the depth ratio; ``ord.err`` over all
-pairs, ``err.neq`` over the pairs GT orders, ``err.eq`` over the pairs GT calls equal), coverage of reliable
-pixels over the original scene area, end-point error of the disparity (after removing the unknown
-offset, in processed pixels), time per pair (read + every stage + writing the five files) and per
-stage, peak traced memory. ``flownet2`` with random weights only gives a time.
+A spec is a correspondence backend and optional process config fields, ``--set`` style:
+``dis``, ``sgbm@fb_beta=0.3@crf=false``, ``dis@ingest.stereo_min_similarity=0.2`` (a field without
+a section is a ``process.`` field; values are YAML). ``--set`` applies to every spec.
 
-Speed: the same pipeline on the pair upscaled to 1 megapixel per view (``--speed-backends``, 2 threads).
+Speed: one pair upscaled to 1 megapixel per view through every stage (``--speed-backends``, 2 threads).
 
 Sky: precision / recall with and without the CRF on rendered scenes with known sky and on
 scikit-image's rocket photo with hand-labelled sky / not-sky rectangles.
 
-Run: ``.venv/bin/python benchmarks/bench_process.py [--backends dis,sgbm,flownet2] [--pairs 200000]``;
-a backend spec may carry builder arguments: ``sgbm@edge_band=2@smooth=0`` (YAML values).
-Every CPU backend (dis, sgbm, sgbm_dense, dis+sgbm) gets label figures; networks a time only.
+Run: ``.venv/bin/python benchmarks/bench_process.py [--scenes ../shared/stereo] [--backends dis,sgbm]
+[--packings sbs,cross,ou,mpo] [--details] [--report DIR] [--skip speed,sky]``.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import cv2
@@ -39,76 +38,116 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tasks.correspondence import build_backend, is_gpu_backend  # noqa: E402
-from tasks.depth import SKY_VALUE, ordinal_labels  # noqa: E402
 from tasks.process import process_pair, read_rgb, write_maps  # noqa: E402
 from tasks.sky import build_sky, detect_sky  # noqa: E402
 
-DEGRADED = dict(border=16, shift_x=12, shift_y=3, scale=0.85, jpeg_q=80)
-CLEAN = dict(border=0, shift_x=0, shift_y=0, scale=1.0, jpeg_q=100)
+
+def write_motorcycle_scene(root: Path) -> Path:
+    """scikit-image's motorcycle (left, right, GT disparity) as a generic-layout scene folder."""
+    import json
+
+    from skimage import data
+
+    left, right, disp = data.stereo_motorcycle()
+    folder = root / "motorcycle"
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / "left.png"), left[..., ::-1])
+    cv2.imwrite(str(folder / "right.png"), right[..., ::-1])
+    raw = np.where(np.isfinite(disp), np.rint(np.nan_to_num(disp, posinf=0) * 256), 0).astype(np.uint16)
+    cv2.imwrite(str(folder / "disp.png"), raw)  # skimage marks unknown with inf: 0 here
+    (folder / "gt.json").write_text(json.dumps({"file": "disp.png", "divide_by": 256, "invalid": 0}))
+    return root
 
 
-def degrade(left: np.ndarray, right: np.ndarray, *, border: int, shift_x: int, shift_y: int, scale: float,
-            jpeg_q: int) -> tuple[np.ndarray, dict]:
-    """Cross-eyed side-by-side packing with web-stereo damage; returns the source and its geometry."""
-    BORDER, SHIFT_X, SHIFT_Y, SCALE, JPEG_Q = border, shift_x, shift_y, scale, jpeg_q
-    h, w = left.shape[:2]
-    r = np.zeros_like(right)
-    r[SHIFT_Y:, SHIFT_X:] = right[:h - SHIFT_Y, :w - SHIFT_X]  # shifted down and right, black fill
-    packed = np.zeros((h + 2 * BORDER, 2 * w + 2 * BORDER, 3), np.uint8)
-    packed[BORDER:BORDER + h, BORDER:BORDER + w] = r  # right eye first: cross-eyed
-    packed[BORDER:BORDER + h, BORDER + w:BORDER + 2 * w] = left
-    ph, pw = packed.shape[:2]
-    out_w = int(round(pw * SCALE / 2)) * 2
-    out_h = int(round(ph * SCALE))
-    small = cv2.resize(packed, (out_w, out_h), interpolation=cv2.INTER_AREA)
-    ok, jpg = cv2.imencode(".jpg", small[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_Q])
-    source = cv2.imdecode(jpg, cv2.IMREAD_COLOR)[..., ::-1]
-    geo = {"fx": pw / out_w, "fy": ph / out_h, "left_x0": BORDER + w, "left_y0": BORDER, "w": w, "h": h,
-           "half": out_w // 2}
-    return source, geo
-
-
-def gt_in_output(gt: np.ndarray, geo: dict, box: tuple[int, int, int, int], view_x0: int) -> np.ndarray:
-    """GT disparity (original pixels) sampled at every pixel of the cropped output image (nearest)."""
-    x0, y0, x1, y1 = box
-    us, vs = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
-    X = (view_x0 + us + 0.5) * geo["fx"] - 0.5 - geo["left_x0"]
-    Y = (vs + 0.5) * geo["fy"] - 0.5 - geo["left_y0"]
-    xi, yi = np.rint(X).astype(int), np.rint(Y).astype(int)
-    inside = (xi >= 0) & (xi < geo["w"]) & (yi >= 0) & (yi < geo["h"])
-    out = np.full(us.shape, np.nan, np.float32)
-    out[inside] = gt[yi[inside], xi[inside]]
-    out[~np.isfinite(out)] = np.nan
+def spec_overrides(spec: str) -> list[str]:
+    """``name@field=value@section.field=value`` -> config overrides (``--set`` strings)."""
+    name, *opts = spec.split("@")
+    out = [f"process.correspondence={name}"]
+    for opt in opts:
+        if "=" not in opt:
+            raise SystemExit(f"bad spec {spec!r}: {opt!r} is not FIELD=VALUE")
+        key, value = opt.split("=", 1)
+        out.append(f"{key if '.' in key else 'process.' + key}={value}")
     return out
 
 
-def ordinal_errors(depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray, n: int, seed: int = 0) -> dict:
-    """Disagreement of DESIGN.md ordinal labels on random pixel pairs: ``all`` (3-way labels), ``neq``
-    (over pairs GT orders, i.e. |ratio - 1| > sigma: inverted or called equal), ``eq`` (over GT-equal pairs)."""
-    ys, xs = np.nonzero(valid)
-    rng = np.random.default_rng(seed)
-    i, j = rng.integers(0, xs.size, n), rng.integers(0, xs.size, n)
-    keep = (ys[i] != ys[j]) | (xs[i] != xs[j])
-    i, j = i[keep], j[keep]
-    ours = ordinal_labels(depth[ys[i], xs[i]].astype(np.float64), depth[ys[j], xs[j]].astype(np.float64))
-    truth = ordinal_labels(gt_depth[ys[i], xs[i]], gt_depth[ys[j], xs[j]])
-    wrong = ours != truth
-    return {"all": float(wrong.mean()), "neq": float(wrong[truth != 0].mean()), "eq": float(wrong[truth == 0].mean())}
+def audit_spec(spec: str, scenes, work: Path, *, packings: list[str], n_pairs: int, config_file: str | None,
+               overrides: list[str], report_dir: Path | None, details: bool) -> dict:
+    """One audit of ``scenes`` with the config of ``spec``; returns its summary (tasks.audit.summarize)."""
+    from tasks import audit
+    from tasks.config import load_config
+
+    config = load_config(config_file, data_root=work / "unused-data-root", overrides=[*overrides, *spec_overrides(spec)])
+    t = time.perf_counter()
+    rows, images = audit.run_audit(scenes, work / re.sub(r"[^\w.=-]+", "_", spec), packings=packings,
+                                   process_options=audit.process_options_from_config(config.process),
+                                   ingest_options=audit.ingest_options_from_config(config.ingest),
+                                   n_pairs=n_pairs, keep_images=report_dir is not None)
+    wall = time.perf_counter() - t
+    summary = audit.summarize(rows)
+    if details:
+        print(f"\n### {spec}\n")
+        print(audit.format_table(rows, summary))
+    if report_dir is not None:
+        path = audit.write_report(report_dir / re.sub(r"[^\w.=-]+", "_", spec), rows, summary, images,
+                                  title=f"redweb label audit: {spec}", config={"spec": spec})
+        print(f"report for {spec}: {path}", file=sys.stderr)
+    return {**summary, "wall": wall}
 
 
-def ordinal_error(depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray, n: int, seed: int = 0) -> float:
-    return ordinal_errors(depth, gt_depth, valid, n, seed)["all"]
+def bench_audit(specs: list[str], scene_dirs: list[str], tmp: Path, *, packings: list[str], n_pairs: int,
+                config_file: str | None = None, overrides: list[str] = (), legacy_scale: float | None = None,
+                max_frames: int | None = None, report_dir: Path | None = None, details: bool = False) -> None:
+    import pandas as pd
+
+    from tasks.scenes import read_scenes
+
+    dirs = scene_dirs or [str(write_motorcycle_scene(tmp / "scenes"))]
+    scenes = [s for d in dirs for s in read_scenes(d, legacy_scale=legacy_scale, max_frames=max_frames)]
+    names = ", ".join(s.name for s in scenes)
+    print(f"\n## Labels: label audit (tasks.audit) of {len(scenes)} scene(s) x {len(packings)} packing(s) "
+          f"({','.join(packings)}), {n_pairs} pairs per map\nscenes: {names}"
+          + (f"\noverrides for every spec: {list(overrides)}" if overrides else ""))
+    records = []
+    for spec in specs:
+        s = audit_spec(spec, scenes, tmp / "audit", packings=packings, n_pairs=n_pairs, config_file=config_file,
+                       overrides=list(overrides), report_dir=report_dir, details=details)
+        tri = s["triage"]
+        gpu = is_gpu_backend(spec.split("@")[0])
+        records.append({
+            "spec": spec + (" (network)" if gpu else ""),
+            "kept": f"{s['kept']}/{s['total']}",
+            "ord.err": s["ordinal_error"], "max": s["max_ordinal_error"], "coverage": s["coverage"],
+            "order err": f"{s['view_order_errors']} ({s['view_order_errors_all_maps']})",
+            "undecided": s["view_order_uncertain"], "format err": s["format_errors"],
+            "rej. prec": tri["precision"], "rej. recall": tri["recall"],
+            "rej. bad/good": f"{tri['rejected_bad']}/{tri['rejected_good']}", "kept bad": tri["kept_bad"],
+            "s/pair": s["seconds_per_pair"], "wall s": s["wall"],
+        })
+    df = pd.DataFrame.from_records(records)
+    pct = lambda x: "—" if x is None or pd.isna(x) else f"{100 * x:.1f}%"  # noqa: E731
+    for col in ("ord.err", "max", "coverage", "rej. prec", "rej. recall"):
+        df[col] = df[col].map(pct)
+    for col in ("s/pair", "wall s"):
+        df[col] = df[col].map(lambda x: f"{x:.2f}")
+    print()
+    print(df.to_string(index=False))
+    print("\nkept: not auto-rejected, not lost; ord.err / max / coverage: over kept maps; order err: kept maps whose "
+          "exported image is not the left eye (all maps); rej. prec / recall: auto-reject against truth "
+          "(bad = ord.err > 10 % or coverage < 30 %); rej. bad/good: auto-rejected maps that were bad / good; "
+          "kept bad: bad maps that were kept; s/pair: ingest + process + export per pair (scoring excluded)")
 
 
-def make_backend(spec: str):
-    """``name`` or ``name@key=value@key=value`` (YAML values) -> (spec, backend); networks on the CPU."""
-    import yaml
+def speed_setup(spec: str, config_file: str | None, overrides: list[str]):
+    """The backend and process_pair options a spec's config gives (same spec syntax as the audit)."""
+    from tasks.config import load_config
+    from tasks.process import _PAIR_OPTIONS
 
-    name, *opts = spec.split("@")
-    kw = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in opts)}
-    if is_gpu_backend(name):
-        kw.setdefault("device", "cpu")
-    return spec, build_backend(name, **kw)
+    cfg = load_config(config_file, data_root=Path(tempfile.gettempdir()), overrides=[*overrides, *spec_overrides(spec)])
+    p = cfg.process
+    kw = {"device": "cpu"} if is_gpu_backend(p.correspondence) else {}
+    options = {k: getattr(p, k) for k in _PAIR_OPTIONS}
+    return build_backend(p.correspondence, checkpoint=p.correspondence_checkpoint, **kw), options
 
 
 def run_pair(left_path: Path, right_path: Path, backend, sky_backend, out_root: Path, item: str, **options):
@@ -125,81 +164,8 @@ def run_pair(left_path: Path, right_path: Path, backend, sky_backend, out_root: 
     return result
 
 
-def bench_labels(backends: list[str], n_pairs: int, tmp: Path, range_ratios: list[float], options: dict,
-                 damage: dict = DEGRADED) -> None:
-    from skimage import data
-
-    left, right, gt = data.stereo_motorcycle()
-    source, geo = degrade(left, right, **damage)
-    tmp = tmp / f"labels{id(damage)}"
-    half = geo["half"]
-    pairs = tmp / "pairs"
-    pairs.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(pairs / "first.png"), source[:, :half, ::-1])  # ingest assumes parallel: first = "left"
-    cv2.imwrite(str(pairs / "second.png"), source[:, half:, ::-1])
-    sky_backend = build_sky("heuristic")
-    print(f"\n## Labels: Middlebury motorcycle, cross-eyed side-by-side, {damage}; "
-          f"source {source.shape[1]}x{source.shape[0]}, views {half}x{source.shape[0]}\n")
-    nw = max(10, *(len(b) for b in backends))
-    header = (f"{'backend':<{nw}} {'order':<11} {'ord.err':>8} {'err.neq':>8} {'err.eq':>7} {'coverage':>9} "
-              f"{'cov.crop':>9} {'EPE px':>7} {'wall s':>7} {'cpu s':>6} {'peak MiB':>9}  per stage, wall (s)")
-    print(header)
-    print("-" * len(header))
-    for spec in backends:
-        name, backend = make_backend(spec)
-        run_pair(pairs / "first.png", pairs / "second.png", backend, sky_backend, tmp / "warm", "warm", **options)
-        tracemalloc.start()
-        c0 = time.process_time()
-        result = run_pair(pairs / "first.png", pairs / "second.png", backend, sky_backend, tmp / name, "moto", **options)
-        cpu = time.process_time() - c0
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        stages = " ".join(f"{k}={v:.2f}" for k, v in result.timings.items() if k != "total")
-        if is_gpu_backend(name.split("@")[0]):
-            print(f"{name:<{nw}} {result.view_order:<11} {'(random weights: time only)':>53} "
-                  f"{result.timings['total']:>7.2f} {cpu:>6.2f} {peak / 2**20:>9.0f}  {stages}")
-            continue
-        view_x0 = half if result.swapped_views else 0  # left eye = second half when flipped
-        gtd = gt_in_output(gt, geo, result.box, view_x0)
-        reliable = result.reliable & ~result.sky
-        valid = reliable & np.isfinite(gtd) & (gtd > 0)
-        depth = result.depth.astype(np.float64)
-        gt_depth = 1.0 / np.where(valid, gtd, 1.0)
-        errs = ordinal_errors(depth, gt_depth, valid & (result.depth < SKY_VALUE), n_pairs)
-        # coverage over the scene: reliable pixels that show the original left view / its area at this scale
-        scene_area = geo["w"] * geo["h"] / (geo["fx"] * geo["fy"])
-        in_scene = np.isfinite(gt_in_output(np.ones_like(gt), geo, result.box, view_x0))
-        coverage = float((reliable & in_scene).sum()) / scene_area
-        # registration check of the GT mapping: the original left view sampled the same way
-        ref = np.stack([gt_in_output(left[..., c].astype(np.float32), geo, result.box, view_x0) for c in range(3)], -1)
-        reg_err = float(np.nanmean(np.abs(ref - result.image.astype(np.float32))))
-        cov_crop = float(result.reliable.mean())
-        gt_proc = gtd / geo["fx"]  # GT disparity in processed pixels
-        diff = (result.disparity - gt_proc)[valid]
-        epe = float(np.abs(diff - np.median(diff)).mean())
-        print(f"{name:<{nw}} {result.view_order:<11} {errs['all']:>8.2%} {errs['neq']:>8.2%} {errs['eq']:>7.1%} "
-              f"{coverage:>9.1%} {cov_crop:>9.1%} {epe:>7.2f} "
-              f"{result.timings['total']:>7.2f} {cpu:>6.2f} {peak / 2**20:>9.0f}  {stages}")
-        print(f"    GT registration check: mean |original left - output image| = {reg_err:.1f} (8-bit; JPEG + resize)")
-        if range_ratios and name == "dis":
-            from tasks.depth import disparity_to_depth
-
-            cells = []
-            for k in range_ratios:
-                g, _ = disparity_to_depth(result.disparity, reliable, range_ratio=k)
-                cells.append(f"K={k:g}: {ordinal_error(g, gt_depth, valid, n_pairs):.2%}")
-            print(f"    depth_range_ratio sensitivity (dis): {', '.join(cells)}")
-            print(f"    view-order votes: {result.info['view_order_votes']}; alignment: "
-                  f"ty={result.info['alignment']['ty']:.2f} px, rot={result.info['alignment']['rotation_deg']:.3f} deg; "
-                  f"crop box {result.box}")
-            # the same labels with the raw flow (no fb check / photometric check): the masks' worth
-            raw_valid = np.isfinite(gtd) & (gtd > 0)
-            g, _ = disparity_to_depth(result.disparity, raw_valid, range_ratio=10)
-            print(f"    without any mask (all pixels with GT, same crop): ord.err {ordinal_error(g, gt_depth, raw_valid, n_pairs):.2%}")
-
-
-def bench_speed(tmp: Path, megapixels: float = 1.0, repeats: int = 3, options: dict | None = None,
-                spec: str = "dis") -> None:
+def bench_speed(tmp: Path, megapixels: float = 1.0, repeats: int = 3, spec: str = "dis",
+                config_file: str | None = None, overrides: list[str] = ()) -> None:
     from skimage import data
 
     left, right, _ = data.stereo_motorcycle()
@@ -209,17 +175,17 @@ def bench_speed(tmp: Path, megapixels: float = 1.0, repeats: int = 3, options: d
     d.mkdir(parents=True, exist_ok=True)
     for name, view in (("left", left), ("right", right)):
         cv2.imwrite(str(d / f"{name}.png"), cv2.resize(view, size, interpolation=cv2.INTER_CUBIC)[..., ::-1])
-    (_, backend), sky_backend = make_backend(spec), build_sky("heuristic")
+    (backend, options), sky_backend = speed_setup(spec, config_file, list(overrides)), build_sky("heuristic")
     times, cpus = [], []
     for k in range(repeats + 1):
         c0 = time.process_time()
-        r = run_pair(d / "left.png", d / "right.png", backend, sky_backend, tmp / "speed_out", f"s{k}", **(options or {}))
+        r = run_pair(d / "left.png", d / "right.png", backend, sky_backend, tmp / "speed_out", f"s{k}", **options)
         if k:
             times.append(r.timings)
             cpus.append(time.process_time() - c0)
     best = min(times, key=lambda t: t["total"])
     stages = " ".join(f"{k}={v:.2f}" for k, v in best.items() if k != "total")
-    print(f"\n## Speed: {spec} + heuristic sky + CRF, {size[0]}x{size[1]} per view ({size[0] * size[1] / 1e6:.2f} MP), "
+    print(f"\n## Speed: {spec} + heuristic sky{' + CRF' if options['crf'] else ''}, {size[0]}x{size[1]} per view ({size[0] * size[1] / 1e6:.2f} MP), "
           f"cv2 threads {cv2.getNumThreads()}, {os.cpu_count()} cores")
     print(f"best of {repeats}: {best['total']:.2f} s per pair (median {np.median([t['total'] for t in times]):.2f});"
           f" {stages}; CPU time {np.median(cpus):.2f} s (all threads; the machine is shared, wall times vary)")
@@ -293,35 +259,48 @@ def bench_sky() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", default="dis,sgbm,sgbm_dense,flownet2",
-                        help="comma-separated correspondence backends (name or name@key=value@...)")
-    parser.add_argument("--speed-backends", default="dis,sgbm", help="comma-separated backends for the 1-MP timing")
-    parser.add_argument("--pairs", type=int, default=200_000, help="random pixel pairs for the ordinal error")
+    parser.add_argument("--scenes", action="append", default=[], metavar="DIR",
+                        help="scene folder or folder of scene folders, as for redweb audit (repeatable; "
+                             "default: the skimage motorcycle)")
+    parser.add_argument("--backends", default="dis,sgbm",
+                        help="comma-separated specs: backend[@field=value...] (process config fields, YAML values)")
+    parser.add_argument("--packings", default="sbs,cross,ou,mpo", help="comma-separated subset of sbs,cross,ou,mpo")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.FIELD=VALUE",
+                        help="config override for every spec, as redweb --set (repeatable)")
+    parser.add_argument("--config", metavar="FILE", help="YAML config file every spec starts from")
+    parser.add_argument("--legacy-scale", type=float, help="disparity scale of Middlebury 2001-2006 folders")
+    parser.add_argument("--max-frames", type=int, help="at most this many frames per KITTI folder")
+    parser.add_argument("--details", action="store_true", help="also print each spec's per-pair audit table")
+    parser.add_argument("--report", metavar="DIR", help="write each spec's HTML audit report under DIR/<spec>/")
+    parser.add_argument("--speed-backends", default="dis,sgbm", help="comma-separated specs for the 1-MP timing")
+    parser.add_argument("--pairs", type=int, default=100_000, help="random pixel pairs per map for the ordinal error")
     parser.add_argument("--megapixels", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2, help="OpenCV / torch threads (the target is for 2 cores)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: labels,speed,sky")
-    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="process_pair option, e.g. --option fb_beta=0.3 (YAML value)")
     args = parser.parse_args(argv)
     cv2.setNumThreads(args.threads)
     import torch
 
+    from tasks.config import ConfigError
+    from tasks.scenes import SceneError
+
     torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
-    import yaml
-
-    options = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.option)}
-    if options:
-        print(f"process_pair options: {options}")
-    with tempfile.TemporaryDirectory() as tmp:
-        if "labels" not in skip:
-            ratios = [4, 7, 10, 20, float("inf")]
-            bench_labels(args.backends.split(","), args.pairs, Path(tmp), ratios, options, DEGRADED)
-            cpu_backends = [b for b in args.backends.split(",") if not is_gpu_backend(b.split("@")[0])]
-            bench_labels(cpu_backends or ["dis"], args.pairs, Path(tmp), ratios, options, CLEAN)
-        if "speed" not in skip:
-            for spec in args.speed_backends.split(","):
-                bench_speed(Path(tmp), args.megapixels, options=options, spec=spec)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            if "labels" not in skip:
+                bench_audit([b for b in args.backends.split(",") if b], args.scenes, Path(tmp),
+                            packings=[p for p in args.packings.split(",") if p], n_pairs=args.pairs,
+                            config_file=args.config, overrides=args.overrides, legacy_scale=args.legacy_scale,
+                            max_frames=args.max_frames, report_dir=Path(args.report) if args.report else None,
+                            details=args.details)
+            if "speed" not in skip:
+                for spec in args.speed_backends.split(","):
+                    bench_speed(Path(tmp), args.megapixels, spec=spec, config_file=args.config,
+                                overrides=args.overrides)
+    except (ConfigError, SceneError) as exc:
+        print(f"bench_process: {exc}", file=sys.stderr)
+        return 2
     if "sky" not in skip:
         bench_sky()
     return 0

@@ -53,6 +53,7 @@ BAD_COVERAGE = 0.30
 KEPT_STATES = ("pending_review", "auto_accepted", "accepted")
 MAP_STATES = ("pending_review", "auto_accepted", "auto_rejected", "accepted", "rejected")
 SIGMA = 0.02
+REPORT_RADII = (9, 27)  # px of the exported map: the report's "where wrong" neighbourhoods (see disagreement_map)
 
 
 # ---- packing -------------------------------------------------------------------------------------
@@ -266,9 +267,13 @@ def ordinal_error(pred_depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarra
 
 
 def disagreement_map(pred_depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray,
-                     radii: Sequence[int] = (3, 9)) -> np.ndarray:
+                     radii: Sequence[int] = (3, 9), *, ordered_only: bool = False) -> np.ndarray:
     """(H, W) float: per pixel, the share of its neighbour pairs (8 directions at each radius) whose
-    ordinal label disagrees with GT; NaN where no pair could be formed. Shows *where* labels fail."""
+    ordinal label disagrees with GT; NaN where no pair could be formed. Shows *where* labels fail.
+
+    ``ordered_only``: count only the pairs GT orders (the map inverts them or calls them equal).
+    Neighbours a few pixels apart are mostly GT ties, so without it map noise on any smooth or
+    slanted surface paints the whole surface wrong and hides the edges where the order is lost."""
     h, w = valid.shape
     wrong = np.zeros((h, w), np.float64)
     total = np.zeros((h, w), np.float64)
@@ -280,7 +285,10 @@ def disagreement_map(pred_depth: np.ndarray, gt_depth: np.ndarray, valid: np.nda
             a = (slice(ys0, ys1), slice(xs0, xs1))
             b = (slice(ys0 + dy, ys1 + dy), slice(xs0 + dx, xs1 + dx))
             ok = valid[a] & valid[b]
-            bad = (ordinal_labels(p[a], p[b]) != ordinal_labels(g[a], g[b])) & ok
+            truth = ordinal_labels(g[a], g[b])
+            if ordered_only:
+                ok &= truth != 0
+            bad = (ordinal_labels(p[a], p[b]) != truth) & ok
             for s in (a, b):
                 wrong[s] += bad
                 total[s] += ok
@@ -367,7 +375,8 @@ def score_map(scene: Scene, packed: Packed, *, rd: np.ndarray, mask: np.ndarray,
     images = {}
     if keep_images:
         images = {"gt_depth": gt_depth, "valid": valid,
-                  "disagreement": disagreement_map(rd.astype(np.float64), np.nan_to_num(gt_depth, nan=1.0), valid)}
+                  "disagreement": disagreement_map(rd.astype(np.float64), np.nan_to_num(gt_depth, nan=1.0), valid,
+                                                   radii=REPORT_RADII, ordered_only=True)}
     return MapScore(errs["error"], errs["error_neq"], errs["error_eq"], errs["inverted"], coverage,
                     int(valid.sum()), eye, images)
 
@@ -630,7 +639,10 @@ def rows_frame(rows: Iterable[AuditRow]):
         rec = asdict(r)
         secs = rec.pop("seconds")
         rec.pop("degradation")
-        rec["seconds"] = sum(v for k, v in secs.items() if k != "total")
+        # what the pipeline spent on the pair: its share of ingest and export + process_item's wall time
+        # (its "total"; the stages without it when absent); the audit's own scoring is not counted
+        process = secs.get("total", sum(v for k, v in secs.items() if k not in ("ingest", "export", "score")))
+        rec["seconds"] = secs.get("ingest", 0.0) + secs.get("export", 0.0) + process
         for k in ("flow", "view_order", "sky"):
             rec[f"s_{k}"] = secs.get(k)
         records.append(rec)
@@ -680,6 +692,25 @@ def _pct(x: Any) -> str:
     return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{100 * x:.1f}%"
 
 
+def shown_frame(rows: Sequence[AuditRow]):
+    """The per-row table people read (printed and in report.html): percentages, marks, no NaN."""
+    import pandas as pd
+
+    df = rows_frame(rows)
+    return pd.DataFrame({
+        "scene": df["scene"], "packing": df["packing"], "format": df["format"].fillna("—") +
+        df["format_ok"].map({True: "", False: " ✗"}),
+        "state": df["state"], "reason": df["reason"].fillna(""),
+        "ord.err": df["ordinal_error"].map(_pct), "err≠": df["error_neq"].map(_pct),
+        "inverted": df["inverted"].map(_pct),
+        "coverage": df["coverage"].map(_pct),
+        "order": df["view_order"].fillna("—") + df["view_order_ok"].map({True: " ✓", False: " ✗"}).fillna(""),
+        "score": df["score"].map(lambda s: "—" if pd.isna(s) else f"{s:.2f}"),
+        "truth": df["bad"].map({True: "bad", False: "good"}).fillna("—"),
+        "s": df["seconds"].map(lambda s: f"{s:.2f}"),
+    })
+
+
 def format_table(rows: Sequence[AuditRow], summary: dict[str, Any]) -> str:
     """The printed report: per-row table, then aggregates and the triage truth table."""
     import pandas as pd
@@ -687,18 +718,7 @@ def format_table(rows: Sequence[AuditRow], summary: dict[str, Any]) -> str:
     if not rows:
         return "(no scenes with GT)"
 
-    df = rows_frame(rows)
-    shown = pd.DataFrame({
-        "scene": df["scene"], "packing": df["packing"], "format": df["format"].fillna("—") +
-        df["format_ok"].map({True: "", False: " ✗"}),
-        "state": df["state"], "reason": df["reason"].fillna(""),
-        "ord.err": df["ordinal_error"].map(_pct), "inverted": df["inverted"].map(_pct),
-        "coverage": df["coverage"].map(_pct),
-        "order": df["view_order"].fillna("—") + df["view_order_ok"].map({True: " ✓", False: " ✗"}).fillna(""),
-        "score": df["score"].map(lambda s: "—" if pd.isna(s) else f"{s:.2f}"),
-        "truth": df["bad"].map({True: "bad", False: "good"}).fillna("—"),
-        "s": df["seconds"].map(lambda s: f"{s:.2f}"),
-    })
+    shown = shown_frame(rows)
     tri = summary["triage"]
     confusion = pd.DataFrame({"bad": [tri["rejected_bad"], tri["kept_bad"]],
                               "good": [tri["rejected_good"], tri["kept_good"]]}, index=["auto-rejected", "kept"])
@@ -763,7 +783,6 @@ def write_report(out_dir: str | Path, rows: Sequence[AuditRow], summary: dict[st
     out_dir = Path(out_dir)
     img_dir = out_dir / "img"
     img_dir.mkdir(parents=True, exist_ok=True)
-    df = rows_frame(rows)
     blocks = []
     for r in rows:
         ims = images.get(r.item_id)
@@ -789,33 +808,49 @@ def write_report(out_dir: str | Path, rows: Sequence[AuditRow], summary: dict[st
             cells.append(f"<p class=lost>no map: {html.escape(r.state)} ({html.escape(str(r.reason))})</p>")
         order = "—" if r.view_order_ok is None else ("right" if r.view_order_ok else "WRONG")
         head = (f"{html.escape(r.scene)} · {r.packing} — {html.escape(r.state)}"
-                f"{' (' + html.escape(r.reason) + ')' if r.reason else ''} · ordinal error {_pct(r.ordinal_error)} · "
+                f"{' (' + html.escape(r.reason) + ')' if r.reason else ''} · ordinal error {_pct(r.ordinal_error)} "
+                f"(err≠ {_pct(r.error_neq)}) · "
                 f"coverage {_pct(r.coverage)} · view order {order} · format {html.escape(str(r.format))}")
-        cls = "bad" if r.bad else "good"
+        cls = "none" if r.bad is None else ("bad" if r.bad else "good")
         blocks.append(f'<section class="{cls}"><h3>{head}</h3><div class=row>{"".join(cells)}</div></section>')
-    table = df[["scene", "packing", "format", "state", "reason", "ordinal_error", "coverage", "view_order",
-                "view_order_ok", "score", "bad", "seconds"]].to_html(
-        index=False, na_rep="—", float_format=lambda x: f"{x:.3f}", classes="t")
+    import pandas as pd
+
+    table = shown_frame(rows).to_html(index=False, classes="t")
     tri = summary["triage"]
-    legend = ("depth: turbo colours of inverse depth (red = near, blue = far), grey = no reliable label, blue-grey = sky; "
-              "wrong: per pixel, the share of neighbour pairs (8 directions, 3 and 9 px) whose ordinal label "
-              "disagrees with GT — green = right, red = wrong, dim = not compared")
+    confusion = pd.DataFrame({"bad": [tri["rejected_bad"], tri["kept_bad"]],
+                              "good": [tri["rejected_good"], tri["kept_good"]]},
+                             index=["auto-rejected", "kept"]).to_html(classes="t")
+    lost = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in summary["lost"].items())
+    r0, r1 = REPORT_RADII
+    legend = ("Columns: ord.err = share of random pixel pairs whose ordinal label (σ = 2 % on the depth ratio) "
+              "differs from GT, ties counting as wrong (pairs a stepped GT's precision cannot decide are left out); err≠ = the same over the pairs GT orders; inverted = pairs "
+              "GT orders one way and the map the other; coverage = share of the view's GT pixels with a reliable "
+              "label; order ✓/✗ = whether the exported image really is the left eye; truth = bad when ord.err > "
+              f"{BAD_ERROR:.0%} or coverage < {BAD_COVERAGE:.0%}. Pictures: depth and gt in turbo colours of inverse "
+              "depth (red = near, blue = far; each scaled to its own 1-99 % range), grey = no reliable label / no "
+              f"GT, blue-grey = sky; wrong = per pixel, the share of its neighbour pairs ({r0} and {r1} px, 8 "
+              "directions) that GT orders and the map inverts or calls equal: green = right, yellow = half, "
+              "red = wrong, dim = not compared. Left bar: red = bad map, green = good, grey = no map.")
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>
 body{{font:14px system-ui,sans-serif;margin:20px;color:#222}} table.t{{border-collapse:collapse;font-size:12px}}
 table.t td,table.t th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} .row{{display:flex;gap:6px;flex-wrap:wrap}}
 figure{{margin:0}} figure img{{width:300px;display:block}} figcaption{{font-size:11px;color:#666}}
 section{{border-left:6px solid #3a3;padding:4px 10px;margin:12px 0}} section.bad{{border-color:#c33}}
+section.none{{border-color:#aaa}} .legend{{max-width:1100px;color:#444}} .sum td{{vertical-align:top;padding-right:24px}}
 h3{{font-size:14px;margin:4px 0}} .lost{{color:#a33}} pre{{background:#f6f6f6;padding:8px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>kept <b>{summary['kept']}/{summary['total']}</b> · mean ordinal error of kept maps <b>{_pct(summary['ordinal_error'])}</b>
 (max {_pct(summary['max_ordinal_error'])}) · mean coverage <b>{_pct(summary['coverage'])}</b> ·
 view-order errors among kept maps <b>{summary['view_order_errors']}</b> · format errors {summary['format_errors']} ·
 auto-reject precision {_pct(tri['precision'])}, recall {_pct(tri['recall'])}</p>
-<p>{html.escape(legend)}</p>
+<table class=sum><tr><td><b>triage against truth</b>{confusion}</td>
+<td><b>not kept</b><ul>{lost or "<li>none</li>"}</ul></td></tr></table>
+<p class=legend>{html.escape(legend)}</p>
 {table}
 <h2>Maps</h2>
 {''.join(blocks)}
-<h2>Configuration</h2><pre>{html.escape(json.dumps(config or {}, indent=1, default=str))}</pre>
+<h2>Configuration</h2><p class=legend>The configuration measured, as given; the audit itself always runs ingest
+with near-duplicate detection off (the packings of one scene are near-duplicates by design).</p><pre>{html.escape(json.dumps(config or {}, indent=1, default=str))}</pre>
 </body></html>"""
     path = out_dir / "report.html"
     path.write_text(doc)

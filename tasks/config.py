@@ -103,10 +103,18 @@ class ProcessConfig(_Section):
         None, gt=0, description="px: drop pixels whose 5x5 flow range exceeds this (edge fattening); None = off")
     depth_range_ratio: float = Field(
         10.0, gt=1, description="assumed far/near depth ratio that fixes the unknown disparity offset (README)")
+    prealign: bool = Field(True, description="align a rotated / scaled / offset / wide-baseline right view to the "
+                           "left one from keypoint matches before the dense correspondence")
+    depth_min_far_margin_px: float = Field(
+        10.0, ge=0, description="the disparity offset stays at least this far below the far end (px): depth "
+        "orderings finer than ~0.02 x this become ties (tasks/depth.py)")
     view_order_min_votes: int = Field(10, ge=1, description="occlusion runs needed to decide the view order")
     view_order_min_margin: float = Field(0.25, ge=0, le=1, description="|parallel - cross| / votes needed")
     vertical_tolerance_px: float = Field(2.0, gt=0)
-    max_misaligned_fraction: float = Field(0.15, ge=0, le=1)
+    max_misaligned_fraction: float = Field(0.15, ge=0, le=1, description="without keypoint evidence: share of "
+                                           "matched pixels off their row above which a pair is misaligned")
+    max_keypoint_residual_px: float = Field(1.0, gt=0, description="median vertical residual of keypoint matches "
+                                            "after pre-alignment above which a pair is misaligned")
     min_disparity_range_px: float = Field(2.0, ge=0)
     min_coverage: float = Field(0.4, ge=0, le=1)
     min_flow_consistency: float = Field(0.05, ge=0, le=1)

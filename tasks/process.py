@@ -13,6 +13,7 @@ image.jpg (the cropped left view, at the processing resolution).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from tasks.catalog import PIPELINE_VERSION, Catalog, State, TransitionError
 from tasks.correspondence import FlowBackend, build_backend, consistency_mask, warp_by_flow
 from tasks.depth import disparity_to_depth, encode_depth, occlusion_votes
 from tasks.view_order import OrderDecision, combine, ground_cue, keystone_cue, occlusion_cue
-from tasks.rectify import fit_alignment, rectified_disparity
+from tasks.rectify import PreAlignment, apply_prealignment, fit_alignment, fit_prealignment, rectified_disparity
 from tasks.sky import SkyBackend, build_sky, detect_sky
 from tasks.triage import TriageThresholds, quality_figures, triage
 
@@ -126,21 +127,29 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
                  fb_alpha: float = 0.01, fb_beta: float = 0.5, photometric_max: float | None = 20.0,
                  discontinuity_max: float | None = None,
                  crf: bool = True, crf_iterations: int = 5, crf_max_side: int = 384,
-                 depth_range_ratio: float = 10.0, view_order_min_votes: int = 10,
+                 depth_range_ratio: float = 10.0, depth_min_far_margin_px: float = 10.0,
+                 view_order_min_votes: int = 10,
                  view_order_min_margin: float = 0.25, vertical_tolerance_px: float = 2.0,
-                 known_order: bool = False, order: str = "auto") -> PairResult:
+                 known_order: bool = False, order: str = "auto", prealign: bool = True) -> PairResult:
     """Left/right (H, W, 3) uint8 RGB views of one size -> cropped maps and quality figures.
 
     ``known_order``: the file format fixes the order (MPO, JPS): a strong prior the data may
     overturn only with overwhelming, agreeing evidence (tasks/view_order.py; logged).
+    ``prealign``: first bring the right view onto the left view's rows with a similarity fitted to
+    keypoint matches when it is rotated, scaled, offset or shifted by a wide baseline
+    (tasks/rectify.py ``fit_prealignment``; the left view is never warped).
     ``order``: ``"auto"`` lets the data decide; ``"given"`` keeps the views as given (a reviewer
     fixed the order: the votes are still computed and recorded, never acted on).
     """
     if order not in ("auto", "given"):
         raise ValueError(f"order must be 'auto' or 'given', got {order!r}")
     timings: dict[str, float] = {}
-    a = _analyse(backend, left, right, fb_alpha=fb_alpha, fb_beta=fb_beta, photometric_max=photometric_max,
-                 discontinuity_max=discontinuity_max)
+    t = time.perf_counter()
+    pre = fit_prealignment(left, right) if prealign else PreAlignment()
+    timings["prealign"] = time.perf_counter() - t
+    analyse = functools.partial(_analyse, backend, fb_alpha=fb_alpha, fb_beta=fb_beta, photometric_max=photometric_max,
+                                discontinuity_max=discontinuity_max)
+    a = analyse(left, apply_prealignment(right, pre))
     timings["flow"], timings["consistency"] = a["t_flow"], a["t_check"]
 
     t = time.perf_counter()
@@ -148,7 +157,13 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     if order == "given":  # a reviewer fixed the order: the cues are recorded, never acted on
         decision = OrderDecision("parallel", False, "reviewer", decision.evidence, decision.cues)
     swapped_views = decision.swapped
-    if swapped_views:
+    if swapped_views and pre.applied:
+        # the warped view must stay the right eye (the left eye is exported unwarped): align the
+        # other way round and run the flow again (only for swapped pairs that needed pre-alignment)
+        left, right = right, left
+        pre = fit_prealignment(left, right)
+        a = analyse(left, apply_prealignment(right, pre))
+    elif swapped_views:
         # the given "left" is the right eye: swap the views; both flows are reused, only the
         # per-view products are recomputed (no second flow run)
         left, right = right, left
@@ -178,9 +193,17 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     image = np.ascontiguousarray(crop_mod.crop(left, box))
     timings["crop"] = time.perf_counter() - t
 
+    # a pixel whose match is off its row by more than the tolerance is a wrong match (the geometry is
+    # judged from the keypoints, tasks/triage.py): it is unreliable, the share is a quality figure
+    aligned = np.abs(vres) <= vertical_tolerance_px
+    matched = consistent & ~sky_c
+    misaligned_share = float((matched & ~aligned).sum() / max(int(matched.sum()), 1))
+    consistent = consistent & aligned
+
     t = time.perf_counter()
     reliable_depth = consistent & ~sky_c
-    g, stats = disparity_to_depth(disparity, reliable_depth, range_ratio=depth_range_ratio)
+    g, stats = disparity_to_depth(disparity, reliable_depth, range_ratio=depth_range_ratio,
+                                  min_far_margin_px=depth_min_far_margin_px)
     depth = encode_depth(g, sky_c)
     timings["depth"] = time.perf_counter() - t
 
@@ -190,10 +213,13 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
                         crop_fraction=(box[2] - box[0]) * (box[3] - box[1]) / float(w * h),
                         view_order_margin=decision.evidence, view_order=view_order,
                         vertical_tolerance_px=vertical_tolerance_px)
+    q["misaligned_fraction"] = misaligned_share
+    q["keypoint_residual_px"] = round(pre.residual_px, 4) if pre.inliers >= 30 else None
     q["known_order"] = bool(known_order)
     q["view_order_uncertain"] = bool(decision.uncertain)
     q["view_order_source"] = decision.source
-    info = {"alignment": a["alignment"].as_dict(), "view_order_votes": decision.as_dict(), "depth": stats.as_dict()}
+    info = {"alignment": a["alignment"].as_dict(), "view_order_votes": decision.as_dict(), "depth": stats.as_dict(),
+            "prealign": pre.as_dict()}
     return PairResult(image=image, depth=depth, reliable=consistent | sky_c, sky=sky_c, box=box,
                       processed_size=(w, h), swapped_views=swapped_views, view_order=view_order, quality=q,
                       timings=timings, info=info, disparity=disparity)
@@ -336,9 +362,10 @@ def build_backends(*, correspondence: str = "dis", correspondence_checkpoint: st
 
 
 _PAIR_OPTIONS = ("fb_alpha", "fb_beta", "photometric_max", "discontinuity_max", "crf", "crf_iterations", "crf_max_side",
-                 "depth_range_ratio", "view_order_min_votes", "view_order_min_margin", "vertical_tolerance_px")
-_THRESHOLDS = ("min_flow_consistency", "vertical_tolerance_px", "max_misaligned_fraction", "min_disparity_range_px",
-               "min_coverage", "min_crop_fraction", "auto_accept_score")
+                 "depth_range_ratio", "depth_min_far_margin_px", "view_order_min_votes", "view_order_min_margin",
+                 "vertical_tolerance_px", "prealign")
+_THRESHOLDS = ("min_flow_consistency", "vertical_tolerance_px", "max_misaligned_fraction", "max_keypoint_residual_px",
+               "min_disparity_range_px", "min_coverage", "min_crop_fraction", "auto_accept_score")
 
 
 def process_batch(catalog_url: str, ids: list[str], data_root: str | Path, *, correspondence: str = "dis",

@@ -101,3 +101,116 @@ def rectified_disparity(flow: np.ndarray, alignment: Alignment) -> tuple[np.ndar
     x_r = (b * xe + a * ye) / n
     y_r = (-a * xe + b * ye) / n
     return (gx - x_r).astype(np.float32), (y_r - gy).astype(np.float32)
+
+
+# ---- pre-alignment from feature matches (before any dense correspondence) --------------------------
+@dataclass(frozen=True)
+class PreAlignment:
+    """A similarity that brings the right view onto the left view's rows, fitted to keypoint matches.
+
+    The right view is resampled as ``right_aligned(x, y) = right(M @ (x, y, 1))`` with ``M`` the 2x3
+    affine ``matrix`` (rotation + scale about the centre, vertical offset ``ty`` and a horizontal shift
+    ``tx`` that brings the median disparity of the matches to zero). The left view is never warped, so
+    crop boxes keep mapping straight back to source pixels. ``applied`` is False when the pair needed
+    nothing (already aligned, small disparities) or the matches were too few to trust.
+    """
+
+    matrix: tuple[tuple[float, float, float], tuple[float, float, float]] = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
+    applied: bool = False
+    matches: int = 0
+    inliers: int = 0
+    rotation_deg: float = 0.0
+    scale: float = 1.0
+    tx: float = 0.0
+    ty: float = 0.0
+    residual_px: float = 0.0  # median |vertical residual| of the inlier matches after alignment
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "matrix": [list(r) for r in self.matrix]}
+
+
+def fit_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int = 640, min_matches: int = 30,
+                     min_shift_fraction: float = 0.08, min_rotation_deg: float = 0.5, min_scale_change: float = 0.01,
+                     min_ty_px: float = 3.0, max_rotation_deg: float = 10.0, max_scale_change: float = 0.35,
+                     seed: int = 0) -> PreAlignment:
+    """Fit ``PreAlignment`` to SIFT matches between (H, W, 3) views (tasks.stereo_formats.match_keypoints).
+
+    Needed for wide baselines and pre-converged cameras (views shifted by tens to hundreds of pixels,
+    which dense flow at this size cannot bridge) and for unrectified pairs (scanned stereo cards:
+    halves rotated and of different scale; hand-held pairs). The vertical model is the one of
+    ``fit_alignment`` (a similarity of an ideally rectified right view), fitted robustly to the
+    matches; ``tx`` is the median horizontal offset. Applied only when one of rotation, scale,
+    vertical offset or shift passes its ``min_*`` threshold: below them the dense flow and
+    ``fit_alignment`` cope on their own (resampling would only cost sharpness).
+    """
+    from tasks.stereo_formats import match_keypoints
+
+    pa, pb, s = match_keypoints(left, right, work_width=work_width)
+    n = len(pa)
+    if n < min_matches:
+        return PreAlignment(matches=n)
+    pa, pb = pa.astype(np.float64) / s, pb.astype(np.float64) / s
+    h, w = left.shape[:2]
+    flow = np.zeros((1, n, 2))
+    flow[0, :, 0] = pb[:, 0] - pa[:, 0]
+    flow[0, :, 1] = pb[:, 1] - pa[:, 1]
+    # fit_alignment on the matches as a 1 x n "image": its x / y are the match coordinates
+    fit, keep = _fit_points(pa[:, 0], pa[:, 1], flow[0, :, 0], flow[0, :, 1], w, h, seed=seed,
+                            max_rotation_deg=max_rotation_deg, max_scale_change=max_scale_change)
+    if keep.sum() < min_matches:
+        return PreAlignment(matches=n, inliers=int(keep.sum()))
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    a, b, ty = fit.a, fit.b, fit.ty
+    # rectified x of each right match, then the shift that centres the disparities
+    xe, ye = pb[keep, 0] - cx, pb[keep, 1] - cy - ty
+    nn = a * a + b * b
+    x_r = (b * xe + a * ye) / nn
+    y_r = (-a * xe + b * ye) / nn
+    tx = float(np.median((pa[keep, 0] - cx) - x_r))  # rect x = x_r + tx: median disparity -> 0
+    resid = float(np.median(np.abs(y_r - (pa[keep, 1] - cy))))
+    needs = (abs(fit.rotation_deg) >= min_rotation_deg or abs(fit.scale - 1) >= min_scale_change
+             or abs(ty) >= min_ty_px or abs(tx) >= min_shift_fraction * w)
+    # right(x', y') with (x', y') - c = S (x_rect - tx - c_x, y_rect - c_y) + (0, ty)
+    m = ((b, -a, cx - b * (cx + tx) + a * cy), (a, b, cy + ty - a * (cx + tx) - b * cy))
+    return PreAlignment(matrix=m, applied=bool(needs), matches=n, inliers=int(keep.sum()),
+                        rotation_deg=fit.rotation_deg, scale=fit.scale, tx=tx, ty=float(ty), residual_px=resid)
+
+
+def apply_prealignment(right: np.ndarray, pre: PreAlignment) -> np.ndarray:
+    """The right view resampled onto the left view's rows (black outside the source)."""
+    import cv2
+
+    if not pre.applied:
+        return right
+    h, w = right.shape[:2]
+    return cv2.warpAffine(right, np.array(pre.matrix, np.float64), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def _fit_points(xs: np.ndarray, ys: np.ndarray, fx: np.ndarray, fy: np.ndarray, w: int, h: int, *,
+                iterations: int = 6, max_rotation_deg: float = 5.0, max_scale_change: float = 0.1,
+                seed: int = 0) -> tuple[Alignment, np.ndarray]:
+    """``fit_alignment``'s robust fit on point arrays (x, y in the left view; f = right - left)."""
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    X, Y = xs - cx, ys - cy
+    target = Y + fy
+    xe = X + fx
+    weights = np.ones(X.size)
+    params = np.array([0.0, 1.0, float(np.median(fy))])
+    design = np.stack([X, Y, np.ones_like(X)], axis=1).astype(np.float64)
+    for it in range(iterations):
+        if it >= 2:
+            a, b, ty = params
+            x_r = (b * xe + a * (target - ty)) / (a * a + b * b)
+            design = np.stack([x_r, Y, np.ones_like(X)], axis=1).astype(np.float64)
+        sw = np.sqrt(weights)[:, None]
+        params, *_ = np.linalg.lstsq(design * sw, target * sw[:, 0], rcond=None)
+        resid = target - design @ params
+        scale = 1.4826 * np.median(np.abs(resid - np.median(resid))) + 1e-3
+        weights = (np.abs(resid) < max(3 * scale, 0.75)).astype(np.float64)
+        if weights.sum() < 10:
+            break
+    fit = Alignment(a=float(params[0]), b=float(params[1]), ty=float(params[2]))
+    if abs(fit.rotation_deg) > max_rotation_deg or abs(fit.scale - 1) > max_scale_change:
+        fit = Alignment(ty=float(np.median(fy)))
+    return fit, weights > 0

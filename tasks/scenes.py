@@ -65,7 +65,9 @@ def read_pfm(path: str | Path) -> np.ndarray:
             w, h = int(dims[0]), int(dims[1])
             scale = float(fh.readline().strip())
             channels = 3 if kind == b"PF" else 1
-            data = np.frombuffer(fh.read(), dtype="<f4" if scale < 0 else ">f4")
+            body = fh.read()
+            # a file cut mid-value is still "truncated" (below), not a numpy buffer-size error
+            data = np.frombuffer(body[: len(body) // 4 * 4], dtype="<f4" if scale < 0 else ">f4")
     except (OSError, ValueError, IndexError) as exc:
         if isinstance(exc, SceneError):
             raise
@@ -79,6 +81,8 @@ def read_pfm(path: str | Path) -> np.ndarray:
 def _read_rgb(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    if not path.is_file():
+        raise SceneError(f"{path}: missing")
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
@@ -224,6 +228,31 @@ def detect_layout(folder: Path) -> str | None:
     return None
 
 
+def incomplete_layout(folder: Path) -> str | None:
+    """Why a folder that holds part of a known layout (a GT file, one view, some KITTI folders) is
+    not a scene, or None when it holds nothing of one (a folder of web photos, say)."""
+    if detect_layout(folder):
+        return None
+    im = {n: _find(folder, n) for n in ("im0", "im1")}
+    gt = next((n for n in ("disp0GT.pfm", "disp0.pfm") if (folder / n).is_file()), None)
+    if any(im.values()) or gt:
+        missing = [f"{n}.png" for n, p in im.items() if p is None]
+        what = gt or "im0/im1"
+        if not gt:
+            missing.append("disp0GT.pfm")
+        return f"{folder}: a Middlebury 2014 / ETH3D folder ({what}) with no {' or '.join(missing)}"
+    for names in _LEGACY:
+        found = [_find(folder, n) for n in names]
+        if found[2] is not None:  # the GT file is there, a view is not
+            missing = [n for n, p in zip(names, found) if p is None]
+            return f"{folder}: a Middlebury 2001-2006 folder ({found[2].name}) with no {' or '.join(missing)} image"
+    kitti = [next((n for n in names if (folder / n).is_dir()), None) for names in (_KITTI_LEFT, _KITTI_RIGHT, _KITTI_DISP)]
+    if any(kitti):
+        missing = [names[0] + "/" for names, n in zip((_KITTI_LEFT, _KITTI_RIGHT, _KITTI_DISP), kitti) if n is None]
+        return f"{folder}: a KITTI folder with no {' or '.join(missing)} (left, right, disparity folders all needed)"
+    return None
+
+
 EXPECTED = ("left.png + right.png + gt.json (generic); im0.png + im1.png + disp0GT.pfm (Middlebury 2014 / "
             "ETH3D); image_2/ + image_3/ + disp_occ_0/ (KITTI); im2/im6/disp2 or view1/view5/disp1 "
             "(Middlebury 2001-2006)")
@@ -242,6 +271,9 @@ def read_scene_folder(folder: str | Path, *, legacy_scale: float | None = None,
         return _read_kitti(folder, max_frames=max_frames)
     if layout == "middlebury_legacy":
         return [_read_legacy(folder, scale=legacy_scale)]
+    partial = incomplete_layout(folder) if folder.is_dir() else None
+    if partial:
+        raise SceneError(partial)
     files = sorted(p.name for p in folder.iterdir())[:12] if folder.is_dir() else []
     raise SceneError(f"{folder}: no known scene layout (expected {EXPECTED}); found {files}")
 
@@ -250,21 +282,24 @@ def read_scenes(path: str | Path, *, legacy_scale: float | None = None, max_fram
                 require_gt: bool = True) -> list[Scene]:
     """Scenes under ``path``: one scene folder, or a folder of scene folders (sorted by name).
 
-    In a folder of folders, sub-folders with no known layout are skipped when at least one other is
-    a scene (``../shared/stereo`` also holds web photos without GT); with none, SceneError.
+    In a folder of folders, sub-folders with nothing of a known layout are skipped when at least one
+    other is a scene (``../shared/stereo`` also holds web photos without GT); with none, SceneError.
+    A sub-folder with part of a layout (a GT file without its right view, say) is a SceneError.
     """
     path = Path(path)
     if not path.exists():
         raise SceneError(f"{path}: no such folder")
     if not path.is_dir():
         raise SceneError(f"{path}: not a folder (pass a scene folder or a folder of scene folders)")
-    if detect_layout(path):
+    if detect_layout(path) or incomplete_layout(path):
         return read_scene_folder(path, legacy_scale=legacy_scale, max_frames=max_frames)
     subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     scenes: list[Scene] = []
     for sub in subs:
-        if detect_layout(sub):
+        if detect_layout(sub) or incomplete_layout(sub):  # a half scene is an error, not a skipped folder
             scenes += read_scene_folder(sub, legacy_scale=legacy_scale, max_frames=max_frames)
     if not scenes and require_gt:
-        raise SceneError(f"{path}: neither a scene folder nor a folder of scene folders (expected {EXPECTED})")
+        found = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())[:12]
+        raise SceneError(f"{path}: neither a scene folder nor a folder of scene folders (expected {EXPECTED}); "
+                         f"found {found}")
     return scenes

@@ -21,7 +21,8 @@ import numpy as np
 class TriageThresholds:
     min_flow_consistency: float = 0.05  # below: the flow found (almost) nothing consistent
     vertical_tolerance_px: float = 2.0  # |residual vertical flow| above this counts as misaligned
-    max_misaligned_fraction: float = 0.15  # share of reliable pixels allowed to be misaligned
+    max_misaligned_fraction: float = 0.15  # without keypoint evidence: share of matched pixels off their row
+    max_keypoint_residual_px: float = 1.0  # median vertical residual of keypoint matches after pre-alignment
     min_disparity_range_px: float = 2.0  # d_near - d_far, in processed pixels
     min_coverage: float = 0.4  # reliable (consistent or sky) share of the cropped image
     min_crop_fraction: float = 0.3  # cropped area / processed area
@@ -77,7 +78,11 @@ def triage(q: dict, t: TriageThresholds, *, order_known: bool = False) -> Triage
     reasons: list[str] = []
     if not q["flow_finite"] or q["raw_consistency"] < t.min_flow_consistency:
         reasons.append("flow_failed")
-    if q["misaligned_fraction"] > t.max_misaligned_fraction:
+    kp = q.get("keypoint_residual_px")
+    if kp is not None:  # the geometry from keypoint matches; dense pixels off their row are masked out
+        if kp > t.max_keypoint_residual_px or q["misaligned_fraction"] > 0.5:
+            reasons.append("misaligned")
+    elif q["misaligned_fraction"] > t.max_misaligned_fraction:
         reasons.append("misaligned")
     if q["disparity_range_px"] < t.min_disparity_range_px:
         reasons.append("low_disparity_range")

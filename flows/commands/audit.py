@@ -35,10 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config) -> int:
     from flows.audit import run_audit_command
+    from tasks.audit import PACKINGS
     from tasks.scenes import SceneError
 
     if not args.scenes and not args.photos:
         print("redweb audit: give --scenes DIR (scenes with GT) and/or --photos PATH", file=sys.stderr)
+        return 2
+    packings = [p for p in args.packings.split(",") if p]
+    unknown = [p for p in packings if p not in PACKINGS]
+    if unknown or not packings:
+        print(f"redweb audit: --packings {args.packings!r}: unknown {unknown}; choose from {','.join(PACKINGS)}",
+              file=sys.stderr)
         return 2
     try:
         result = run_audit_command(config, scenes=args.scenes, packings=args.packings, out=args.out,

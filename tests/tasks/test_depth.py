@@ -112,3 +112,23 @@ def test_ordinal_labels_by_hand():
     gi = np.array([1.0, 1.03, 1.0, 1.01])
     gj = np.array([1.0, 1.0, 1.03, 1.0])
     np.testing.assert_array_equal(ordinal_labels(gi, gj), [0, 1, -1, 0])
+
+
+def test_far_margin_by_hand():
+    # narrow range: d from 20 to 22 px. K = 10 alone: c = (10*20 - 22)/9 = 19.78 (0.22 px below d_far);
+    # with a 10 px margin c = 10, so a 2 % depth ratio at the far end needs 0.2 px of disparity
+    d = np.array([[20.0, 21.0, 22.0, 20.1]], np.float32)
+    rel = np.ones_like(d, bool)
+    _, k_only = disparity_to_depth(d, rel, range_ratio=10, far_percentile=0, near_percentile=100)
+    assert k_only.offset == pytest.approx((10 * 20 - 22) / 9)
+    g, stats = disparity_to_depth(d, rel, range_ratio=10, min_far_margin_px=10, far_percentile=0, near_percentile=100)
+    assert stats.offset == pytest.approx(10.0)
+    assert g[0, 0] / g[0, 3] == pytest.approx(10.1 / 10.0)  # 20.0 vs 20.1 px: a 1 % ratio -> a tie at sigma 2 %
+    assert ordinal_labels(g[0, 0], g[0, 3]) == 0
+    g_k, _ = disparity_to_depth(d, rel, range_ratio=10, far_percentile=0, near_percentile=100)
+    assert ordinal_labels(g_k[0, 0], g_k[0, 3]) == 1  # K alone calls 0.1 px of noise a 45 % depth step
+    # a wide range is left to K: c_K is already more than the margin below d_far
+    wide = np.array([[2.0, 200.0]], np.float32)  # range 198 px > 9 M
+    _, s = disparity_to_depth(wide, np.ones_like(wide, bool), range_ratio=10, min_far_margin_px=10,
+                              far_percentile=0, near_percentile=100)
+    assert s.offset == pytest.approx((10 * 2 - 200) / 9)
