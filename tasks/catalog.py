@@ -439,11 +439,12 @@ class Catalog:
             return item
 
     def withdraw(self, item_id: str, reason: str, detail: str | None = None, *, actor: str = "withdraw",
-                 at: datetime | None = None) -> Item | None:
+                 at: datetime | None = None, **fields: Any) -> Item | None:
         """Move an item to ``withdrawn`` (from any state) with a reason code and the time.
 
-        ``reason``: one of WITHDRAW_REASONS. Returns the item, or None when it was already withdrawn
-        (the first withdrawal's reason and time stay). Nothing is deleted: rows, files and events stay.
+        ``reason``: one of WITHDRAW_REASONS; ``fields``: more columns to set (revalidation sets
+        ``checked_at``). Returns the item, or None when it was already withdrawn (the first
+        withdrawal's reason and time stay). Nothing is deleted: rows, files and events stay.
         """
         if reason not in WITHDRAW_REASONS:
             raise TransitionError(f"withdraw reason must be one of {WITHDRAW_REASONS}, got {reason!r}")
@@ -456,7 +457,7 @@ class Catalog:
                 return None
             try:
                 return self.transition(item_id, S.WITHDRAWN, reason=reason, detail=detail, actor=actor,
-                                       expect=[item.state], withdrawn_at=at, checked_at=at)
+                                       expect=[item.state], withdrawn_at=at, **fields)
             except TransitionError:
                 continue
         raise TransitionError(f"{item_id}: could not withdraw (state keeps changing)")

@@ -135,7 +135,7 @@ def revalidate_flickr(
 
 def _withdraw(catalog: Catalog, item: Item, reason: str, detail: str, actor: str, now: datetime,
               report: RevalidateReport) -> None:
-    if catalog.withdraw(item.id, reason, detail, actor=actor, at=now) is not None:
+    if catalog.withdraw(item.id, reason, detail, actor=actor, at=now, checked_at=now) is not None:
         report.withdrawn.setdefault(reason, []).append(item.id)
         log.info("withdrawn %s (flickr %s): %s: %s", item.id, item.source_id, reason, detail)
 

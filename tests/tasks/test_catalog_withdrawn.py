@@ -38,7 +38,8 @@ def test_withdraw_from_any_state_keeps_row_and_logs(catalog, path):
     for state in path:
         catalog.transition(item.id, state, reason="empty_file" if state in ("failed", "rejected") else None)
     t = utcnow()
-    done = catalog.withdraw(item.id, "source_deleted", "getInfo: Photo not found", actor="revalidate", at=t)
+    done = catalog.withdraw(item.id, "source_deleted", "getInfo: Photo not found", actor="revalidate", at=t,
+                            checked_at=t)
     assert done.state == "withdrawn" and done.reason == "source_deleted"
     got = catalog.get(item.id)
     at = got.withdrawn_at if got.withdrawn_at.tzinfo else got.withdrawn_at.replace(tzinfo=timezone.utc)

@@ -54,7 +54,7 @@ def test_changes_on_the_server_withdraw_exactly_those_items(catalog, fake):
         moved.info["flickr"]["license_id"]]
     assert moved.info["flickr"]["license_history"][0]["license_id"] != moved.info["flickr"]["license_id"]
     gone = catalog.get(item_id_for("flickr", pids[3]))
-    assert gone.state == "withdrawn" and gone.withdrawn_at is not None
+    assert gone.state == "withdrawn" and gone.withdrawn_at is not None and gone.checked_at == gone.withdrawn_at
     assert "Attribution-NoDerivs" in gone.reason_detail
     assert len(fake.rest_calls("flickr.photos.getInfo")) == 12
     # nothing deleted: every row still there
