@@ -153,7 +153,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     timings["flow"], timings["consistency"] = a["t_flow"], a["t_check"]
 
     t = time.perf_counter()
-    decision = decide_order(left, right, a, known_order=known_order, min_votes=view_order_min_votes)
+    decision = decide_order(left, apply_prealignment(right, pre), a, known_order=known_order,
+                            min_votes=view_order_min_votes)  # the view the flows were computed on
     if order == "given":  # a reviewer fixed the order: the cues are recorded, never acted on
         decision = OrderDecision("parallel", False, "reviewer", decision.evidence, decision.cues)
     swapped_views = decision.swapped

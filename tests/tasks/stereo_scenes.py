@@ -70,3 +70,44 @@ def make_scene(h: int = 96, w: int = 128, *, d_bg: int = 2, d_fg: int = 9, sky_r
     occluded[sky_rows:, :d_bg] = False
     occluded[sky_rows:, w - d_bg:] |= False
     return Scene(left, right, disp, sky, occluded)
+
+
+def motorcycle(width: int = 370) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-image's Middlebury motorcycle (left, right, GT disparity in processed px; 0 = unknown),
+    area-downscaled to ``width`` (the views are 741 px wide); ``width`` >= 741 returns them as shipped."""
+    from skimage import data
+
+    left, right, disp = data.stereo_motorcycle()
+    gt = np.where(np.isfinite(disp), disp, 0).astype(np.float32)
+    s = width / left.shape[1]
+    if s >= 1:
+        return left, right, gt
+    small = [cv2.resize(v, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) for v in (left, right)]
+    return small[0], small[1], cv2.resize(gt, small[0].shape[1::-1], interpolation=cv2.INTER_NEAREST) * s
+
+
+def similarity_warp(image: np.ndarray, rotation_deg: float = 0.0, scale: float = 1.0, tx: float = 0.0,
+                    ty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` moved by a similarity about its centre: content at p goes to
+    s R(theta) (p - c) + c + (tx, ty) (x right, y down; positive angles turn +x towards +y).
+    Returns the warped image (black outside) and the forward 3x3 matrix."""
+    h, w = image.shape[:2]
+    c = np.array([(w - 1) / 2, (h - 1) / 2])
+    t = np.radians(rotation_deg)
+    lin = scale * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    m = np.eye(3)
+    m[:2, :2] = lin
+    m[:2, 2] = c - lin @ c + (tx, ty)
+    warped = cv2.warpAffine(image, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=0)
+    return warped, m
+
+
+def keystone_warp(image: np.ndarray, corner_px: float) -> np.ndarray:
+    """Vertical parallax ``corner_px * u * v`` (u, v in [-1, 1] from the centre) as a converged rig's
+    second view shows it: the flow from the unwarped to the warped view has dy = corner_px * u * v."""
+    h, w = image.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    u = (xs - (w - 1) / 2) / (w / 2)
+    v = (ys - (h - 1) / 2) / (h / 2)
+    return cv2.remap(image, xs, ys - corner_px * u * v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
