@@ -45,7 +45,8 @@ def release_flow(config_file: str | None = None, data_root: str | None = None, o
         notes=notes or "", fmt=ex.format, val_fraction=ex.val_fraction, max_side=ex.max_side,
         jpeg_quality=ex.jpeg_quality, config=redact_config(config_to_dict(config)),
         process_config=config.process.model_dump(mode="json"), ingest_config=config.ingest.model_dump(mode="json"))
-    print(f"release {summary['name']} (#{summary['sequence']}): {summary['total']} items, {summary['added']} added, "
+    print(f"release {summary['name']} (#{summary['sequence']}): {summary['total']} items, "
+          f"{summary['added']} added, "
           f"{len(summary['withdrawn'])} withdrawn, {summary['removed']} removed since "
           f"{summary['supersedes'] or 'nothing'}; label audit: {summary['audit']} -> {summary['path']}")
     return summary
@@ -64,8 +65,8 @@ def _revalidate(catalog_url: str, **options: Any) -> dict:
 
 
 @flow(name="redweb-revalidate", log_prints=True)
-def revalidate_flow(config_file: str | None = None, data_root: str | None = None, overrides: list[str] | None = None,
-                    source: str = "flickr", older_than_days: float | None = None, limit: int | None = None,
+def revalidate_flow(config_file: str | None = None, data_root: str | None = None,
+                    overrides: list[str] | None = None, source: str = "flickr", older_than_days: float | None = None, limit: int | None = None,
                     check_all: bool = False) -> dict:
     """Ask the source again whether each item still exists, is public and keeps an acceptable
     licence; withdraw those that do not. ``older_than_days`` (default ``release.revalidate_older_than_days``)

@@ -520,7 +520,8 @@ class Catalog:
 
     def ids_with_source_id(self, source_id: str) -> list[str]:
         with self.session() as s:
-            return list(s.scalars(select(Item.id).where(Item.source_id == source_id).order_by(Item.created_at, Item.id)))
+            return list(s.scalars(select(Item.id).where(Item.source_id == source_id)
+                                  .order_by(Item.created_at, Item.id)))
 
     def ids_of_owner(self, owner: str) -> list[str]:
         """Items of an owner account: ``owner_id`` (Flickr NSID) or, failing that, the owner name."""

@@ -232,7 +232,8 @@ def audit_figures(summary: dict) -> list[dict]:
         if key == "lost" and isinstance(value, dict):
             rows.append({"figure": "lost (pairs without a kept map)", "value": len(value)})
         elif isinstance(value, dict):
-            rows += [{"figure": f"{key}.{k}", "value": v} for k, v in value.items() if not isinstance(v, (dict, list))]
+            rows += [{"figure": f"{key}.{k}", "value": v} for k, v in value.items()
+                     if not isinstance(v, (dict, list))]
         elif not isinstance(value, list):
             rows.append({"figure": key, "value": value})
     return rows
@@ -286,8 +287,8 @@ def _items_frame(catalog, ids: list[str]):
                              license_url=it.license_url or "", stereo_format=it.stereo_format or "",
                              pipeline_version=it.pipeline_version or "", backend=proc.get("backend") or "",
                              sky_backend=proc.get("sky_backend") or ""))
-    return pd.DataFrame(rows, columns=["id", "source", "license", "license_url", "stereo_format", "pipeline_version",
-                                       "backend", "sky_backend"])
+    return pd.DataFrame(rows, columns=["id", "source", "license", "license_url", "stereo_format",
+                                       "pipeline_version", "backend", "sky_backend"])
 
 
 def create_release(
@@ -329,7 +330,8 @@ def create_release(
     with _lock(root):
         final = root / name
         if final.exists():
-            raise ReleaseError(f"release {name!r} exists ({final}); releases are never rewritten: choose a new name")
+            raise ReleaseError(f"release {name!r} exists ({final}); releases are never rewritten: "
+                               "choose a new name")
         existing = list_releases(data_root)
         prev = load_datasheet(data_root, existing[-1]["name"]) if existing else None
         created = (now or utcnow()).isoformat()
@@ -435,9 +437,11 @@ def datasheet_markdown(sheet: dict, *, max_listed: int = 200) -> str:
         lines += [f"From `{audit['file']}` ({n} scene{'' if n == 1 else 's'}), made with this process config:", "",
                   _table(summary, ["figure", "value"])]
     else:
-        lines += ["no audit run" + (f" for this process config ({audit['audits_of_other_configs']} audits of other "
-                                    "configs exist)" if audit.get("audits_of_other_configs") else ""), ""]
-    lines += [f"## Changes since {'`' + ch['previous'] + '`' if ch['previous'] else 'nothing (first release)'}", "",
+        others = audit.get("audits_of_other_configs")
+        lines += ["no audit run" + (f" for this process config ({others} audits of other configs exist)"
+                                    if others else ""), ""]
+    since = f"`{ch['previous']}`" if ch["previous"] else "nothing (first release)"
+    lines += [f"## Changes since {since}", "",
               f"### Withdrawn ({len(ch['withdrawn'])})", "",
               "Delete these from any copy of an earlier release.", "",
               _table(ch["withdrawn"], ["id", "source", "source_id", "reason", "detail", "withdrawn_at"]),
@@ -476,8 +480,8 @@ def diff_releases(data_root: str | Path, a: str, b: str, catalog=None) -> dict:
     return {
         "a": a, "b": b, "a_total": sa["total"], "b_total": sb["total"],
         "added": sorted(ids_b - ids_a),
-        "dropped": [dict(id=i, state=getattr(states.get(i), "state", None), reason=getattr(states.get(i), "reason", None))
-                    for i in dropped],
+        "dropped": [dict(id=i, state=getattr(states.get(i), "state", None),
+                         reason=getattr(states.get(i), "reason", None)) for i in dropped],
         "license_changed": [dict(id=r["id"], a=r["license_a"], b=r["license_b"])
                             for r in relicensed.to_dict("records")],
     }

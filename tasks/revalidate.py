@@ -60,8 +60,9 @@ class RevalidateReport:
                     rate_waited_s=round(self.rate_waited_s, 3))
 
 
-def due_for_check(catalog: Catalog, *, source: str, older_than_days: float | None, states: Sequence[str] | None = None,
-                  limit: int | None = None, now: datetime | None = None) -> list[str]:
+def due_for_check(catalog: Catalog, *, source: str, older_than_days: float | None,
+                  states: Sequence[str] | None = None, limit: int | None = None,
+                  now: datetime | None = None) -> list[str]:
     """Ids of ``source`` items to re-check, least recently verified first.
 
     "Verified" is the last revalidation, else the crawl that found the item (a search result is a
@@ -144,7 +145,8 @@ def _judge(catalog: Catalog, item: Item, photo: dict, table: dict[str, dict], al
            now: datetime, report: RevalidateReport) -> None:
     visibility = photo.get("visibility") or {}
     if str(visibility.get("ispublic", "1")) in ("0", "false", "False"):
-        _withdraw(catalog, item, "source_private", "flickr.photos.getInfo: visibility.ispublic = 0", actor, now, report)
+        _withdraw(catalog, item, "source_private", "flickr.photos.getInfo: visibility.ispublic = 0", actor, now,
+                  report)
         return
     info = dict(item.info or {})
     flickr = dict(info.get("flickr") or {})
@@ -242,7 +244,8 @@ class WithdrawReport:
     detail: str = ""
 
     def as_dict(self) -> dict:
-        return dict(withdrawn=self.withdrawn, already_withdrawn=self.already, reason=self.reason, detail=self.detail)
+        return dict(withdrawn=self.withdrawn, already_withdrawn=self.already, reason=self.reason,
+                    detail=self.detail)
 
 
 def withdraw_items(catalog: Catalog, ids: Iterable[str], *, detail: str, reason: str = "takedown",

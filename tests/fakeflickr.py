@@ -333,7 +333,8 @@ class FakeFlickr:
             "comments": {"_content": "0"}, "notes": {"note": []}, "people": {"haspeople": 0},
             "tags": {"tag": [{"id": f"{p.id}-{t}", "author": p.owner, "raw": t, "_content": t, "machine_tag": 0}
                              for t in p.tags]},
-            "urls": {"url": [{"type": "photopage", "_content": f"https://www.flickr.com/photos/{p.owner}/{p.id}/"}]},
+            "urls": {"url": [{"type": "photopage",
+                              "_content": f"https://www.flickr.com/photos/{p.owner}/{p.id}/"}]},
             "media": "photo"}, "stat": "ok"}
 
     def _search(self, q: dict[str, str]) -> dict:

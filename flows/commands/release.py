@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 "<data root>/releases/NAME (never rewritten).")
     create.add_argument("names", nargs=1, metavar="NAME", help="release name: letters, digits, . _ -")
     create.add_argument("--from-states", metavar="S1,S2", default=None,
-                        help="catalog states to release, comma-separated (default: config release.states = accepted)")
+                        help="catalog states to release, comma-separated "
+                        "(default: config release.states = accepted)")
     create.add_argument("--notes", default="", help="free text for the top of the datasheet")
     listing = actions.add_parser("list", help="every release, oldest first, with what superseded it")
     listing.set_defaults(names=[])
@@ -62,8 +63,8 @@ def run(args: argparse.Namespace, config) -> int:
             else:
                 import pandas as pd
 
-                df = pd.DataFrame(rows)[["sequence", "name", "created_at", "total", "added", "withdrawn", "removed",
-                                         "superseded_by", "notes"]].fillna("")
+                df = pd.DataFrame(rows)[["sequence", "name", "created_at", "total", "added", "withdrawn",
+                                         "removed", "superseded_by", "notes"]].fillna("")
                 print(df.to_string(index=False))
             return 0
         if args.action == "diff":
@@ -78,7 +79,8 @@ def run(args: argparse.Namespace, config) -> int:
                       f"{len(diff['added'])} added, {len(diff['dropped'])} dropped, "
                       f"{len(diff['license_changed'])} licence changes")
                 for row in diff["dropped"]:
-                    print(f"  - {row['id']}  now {row['state']}{' (' + row['reason'] + ')' if row['reason'] else ''}")
+                    why = f" ({row['reason']})" if row["reason"] else ""
+                    print(f"  - {row['id']}  now {row['state']}{why}")
                 for i in diff["added"]:
                     print(f"  + {i}")
                 for row in diff["license_changed"]:

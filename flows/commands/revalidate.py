@@ -30,11 +30,12 @@ def run(args: argparse.Namespace, config) -> int:
         print("redweb revalidate: --older-than must be >= 0")
         return 2
     try:
-        report = revalidate_flow(config_file=args.config, data_root=str(config.data_root), overrides=args.overrides,
-                                 source=args.source, older_than_days=args.older_than, limit=args.limit,
+        report = revalidate_flow(config_file=args.config, data_root=str(config.data_root),
+                                 overrides=args.overrides, source=args.source, older_than_days=args.older_than, limit=args.limit,
                                  check_all=args.check_all)
     except FlickrCrawlError as exc:
-        print(f"redweb revalidate: Flickr failed: {exc} (items checked so far keep their result; re-run to resume)")
+        print(f"redweb revalidate: Flickr failed: {exc} "
+              "(items checked so far keep their result; re-run to resume)")
         return 1
     if args.json:
         print(json.dumps(report, sort_keys=True))

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("refs", nargs="*", metavar="ID|URL", help="items to withdraw")
     parser.add_argument("--owner", metavar="NSID", help="withdraw every item of this owner account")
     parser.add_argument("--reason", required=True, metavar="TEXT", help="who asked and why (kept with the item)")
-    parser.add_argument("--code", default="takedown", choices=WITHDRAW_REASONS, help="reason code (default takedown)")
+    parser.add_argument("--code", default="takedown", choices=WITHDRAW_REASONS,
+                        help="reason code (default takedown)")
     parser.add_argument("--by", default=None, help="who withdraws (default: the login name)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be withdrawn, change nothing")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -92,7 +92,8 @@ def test_crawl_release_revalidate_release(prefect_test_server, data_root, flickr
                   f"{by_url.source_id}/", "--reason", "owner e-mail 2026-12-01", "--json")
     assert rc == 0, out
     assert sorted(last_json(out)["withdrawn"]) == sorted([by_id.id, by_url.id])
-    rc, out = cli(data_root, capsys, "withdraw", "--owner", by_owner.owner_id, "--reason", "legal request", "--json")
+    rc, out = cli(data_root, capsys, "withdraw", "--owner", by_owner.owner_id, "--reason", "legal request",
+                  "--json")
     assert rc == 0 and last_json(out)["withdrawn"] == [by_owner.id]
     rc, out = cli(data_root, capsys, "withdraw", "no-such-thing", "--reason", "x")
     assert rc == 1 and "nothing was withdrawn" in out

@@ -28,8 +28,8 @@ def test_withdrawn_is_reachable_from_every_state_and_terminal():
     assert set(WITHDRAW_REASONS) <= set(REASONS)
     # the old moves are all still there, and none leads anywhere new but `withdrawn`
     assert {s.value for s in TRANSITIONS[State.SPLIT]} == {"processed", "failed", "rejected", "withdrawn"}
-    assert {s.value for s in TRANSITIONS[State.ACCEPTED]} == {"rejected", "split", "pending_review", "auto_accepted",
-                                                             "auto_rejected", "withdrawn"}
+    assert {s.value for s in TRANSITIONS[State.ACCEPTED]} == {
+        "rejected", "split", "pending_review", "auto_accepted", "auto_rejected", "withdrawn"}
 
 
 @pytest.mark.parametrize("path", [["downloaded"], ["downloaded", "split"], ["failed"], ["rejected"]])

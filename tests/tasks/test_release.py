@@ -48,15 +48,16 @@ def test_release_layout_datasheet_and_checksums(setup):
     assert sorted(p.stem for p in (rel / "imgs").iterdir()) == sorted(ids[:5])
     assert not (rel / ".redweb-export.json").exists()
     assert sheet["counts"]["source"] == [{"source": "local", "items": 5}]
-    assert sheet["counts"]["license"] == [{"license": "CC BY 2.0",
-                                           "license_url": "https://creativecommons.org/licenses/by/2.0/", "items": 5}]
+    assert sheet["counts"]["license"] == [
+        {"license": "CC BY 2.0", "license_url": "https://creativecommons.org/licenses/by/2.0/", "items": 5}]
     assert sheet["counts"]["stereo_format"] == [{"stereo_format": "side_by_side", "items": 5}]
     assert sheet["pipeline"]["pipeline_version"] == "1"
     assert sheet["pipeline"]["items_by_pipeline_version"] == [{"pipeline_version": "1", "items": 5}]
     assert sheet["changes"]["added"] == sorted(ids[:5]) and sheet["changes"]["withdrawn"] == []
     assert sheet["audit"] == {"status": "no audit run", "audits_of_other_configs": 0}
     # every data file has its checksum, and SHA256SUMS covers the datasheets too
-    data_files = {k: v for k, v in tree_hashes(rel).items() if k not in ("datasheet.json", "datasheet.md", "SHA256SUMS")}
+    data_files = {k: v for k, v in tree_hashes(rel).items()
+                  if k not in ("datasheet.json", "datasheet.md", "SHA256SUMS")}
     assert {k: v["sha256"] for k, v in sheet["files"].items()} == data_files
     assert len(data_files) == 3 * 5 + 1
     assert verify_release(root, "v1") == []
@@ -136,13 +137,15 @@ def test_audit_of_the_same_process_config_is_found(setup, tmp_path):
     # flows/audit.py writes {"process": ..., "ingest": ...}; the bare process section is read too
     audit("20261202T080000Z", {"process": PROCESS, "ingest": {"min_side": 32}}, 0)  # other ingest config
     audit("20261201T080000Z", {"process": {**PROCESS, "min_coverage": 0.9}, "ingest": INGEST}, 1)  # other process
-    audit("20261130T080000Z", {"process": {**PROCESS, "device": "cuda"}, "ingest": INGEST}, 2)  # device: same labels
+    # device does not change the labels
+    audit("20261130T080000Z", {"process": {**PROCESS, "device": "cuda"}, "ingest": INGEST}, 2)
     audit("20261129T080000Z", PROCESS, 3)  # the same config, older
     found = find_audit(root, PROCESS, INGEST)
     assert found["status"] == "audited" and found["summary"]["total"] == 2 and found["scenes"] == 2
     assert found["file"] == "runs/audit-20261130T080000Z/audit.json"
     assert find_audit(root, PROCESS)["file"] == "runs/audit-20261202T080000Z/audit.json"  # ingest not compared
-    assert find_audit(root, {**PROCESS, "sky": "segformer"}) == {"status": "no audit run", "audits_of_other_configs": 4}
+    assert find_audit(root, {**PROCESS, "sky": "segformer"}) == {"status": "no audit run",
+                                                                 "audits_of_other_configs": 4}
     sheet = make(catalog, root, "v1", ingest_config=INGEST)
     assert sheet["audit"]["summary"]["ordinal_error"] == 0.05
     md = (root / "releases" / "v1" / "datasheet.md").read_text()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from tasks.catalog import item_id_for
-from tasks.revalidate import WithdrawError, due_for_check, flickr_photo_id, resolve_refs, revalidate_flickr, withdraw_items
+from tasks.revalidate import (WithdrawError, due_for_check, flickr_photo_id, resolve_refs, revalidate_flickr,
+                              withdraw_items)
 from tasks.sources import flickr
 from tasks.sources.flickr import FlickrCrawlError
 from tests.fakeflickr import FLICKR_LICENSES, NO_DERIVATIVES, FakeFlickr, Faults, make_photos
