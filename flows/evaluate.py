@@ -60,6 +60,8 @@ def evaluate_flow(
     max_side: int | None = None,
     report_examples: int = 4,
     progress: bool = True,
+    chen_val_images: int = 100,
+    chen_tau: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate exactly one of ``predictions`` (folder) or ``checkpoint``; returns the JSON document.
 
@@ -74,7 +76,8 @@ def evaluate_flow(
         raise ValueError("give exactly one of predictions (a folder) or checkpoint (a file)")
     common = dict(images=images, split_file=split_file, alignment=alignment, sigma=sigma,
                   pairs_per_image=pairs_per_image, seed=seed, nyu_crop=nyu_crop, redweb_split=redweb_split,
-                  progress=progress, keep_examples=report_examples if report else 0)
+                  progress=progress, keep_examples=report_examples if report else 0,
+                  chen_val_images=chen_val_images, chen_tau=chen_tau)
     if checkpoint is not None:
         from model.predict import resolve_device
 

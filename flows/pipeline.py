@@ -92,7 +92,8 @@ def redweb_pipeline(
                                images=str(export_dir), checkpoint=str(checkpoint), run_dir=str(train_dir),
                                sigma=ev.sigma, pairs_per_image=ev.pairs_per_image, seed=ev.seed,
                                redweb_split=ev.redweb_split, device=ev.device, max_side=ev.max_side,
-                               report_examples=ev.report_examples, progress=progress)
+                               report_examples=ev.report_examples, progress=progress,
+                               chen_val_images=ev.chen_val_images, chen_tau=ev.chen_tau)
             model_report = evaluation.get("_paths", {}).get("report")
     elif train:
         print("nothing exported (no item in states "

@@ -72,7 +72,8 @@ def retrain_flow(config_file: str | None = None, data_root: str | None = None,
         doc = evaluate_flow(pipe.benchmark, str(export_dir), images=str(export_dir), checkpoint=checkpoint,
                             run_dir=str(run_dir / name), sigma=ev.sigma, pairs_per_image=ev.pairs_per_image,
                             seed=ev.seed, redweb_split=ev.redweb_split, device=ev.device, max_side=ev.max_side,
-                            report_examples=ev.report_examples, progress=False)
+                            report_examples=ev.report_examples, progress=False,
+                            chen_val_images=ev.chen_val_images, chen_tau=ev.chen_tau)
         return float(doc[pipe.promote_metric])
 
     candidate_score = score(str(candidate), "eval-candidate")

@@ -350,6 +350,7 @@ def train(
     progress: bool = True,
     resume: str | os.PathLike | bool | None = None,
     extra_config: dict[str, Any] | None = None,
+    n_train_images: int | None = None,
 ) -> TrainResult:
     """Train ``arch`` on the dataset in ``data``; see the module docstring for the outputs.
 
@@ -373,6 +374,9 @@ def train(
             used only on CUDA.
         resume: a checkpoint path, or True for ``run_dir/checkpoints/last.pt`` if it exists.
         extra_config: more configuration to record in the checkpoint and train_config.yaml.
+        n_train_images: train on this many training items only (Fig. 5's sweep over the number of
+            images): the first N of a fixed permutation of the ids, so smaller subsets are nested in
+            larger ones and do not depend on ``seed``. None = all.
 
     Returns:
         :class:`TrainResult`.
@@ -420,6 +424,14 @@ def train(
     val_set = open_dataset(data, "val", CenterCrop(size), layout=layout, val_fraction=val_fraction)
     if len(train_set) == 0:
         raise ValueError(f"{data}: no training items (layout {layout})")
+    if n_train_images is not None:
+        if n_train_images < 1:
+            raise ValueError("n_train_images must be >= 1")
+        if n_train_images > len(train_set) and is_main:
+            log.warning("n_train_images=%d but the dataset has %d training items: using all", n_train_images,
+                        len(train_set))
+        order = np.random.default_rng(_derive_seed(0x5B5E7)).permutation(len(train_set.ids))
+        train_set.ids = [train_set.ids[i] for i in sorted(order[:n_train_images])]
     spe = steps_per_epoch(len(train_set), batch_size, world_size)
     total_steps = iterations if iterations is not None else epochs * spe
     fingerprint = dataset_fingerprint(data)
@@ -481,6 +493,7 @@ def train(
         "extra_config": extra_config or {},
     })
     base_meta = {
+        "task": "relative_depth",
         "arch": arch,
         # Without pretrained/weights_path: the checkpoint holds all weights, loading looks nothing up.
         "arch_kwargs": _plain(arch_kwargs),

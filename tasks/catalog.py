@@ -357,6 +357,16 @@ class Catalog:
         with self._sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def _joined(self, session: Session | None) -> Iterator[Session]:
+        """``session`` itself when the caller has one open (its transaction, its commit), else a new one."""
+        if session is None:
+            with self.session() as s:
+                yield s
+        else:
+            yield session
+            session.flush()
+
     # ---- items -------------------------------------------------------------------------------
     def discover(
         self, *, source: str, source_id: str, actor: str = "ingest", **fields: Any
@@ -409,6 +419,7 @@ class Catalog:
         detail: str | None = None,
         actor: str = "pipeline",
         expect: Iterable[State | str] | None = None,
+        session: Session | None = None,
         **fields: Any,
     ) -> Item:
         """Move an item to ``to`` (checked against TRANSITIONS), set ``fields``, log an event.
@@ -416,11 +427,14 @@ class Catalog:
         ``expect``: the states the caller believes the item is in; if it is elsewhere (another
         worker moved it), TransitionError is raised and nothing changes. Moving to a state that does
         not need a reason clears ``reason``/``reason_detail``.
+        ``session``: run inside the caller's transaction (from ``Catalog.session()``) instead of a
+        new one, so a state change and the caller's own rows commit or roll back together
+        (a review decision: state, decision row, double-review row, lease release).
         """
         to = State(to)
         if to in NEEDS_REASON and not reason:
             raise TransitionError(f"moving to {to} needs a reason code")
-        with self.session() as s:
+        with self._joined(session) as s:
             item = s.get(Item, item_id, with_for_update=True)
             if item is None:
                 raise KeyError(item_id)

@@ -149,6 +149,10 @@ class ReviewConfig(_Section):
     cookie_secure: bool = Field(False, description="set True behind HTTPS so cookies are never sent in clear")
     page_size: int = Field(60, ge=1, le=500, description="thumbnails per grid page")
     thumbnail_px: int = Field(160, ge=32, le=1024, description="thumbnail height (pixels) cached under <data_root>/cache/review")
+    login_free_attempts: int = Field(
+        5, ge=1, description="failed sign-ins per account and per client address before a lockout starts")
+    login_lockout_s: float = Field(1.0, gt=0, description="first lockout; doubles with each further failure")
+    login_lockout_max_s: float = Field(900.0, gt=0, description="longest lockout")
 
     @field_validator("reject_reasons")
     @classmethod

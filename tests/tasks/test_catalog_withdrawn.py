@@ -75,11 +75,11 @@ def test_export_refuses_withdrawn(catalog, tmp_path):
         export_dataset(catalog, tmp_path / "data", tmp_path / "out", states=["accepted", "withdrawn"])
 
 
-def test_migration_from_0002_backfills_owner_ids(catalog_url):
-    """A catalog at the schema before this change (0002) upgrades: rows intact, Flickr owner NSIDs
-    copied into owner_id, new columns empty, and its items can be withdrawn."""
+def test_migration_from_the_previous_schema_backfills_owner_ids(catalog_url):
+    """A catalog at the schema before this change (0003_review) upgrades: rows intact, Flickr owner
+    NSIDs copied into owner_id, new columns empty, and its items can be withdrawn."""
     engine = make_engine(catalog_url)
-    migrate(engine, "0002")
+    migrate(engine, "0003_review")
     info = json.dumps({"flickr": {"owner_nsid": "777@N01", "license_id": "4"}})
     with engine.begin() as conn:
         for i, (source, inf) in enumerate((("flickr", info), ("local", None), ("flickr", json.dumps({})))):

@@ -6,7 +6,7 @@ NSID, backfilled from ``info.flickr.owner_nsid``), ``checked_at`` (last check at
 ``redweb revalidate --older-than``) and ``withdrawn_at``.
 
 Revision ID: 0003_withdrawn
-Revises: 0002
+Revises: 0003_review (the review-sessions revision landed first; this one follows it)
 """
 import json
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_withdrawn"
-down_revision = "0002"
+down_revision = "0003_review"
 branch_labels = None
 depends_on = None
 
