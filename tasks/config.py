@@ -192,6 +192,16 @@ class PipelineConfig(_Section):
     benchmark: str = Field("redweb", description="benchmark the pipeline evaluates on (the export's val split)")
 
 
+class ReleaseConfig(_Section):
+    """Dataset releases, source re-validation and takedown (`redweb release | revalidate | withdraw`)."""
+
+    states: tuple[str, ...] = Field(("accepted",), min_length=1, description="catalog states a release draws from")
+    revalidate_older_than_days: float | None = Field(
+        6.0, ge=0, description="revalidate re-checks items not verified for this many days (None: every item); "
+        "6 so that a weekly schedule re-checks everything despite start-time jitter")
+    revalidate_limit: int | None = Field(None, ge=1, description="check at most this many items per run")
+
+
 class RedwebConfig(_Section):
     data_root: Path = Field(Path("data"), validate_default=True, description="made absolute at load time")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file <data_root>/catalog.db")
@@ -203,6 +213,7 @@ class RedwebConfig(_Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    release: ReleaseConfig = ReleaseConfig()
 
     @field_validator("data_root")
     @classmethod

@@ -478,6 +478,8 @@ class ReviewStore:
             item = s.get(Item, item_id, with_for_update=True)
             if item is None:
                 raise KeyError(item_id)
+            if item.state == State.WITHDRAWN.value:  # gone at the source or taken down: read only for good
+                raise ReviewConflict(f"{item_id} is withdrawn ({item.reason}): read only")
             from_state, version = item.state, item.pipeline_version
             dr = s.get(DoubleReview, item_id)
             last = s.scalars(select(Decision).where(Decision.item_id == item_id,

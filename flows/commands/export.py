@@ -37,6 +37,9 @@ def run(args: argparse.Namespace, config) -> int:
     except ValueError as exc:
         print(f"redweb export: {exc}; states are {', '.join(s.value for s in State)}")
         return 2
+    if State.WITHDRAWN.value in states:
+        print("redweb export: withdrawn items are never exported")
+        return 2
     summary = export_flow(config.catalog_url, str(config.data_root), args.out, states=states,
                           fmt=args.fmt or config.export.format,
                           val_fraction=config.export.val_fraction if args.val_fraction is None else args.val_fraction,

@@ -77,7 +77,8 @@ def item_page(request: Request, item_id: str, ctx: Ctx, me: Me):
         raise HTTPException(404, "no such item")
     filt = filter_of(request, store, queue=True)
     dr = store.double_review(item_id)
-    second_for_me = dr is not None and dr.second_decision_id is None and dr.first_reviewer != me.reviewer
+    second_for_me = (dr is not None and dr.second_decision_id is None and dr.first_reviewer != me.reviewer
+                     and item.state != "withdrawn")  # a withdrawn item is read only
     holder = store.lease_holder(item_id)
     mode = "readonly"
     if item.state in store.review_states or second_for_me:

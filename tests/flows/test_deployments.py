@@ -28,7 +28,7 @@ def test_local_server_accepts_all_deployments(prefect_test_server, tmp_path):
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     expected = {d["name"] for d in spec["deployments"]}
     assert {"ingest", "process", "export", "train", "evaluate", "pipeline", "retrain-nightly",
-            "retrain-on-accepted"} <= expected
+            "retrain-on-accepted", "revalidate-weekly", "release"} <= expected
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "REDWEB_HOME": str(REPO),
            "PREFECT_HOME": str(tmp_path / "prefect-home")}
     _prefect("work-pool", "create", "redweb-cpu", "--type", "process", env=env)
@@ -46,6 +46,9 @@ def test_local_server_accepts_all_deployments(prefect_test_server, tmp_path):
         assert deployments["retrain-on-accepted"].schedules[0].schedule.interval.total_seconds() == 900
         assert deployments["process"].work_pool_name == "redweb-gpu"
         assert deployments["ingest"].work_pool_name == "redweb-cpu"
+        weekly = deployments["revalidate-weekly"]
+        assert [getattr(s.schedule, "cron", None) for s in weekly.schedules] == ["0 4 * * 1"]
+        assert weekly.work_pool_name == "redweb-cpu"
         flows = {client.read_flow(d.flow_id).name for d in deployments.values()}
         assert {"ingest", "process", "redweb-export", "train", "evaluate", "redweb-pipeline", "redweb-retrain",
-                "redweb-retrain-trigger"} <= flows
+                "redweb-retrain-trigger", "redweb-revalidate", "redweb-release"} <= flows
