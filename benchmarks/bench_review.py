@@ -5,6 +5,13 @@ store, not the pipeline), then times next-item leasing, deciding, grid pages (fi
 counters, thumbnails, and an export with its no-change re-export. Prints one table.
 
   .venv/bin/python benchmarks/bench_review.py [--items 20000] [--url postgresql+psycopg://...] [--export 200]
+
+``--browser N``: instead, a reviewer's keyboard in real Chromium (Debian's /usr/bin/chromium, or
+$REDWEB_CHROMIUM) over N maps, a third each accepted, rejected with a reason, and rejected with a
+reason and a comment: keys per decision and seconds from the key press until the next item's maps
+have loaded. ``--keys old`` uses the key sequences of the UI before issue 14 (R + digit submitted
+at once; a reason with a comment took R 8, typing, Esc, R digit), to measure that code with
+``PYTHONPATH=<old checkout>``.
 """
 from __future__ import annotations
 
@@ -50,7 +57,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--url", default=None, help="catalog URL (default: SQLite in a temp dir)")
     p.add_argument("--repeat", type=int, default=50)
     p.add_argument("--export", type=int, default=200, help="items to export (512x384 maps)")
+    p.add_argument("--browser", type=int, default=0, metavar="N", help="time N decisions by keyboard in Chromium")
+    p.add_argument("--keys", choices=("new", "old"), default="new", help="--browser: key sequences of which UI")
+    p.add_argument("--think", type=float, default=0.0,
+                   help="--browser: seconds the reviewer looks at each item before the keys (not timed)")
     args = p.parse_args(argv)
+    if args.browser:
+        return browser_bench(args.browser, args.keys, args.think)
 
     import cv2
     import numpy as np
@@ -104,6 +117,12 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(("progress_by_batch", *timed(store.progress_by_batch, 10)))
         rows.append(("progress_by_reviewer", *timed(store.progress_by_reviewer, 10)))
         rows.append(("agreement", *timed(store.agreement, 10)))
+        # images are served only from an item's own folder (maps/<id>/): give the measured item one
+        import shutil
+
+        item_maps = root / "maps" / ids[-1]
+        shutil.copytree(root / "maps" / "one", item_maps)
+        catalog.update(ids[-1], **{k: v.replace("maps/one/", f"maps/{ids[-1]}/") for k, v in maps.items()})
         item = catalog.get(ids[-1])
         cache = ImageCache(root)
 
@@ -141,6 +160,99 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'operation':<36} {'median ms':>10} {'p95 ms':>10}")
     for name, med, p95 in rows:
         print(f"{name:<36} {med:>10.2f} {p95:>10.2f}")
+
+
+def browser_bench(n: int, keys: str, think: float = 0.0) -> None:
+    import os
+    import socket
+    import threading
+
+    import cv2
+    import numpy as np
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from review_ui.app import create_app
+    from tasks.catalog import Catalog, State
+    from tasks.review_store import ReviewStore
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_review_keys_"))
+    root = tmp / "data"
+    url = f"sqlite:///{root / 'catalog.db'}"
+    h, w = 499, 729  # the size of the map issue 14 measured
+    yy, xx = np.mgrid[0:h, 0:w]
+    with Catalog(url) as cat:
+        for i in range(n):
+            item, _ = cat.discover(source="local", source_id=f"b{i}.jpg")
+            d = root / "maps" / item.id
+            d.mkdir(parents=True)
+            cv2.imwrite(str(d / "image.jpg"), np.dstack([(xx + 9 * i) % 256, yy % 256, (xx + yy) % 256]).astype(np.uint8))
+            depth = (1000 + 30 * yy + xx).astype(np.uint16)
+            depth[: h // 5] = 65535
+            cv2.imwrite(str(d / "depth.png"), depth)
+            cv2.imwrite(str(d / "mask.png"), ((xx > 40) * 255).astype(np.uint8))
+            cv2.imwrite(str(d / "sky.png"), (depth == 65535).astype(np.uint8) * 255)
+            for st in (State.DOWNLOADED, State.SPLIT, State.PROCESSED):
+                cat.transition(item.id, st)
+            cat.update(item.id, **{f"{k}_path": f"maps/{item.id}/{k}.{'jpg' if k == 'image' else 'png'}"
+                                   for k in ("image", "depth", "mask", "sky")}, score=0.5, quality={"coverage": 0.8})
+            cat.transition(item.id, State.PENDING_REVIEW)
+        ReviewStore(cat).add_reviewer("bench", "bench password")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(url, root, secret_key=b"b" * 32), host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.02)
+    base = f"http://127.0.0.1:{port}"
+    loaded = """(before) => { const e = document.getElementById('item-id');
+        if (document.getElementById('queue-empty')) return true;
+        if (!e || e.textContent === before) return false;
+        return Array.from(document.querySelectorAll('#viewer img')).every(i => i.complete && i.naturalWidth > 0); }"""
+    comment = "views from two shots"
+    plans = {  # kind -> (keys before the timed one, the timed key); typed text counts as one "key" here
+        "accept": ([], "a"),
+        "reject + reason": (["r", "4"], "Enter") if keys == "new" else (["r"], "4"),
+        "reject + reason + comment": (["r", "3", comment], "Enter") if keys == "new"
+        else (["r", "8", comment, "Escape", "r"], "3"),
+    }
+    results: dict[str, list[float]] = {k: [] for k in plans}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=os.environ.get("REDWEB_CHROMIUM", "/usr/bin/chromium"),
+                                     args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(base + "/login")
+        page.fill("#username", "bench")
+        page.fill("#password", "bench password")
+        page.click("#signin")
+        page.wait_for_function(loaded, arg="")
+        for i in range(n):
+            kind = list(plans)[i % 3]
+            before = page.inner_text("#item-id")
+            if think:
+                page.wait_for_timeout(think * 1000)
+            t0 = time.perf_counter()
+            pre, last = plans[kind]
+            for k in pre:
+                page.keyboard.type(k) if len(k) > 1 and k not in ("Escape", "Enter") else page.keyboard.press(k)
+            page.keyboard.press(last)
+            page.wait_for_function(loaded, arg=before)
+            results[kind].append(time.perf_counter() - t0)
+        browser.close()
+    server.should_exit = True
+    with Catalog(url) as cat:
+        states = cat.status().states
+    print(f"review by keyboard in Chromium: {n} maps of {w}x{h}, UI key sequences '{keys}', {think:g} s looking "
+          f"at each item, catalog {states}\n")
+    print(f"{'decision':<28} {'keys':>5} {'median s':>9} {'p95 s':>7}  (key press until the next maps have loaded)")
+    for kind, xs in results.items():
+        pre, last = plans[kind]
+        nkeys = len([k for k in pre if k != comment]) + 1
+        xs.sort()
+        print(f"{kind:<28} {nkeys:>5} {statistics.median(xs):>9.3f} {xs[int(0.95 * (len(xs) - 1))]:>7.3f}"
+              + ("   (+ typing the comment)" if comment in pre else ""))
 
 
 if __name__ == "__main__":

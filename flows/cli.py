@@ -22,6 +22,11 @@ COMMANDS: dict[str, str] = {
     "evaluate": "score predictions or a checkpoint on a benchmark",
     "predict": "predict relative depth for images",
     "audit": "measure the process configuration on real stereo with ground truth",
+    "finetune": "fine-tune on metric depth (NYUv2) or segmentation (VOC)",
+    "experiment": "run a grid of training + evaluation settings into one table",
+    "release": "publish a versioned dataset release with a datasheet",
+    "withdraw": "withdraw items by hand (takedown request)",
+    "revalidate": "re-check sources; withdraw deleted, private or re-licensed photos",
 }
 
 

@@ -94,7 +94,8 @@ def evaluate_options(config: RedwebConfig) -> dict[str, Any]:
     ev = config.evaluate
     return dict(alignment=ev.alignment, sigma=ev.sigma, pairs_per_image=ev.pairs_per_image, seed=ev.seed,
                 nyu_crop=ev.nyu_crop, redweb_split=ev.redweb_split, device=resolve_device(ev.device),
-                max_side=ev.max_side, report_examples=ev.report_examples)
+                max_side=ev.max_side, report_examples=ev.report_examples, chen_val_images=ev.chen_val_images,
+                chen_tau=ev.chen_tau)
 
 
 def predict_options(config: RedwebConfig) -> dict[str, Any]:

@@ -225,6 +225,17 @@ def nyu_key(index: int) -> str:
     return f"{index:04d}"
 
 
+def eigen_crop_mask(shape: tuple[int, int]) -> np.ndarray:
+    """Bool mask of Eigen's crop (:data:`NYU_EIGEN_CROP`) for a frame of ``shape``: exact for the
+    480x640 NYUv2 frame, scaled proportionally for other sizes (e.g. small test files)."""
+    h, w = shape
+    y0, y1, x0, x1 = NYU_EIGEN_CROP
+    fh, fw = h / 480, w / 640
+    mask = np.zeros((h, w), dtype=bool)
+    mask[int(round(y0 * fh)):int(round(y1 * fh)), int(round(x0 * fw)):int(round(x1 * fw))] = True
+    return mask
+
+
 def _nyu_arrays(f, index: int) -> tuple[np.ndarray, np.ndarray]:
     # MATLAB v7.3 stores arrays transposed: images (N, 3, W, H), depths (N, W, H).
     image = np.ascontiguousarray(np.asarray(f["images"][index - 1]).transpose(2, 1, 0))
@@ -241,7 +252,8 @@ def iter_nyu(
 
     indices: 1-based image indices (default: the official 654). crop: ``"eigen"`` restricts the
     mask to :data:`NYU_EIGEN_CROP` (the images themselves stay 480x640 so a model sees the whole
-    frame), ``"none"`` uses every pixel. Valid = inside the crop and depth in (1e-3, 10] m.
+    frame; proportionally scaled for other frame sizes), ``"none"`` uses every pixel. Valid =
+    inside the crop and depth in (1e-3, 10] m.
     """
     try:
         import h5py
@@ -258,10 +270,7 @@ def iter_nyu(
             image, depth = _nyu_arrays(f, index)
             mask = (depth > NYU_MIN_DEPTH) & (depth <= NYU_MAX_DEPTH)
             if crop == "eigen":
-                y0, y1, x0, x1 = NYU_EIGEN_CROP
-                inside = np.zeros_like(mask)
-                inside[y0:y1, x0:x1] = True
-                mask &= inside
+                mask &= eigen_crop_mask(mask.shape)
             yield DenseSample(nyu_key(index), depth, mask, metric=True, image_array=image)
 
 

@@ -47,6 +47,7 @@ class TrainConfig(BaseModel):
     amp: bool = Field(True, description="mixed precision (CUDA only)")
     channels_last: bool = Field(True, description="channels-last memory format (CUDA only)")
     tensorboard: bool = True
+    n_train_images: int | None = Field(None, gt=0, description="train on the first N of a fixed permutation (Fig. 5)")
 
 
 class EvaluateConfig(BaseModel):
@@ -66,3 +67,5 @@ class EvaluateConfig(BaseModel):
     max_side: int | None = Field(1024, gt=0, description="downscale inputs so the longer side is at most this")
     batch_size: int = Field(4, gt=0, description="redweb predict: images per forward pass")
     report_examples: int = Field(4, ge=0, description="images shown side by side in evaluation reports")
+    chen_val_images: int = Field(100, ge=0, description="wkdr_chen2016: validation images tau is chosen on (0 = off)")
+    chen_tau: float | None = Field(None, ge=0, description="wkdr_chen2016: a fixed tau instead of choosing one")

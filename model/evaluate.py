@@ -22,12 +22,21 @@ disparity-like output (larger = closer, e.g. MiDaS); everything else is larger =
   ground truth's units). Relative-only ground truth (our RDs) gets ordinal metrics only, with a
   ``scale_shift`` alignment to the RD values.
 
+* Chen et al. 2016's WKDR (``wkdr_chen2016``, next to our ``wkdr``): on the same test pairs, the
+  predicted relation comes from the **raw** output, "equal" when ``|z_A - z_B| < tau``
+  (:func:`model.metrics.chen2016_relations`), with ``tau`` chosen per predictor on validation
+  images to minimise ``max(WKDR=, WKDR≠)`` (:func:`model.metrics.select_chen2016_tau`). The
+  validation images are the first ``chen_val_images`` of NYUv2's training split (795 images, none
+  of the test set) or of our export's ``train`` rows; ``chen_tau`` fixes tau instead. Reported as
+  ``wkdr_chen2016``, ``wkdr_chen2016_eq``, ``wkdr_chen2016_neq`` and ``wkdr_chen2016_tau``.
+
 Result dicts use the metric names of DESIGN.md (``whdr, wkdr, wkdr_eq, wkdr_neq, rms, rel, log10,
 delta1, delta2, delta3``, fractions) plus ``n_images``/``n_pairs`` and, for dense benchmarks, the
 per-alignment errors under ``alignments``.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from pathlib import Path
@@ -46,6 +55,8 @@ ALIGNMENTS = ("paper", "scale_shift", "scale_shift_inverse")
 PREDICTION_SUFFIXES = (".npy", ".png", ".pfm", ".tif", ".tiff")
 #: Column order of the printed table and of the top-level JSON keys.
 METRIC_ORDER = METRIC_NAMES
+#: Chen et al. 2016's protocol: the validation images tau is chosen on, by default (0 = off).
+DEFAULT_CHEN_VAL_IMAGES = 100
 
 ImageLoader = Callable[[], np.ndarray]
 
@@ -219,8 +230,13 @@ def evaluate_dense(
     max_depth: float | None = None,
     progress: bool = False,
     keep_examples: int = 0,
+    chen_val_samples: Iterable[DenseSample] | None = None,
+    chen_tau: float | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Ordinal and metric-depth errors of each predictor on dense ground truth.
+
+    chen_val_samples: validation images on which each predictor's ``tau`` for ``wkdr_chen2016`` is
+    chosen; ``chen_tau`` fixes it instead; with neither, ``wkdr_chen2016`` is not computed.
 
     alignment: the alignment reported at the top level and used for WKDR (default ``paper`` when
     ``train_stats`` is given, else ``scale_shift``). max_depth: prediction clip for the errors and
@@ -236,6 +252,9 @@ def evaluate_dense(
     if alignment == "paper" and train_stats is None:
         raise ValueError("the paper's normalization needs the training set's depth mean and std (train_stats)")
     counts = {name: [] for name in predictors}
+    chen = chen_tau is not None or chen_val_samples is not None
+    chen_diff: dict[str, list[np.ndarray]] = {name: [] for name in predictors}  # raw z_A - z_B per test pair
+    chen_truth: list[np.ndarray] = []
     errors: dict[str, dict[str, list[dict[str, float]]]] = {name: {} for name in predictors}
     examples: list[dict[str, Any]] = []
     n_images = 0
@@ -247,6 +266,8 @@ def evaluate_dense(
         n_images += 1
         ia, ib = M.sample_pairs(sample.mask, pairs_per_image, np.random.default_rng([seed, i]))
         gt_flat = sample.depth.ravel()
+        if chen:
+            chen_truth.append(M.ordinal_relation(gt_flat[ia], gt_flat[ib], sigma))
         cap = max_depth if max_depth is not None else float(sample.depth[sample.mask].max())
         example: dict[str, Any] | None = None
         if len(examples) < keep_examples:
@@ -260,6 +281,9 @@ def evaluate_dense(
 
         for name, predictor in predictors.items():
             raw = predictor(sample.key, load, sample.shape)
+            if chen:
+                z = depth_like(raw, predictor.inverse).ravel()
+                chen_diff[name].append(z[ia] - z[ib])
             maps = _aligned_maps(raw, predictor.inverse, sample, train_stats, cap)
             primary = alignment if alignment in maps else "scale_shift"
             # Ratio thresholds need non-negative depth; an aligned map can dip below zero.
@@ -278,10 +302,25 @@ def evaluate_dense(
     if n_images == 0:
         raise ValueError("the benchmark has no images")
 
+    taus: dict[str, float] = {}
+    val_info: dict[str, float] = {}
+    if chen:
+        if chen_tau is not None:
+            taus = {name: float(chen_tau) for name in predictors}
+        else:
+            taus, val_info = _select_chen_taus(chen_val_samples, predictors, sigma, pairs_per_image, seed)
+            chen = bool(taus)
     results: dict[str, dict[str, Any]] = {}
     for name in predictors:
         r: dict[str, Any] = M.wkdr_from_counts(M.sum_counts(counts[name]))
         r["n_images"] = float(n_images)
+        if chen and taus.get(name) is not None:
+            diff = np.concatenate(chen_diff[name]) if chen_diff[name] else np.zeros(0)
+            truth = np.concatenate(chen_truth) if chen_truth else np.zeros(0, np.int8)
+            c = M.wkdr_chen2016(diff, np.zeros_like(diff), truth, taus[name])
+            c.pop("n_pairs")
+            r.update(c)
+            r.update(val_info)
         if any_metric:
             per_alignment = {a: M.mean_metrics(v) for a, v in errors[name].items()}
             r["alignments"] = per_alignment
@@ -290,6 +329,84 @@ def evaluate_dense(
     if keep_examples:
         results["_examples"] = examples  # type: ignore[assignment]
     return results
+
+
+def _select_chen_taus(
+    samples: Iterable[DenseSample] | None, predictors: Mapping[str, Any], sigma: float, pairs_per_image: int, seed: int
+) -> tuple[dict[str, float | None], dict[str, float]]:
+    """Each predictor's Chen et al. threshold, chosen on pairs of the validation ``samples`` (their
+    own pair stream, seeded ``[seed, 1_000_000 + image number]``). ``({}, {})`` when there is no
+    validation image; a predictor without predictions for them (a folder of test predictions
+    only) gets ``None`` and no ``wkdr_chen2016`` (a warning says to pass ``chen_tau``)."""
+    diffs: dict[str, list[np.ndarray]] = {name: [] for name in predictors}
+    missing: set[str] = set()
+    truths: list[np.ndarray] = []
+    n_images = 0
+    stream = iter(samples or ())
+    for i in itertools.count():
+        try:
+            sample = next(stream)
+        except StopIteration:
+            break
+        except FileNotFoundError as exc:  # a validation image without its files: no tau, no crash
+            log.warning("wkdr_chen2016 skipped: validation image unreadable: %s", exc)
+            return {}, {}
+        if not sample.mask.any():
+            continue
+        n_images += 1
+        ia, ib = M.sample_pairs(sample.mask, pairs_per_image, np.random.default_rng([seed, 1_000_000 + i]))
+        gt = sample.depth.ravel()
+        truths.append(M.ordinal_relation(gt[ia], gt[ib], sigma))
+        cache: list[np.ndarray] = []
+
+        def load(sample: DenseSample = sample, cache: list = cache) -> np.ndarray:
+            if not cache:
+                cache.append(sample.load_image())
+            return cache[0]
+
+        for name, predictor in predictors.items():
+            if name in missing:
+                continue
+            try:
+                z = depth_like(predictor(sample.key, load, sample.shape), predictor.inverse).ravel()
+            except FileNotFoundError as exc:
+                log.warning("wkdr_chen2016 for %s skipped: %s (pass a fixed chen_tau)", name, exc)
+                missing.add(name)
+                continue
+            diffs[name].append(z[ia] - z[ib])
+    if not truths:
+        log.warning("wkdr_chen2016 skipped: no validation image to choose tau on")
+        return {}, {}
+    truth = np.concatenate(truths)
+    taus: dict[str, float | None] = {}
+    for name in predictors:
+        if name in missing:
+            taus[name] = None
+            continue
+        d = np.concatenate(diffs[name])
+        taus[name] = M.select_chen2016_tau(d, np.zeros_like(d), truth)
+    return taus, {"wkdr_chen2016_val_images": float(n_images), "wkdr_chen2016_val_pairs": float(truth.size)}
+
+
+def chen_validation_samples(benchmark: str, annotations: str | Path, images: str | Path | None, n: int,
+                            split_file: str | Path | None = None, nyu_crop: str = "eigen") -> Iterable[DenseSample] | None:
+    """Validation images for Chen et al.'s tau: NYUv2's first ``n`` training images (never test
+    ones), or the first ``n`` ``train`` rows of our export. None where there is no such split."""
+    from model import benchmarks as B
+
+    if n <= 0:
+        return None
+    if benchmark == "nyu":
+        import h5py
+
+        with h5py.File(annotations, "r") as f:
+            total = int(f["depths"].shape[0])
+        test = set(B.load_nyu_split(split_file))
+        train = [i for i in range(1, total + 1) if i not in test][:n]
+        return B.iter_nyu(annotations, train, crop=nyu_crop) if train else None
+    if benchmark == "redweb":
+        return itertools.islice(B.iter_redweb_export(annotations, images, split="train"), n)
+    return None
 
 
 # --------------------------------------------------------------------------- output
@@ -335,12 +452,13 @@ def format_table(doc: Mapping[str, Any]) -> str:
     rows = [(doc.get("model", "model"), doc)] + list(doc.get("baselines", {}).items())
     cols = [k for k in METRIC_ORDER + ("ties",) if any(k in r for _, r in rows)]
     width = max(len(str(name)) for name, _ in rows) + 2
-    lines = [f"{'':<{width}}" + "".join(f"{c:>10}" for c in cols)]
+    widths = {c: max(10, len(c) + 2) for c in cols}
+    lines = [f"{'':<{width}}" + "".join(f"{c:>{widths[c]}}" for c in cols)]
     for name, r in rows:
         cells = []
         for c in cols:
             v = r.get(c)
-            cells.append(f"{'-':>10}" if v is None else f"{v:>10.4f}")
+            cells.append(f"{'-':>{widths[c]}}" if v is None else f"{v:>{widths[c]}.4f}")
         lines.append(f"{name:<{width}}" + "".join(cells))
     n = doc.get("n_images")
     lines.append(f"({doc.get('benchmark', '')}: {int(n) if n else '?'} images; rates and errors are fractions;"
@@ -390,6 +508,8 @@ def evaluate_benchmark(
     baselines: bool = True,
     progress: bool = False,
     keep_examples: int = 0,
+    chen_val_images: int = DEFAULT_CHEN_VAL_IMAGES,
+    chen_tau: float | None = None,
 ) -> dict[str, Any]:
     """Score ``predictor`` (and the baselines) on a benchmark; returns the JSON-ready document
     (see :func:`build_report`), with the in-memory examples under ``"_examples"`` if requested.
@@ -418,9 +538,15 @@ def evaluate_benchmark(
                             crop=nyu_crop)
         if benchmark == "redweb":
             settings["split"] = redweb_split
+        chen_val = None if chen_tau is not None else chen_validation_samples(
+            benchmark, annotations, images, chen_val_images, split_file=split_file, nyu_crop=nyu_crop)
         results = evaluate_dense(samples, predictors, alignment=alignment, train_stats=train_stats, sigma=sigma,
                                  pairs_per_image=pairs_per_image, seed=seed, progress=progress,
-                                 keep_examples=keep_examples)
+                                 keep_examples=keep_examples, chen_val_samples=chen_val, chen_tau=chen_tau)
+        if chen_tau is not None or chen_val is not None:
+            settings["wkdr_chen2016"] = ({"tau": "fixed", "value": chen_tau} if chen_tau is not None else
+                                         {"tau": "selected on validation images", "val_images": chen_val_images,
+                                          "val_split": "nyu training split" if benchmark == "nyu" else "export train rows"})
         examples = results.pop("_examples", None)
         settings.update(alignment=alignment or ("paper" if train_stats is not None else "scale_shift"),
                         sigma=sigma, pairs_per_image=pairs_per_image, seed=seed,

@@ -114,6 +114,65 @@ def pixel_l2_loss(pred: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor) -
     return (diff * diff)[mask].mean()
 
 
+#: Tukey's biweight tuning constant: 95 % asymptotic efficiency under Gaussian noise.
+TUKEY_C = 4.6851
+#: MAD -> standard deviation of a Gaussian (1 / Phi^-1(3/4)).
+MAD_TO_SIGMA = 1.4826
+
+
+def mad_scale(residuals: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Robust scale of residuals: ``1.4826 * median(|r - median(r)|)``, detached (no gradient), >= eps."""
+    r = residuals.detach().float()
+    return (MAD_TO_SIGMA * (r - r.median()).abs().median()).clamp(min=eps)
+
+
+def tukey_biweight(u: torch.Tensor, c: float = TUKEY_C) -> torch.Tensor:
+    """Tukey's rho of scaled residuals ``u``: ``c^2/6 * (1 - (1 - (u/c)^2)^3)`` for ``|u| <= c``, else
+    ``c^2/6``: quadratic near 0, constant (zero gradient) beyond the cut-off ``c``."""
+    inside = u.abs() <= c
+    # clamp keeps the unused branch finite; where() then gives those entries a gradient of exactly 0.
+    t = 1.0 - (u.clamp(-c, c) / c) ** 2
+    return torch.where(inside, (c * c / 6.0) * (1.0 - t**3), torch.full_like(u, c * c / 6.0))
+
+
+def tukey_biweight_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    c: float = TUKEY_C,
+    scale: float | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Tukey's biweight loss for metric-depth regression (Belagiannis et al., "Robust Optimization
+    for Deep Regression", ICCV 2015), as ReDWeb fine-tunes on NYUv2 (Sec. 4.3).
+
+    Residuals ``r = pred - target`` over ``mask`` (all (B,1,H,W); None = all pixels) are divided by
+    their median absolute deviation (:func:`mad_scale`, recomputed on every call, i.e. per batch,
+    and held constant for the gradient, as Belagiannis et al. do), then go through
+    :func:`tukey_biweight`; the loss is the mean. Residuals beyond ``c`` scales (outliers: holes
+    and sensor errors in the depth) get exactly zero gradient. ``scale`` fixes the divisor instead.
+    """
+    if mask is not None:
+        mask = mask.bool()
+        if not mask.any():
+            return pred.sum() * 0.0
+        r = (pred.float() - target.float())[mask]
+    else:
+        r = (pred.float() - target.float()).reshape(-1)
+    s = mad_scale(r) if scale is None else torch.as_tensor(scale, dtype=r.dtype, device=r.device)
+    return tukey_biweight(r / s, c).mean()
+
+
+class TukeyBiweightLoss(nn.Module):
+    """Module wrapper of :func:`tukey_biweight_loss`: ``forward(pred, depth, mask)``."""
+
+    def __init__(self, c: float = TUKEY_C) -> None:
+        super().__init__()
+        self.c = c
+
+    def forward(self, pred: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return tukey_biweight_loss(pred, depth, mask, self.c)
+
+
 class ImprovedRankingLoss(nn.Module):
     """Module wrapper of :func:`improved_ranking_loss`; ``drop_ratio=0`` is the plain ranking loss."""
 

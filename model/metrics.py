@@ -20,14 +20,13 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tasks.contracts import METRIC_NAMES, SIGMA, ordinal_labels
+from tasks.contracts import DEPTH_ERROR_NAMES, SIGMA, ordinal_labels  # noqa: F401  (re-exported)
 
 #: DESIGN.md's ordinal equality threshold: g_i / g_j > 1 + sigma means i is farther.
 DEFAULT_SIGMA = SIGMA
 #: Pairs per image for WKDR on dense ground truth (the NYUv2 protocol of Chen et al. uses ~3K).
 DEFAULT_PAIRS_PER_IMAGE = 3000
 
-DEPTH_ERROR_NAMES = METRIC_NAMES[4:]  # rms, rel, log10, delta1, delta2, delta3
 ORDINAL_NAMES = ("wkdr", "wkdr_eq", "wkdr_neq")
 
 
@@ -298,3 +297,125 @@ def mean_metrics(per_image: Sequence[Mapping[str, float]]) -> dict[str, float]:
         return {}
     keys = per_image[0].keys()
     return {k: float(np.mean([m[k] for m in per_image])) for k in keys}
+
+
+# --------------------------------------------------------------------------- Chen et al. 2016 WKDR
+def chen2016_relations(pred_a: np.ndarray, pred_b: np.ndarray, tau: float) -> np.ndarray:
+    """Chen et al.'s predicted relation on the **raw** output (larger = farther): 0 ("equal") where
+    ``|z_A - z_B| < tau``, else the sign of ``z_A - z_B`` (+1 = A farther). ``(N,)`` -> int8.
+    A NaN difference (a diverged network) counts as "equal", as the ratio rule of :func:`wkdr` does."""
+    d = np.asarray(pred_a, dtype=np.float64) - np.asarray(pred_b, dtype=np.float64)
+    d = np.where(np.isnan(d), 0.0, d)
+    rel = np.sign(d).astype(np.int8)
+    rel[np.abs(d) < tau] = 0
+    return rel
+
+
+def _chen2016_errors(diff: np.ndarray, truth: np.ndarray, taus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """WKDR= and WKDR≠ for each threshold in ``taus`` (all > 0) at once, by sorting: O(N log N)."""
+    absd = np.abs(diff)
+    eq = truth == 0
+    n_eq, n_neq = int(eq.sum()), int((~eq).sum())
+    eq_abs = np.sort(absd[eq])
+    neq_abs = np.sort(absd[~eq])
+    # unequal pairs ordered the wrong way (a zero difference is "equal" for any tau > 0, counted below)
+    wrong_sign = (~eq) & (diff != 0) & (np.sign(diff).astype(np.int8) != truth)
+    wrong_sign_abs = np.sort(absd[wrong_sign])
+    # equal pair wrong <=> |d| >= tau; unequal pair wrong <=> |d| < tau, or |d| >= tau with the wrong sign
+    wrong_eq = n_eq - np.searchsorted(eq_abs, taus, side="left")
+    wrong_neq = np.searchsorted(neq_abs, taus, side="left") + (wrong_sign_abs.size - np.searchsorted(wrong_sign_abs, taus, side="left"))
+    nan = np.full(taus.shape, np.nan)
+    rate_eq = wrong_eq / n_eq if n_eq else nan
+    rate_neq = wrong_neq / n_neq if n_neq else nan
+    return np.asarray(rate_eq, dtype=np.float64), np.asarray(rate_neq, dtype=np.float64)
+
+
+def select_chen2016_tau(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarray) -> float:
+    """The threshold of Chen et al. 2016 chosen on validation pairs: the ``tau`` that minimises
+    ``max(WKDR=, WKDR≠)``; ties go to the smallest ``tau``.
+
+    pred_a, pred_b: ``(N,)`` raw predictions (larger = farther); truth: ``(N,)`` relation codes of
+    the ground truth. Every distinct rule is tried exactly: the candidates are each distinct positive
+    ``|z_A - z_B|`` (the pairs below it become "equal") and one just above the largest (all equal).
+    With no positive difference at all every pair is already "equal" and ``tau = 0`` is returned.
+    """
+    diff = np.asarray(pred_a, dtype=np.float64) - np.asarray(pred_b, dtype=np.float64)
+    diff = np.where(np.isnan(diff), 0.0, diff)
+    truth = parse_relations(truth)
+    absd = np.abs(diff)
+    positive = np.unique(absd[absd > 0])
+    if positive.size == 0:
+        return 0.0
+    taus = np.append(positive, np.nextafter(positive[-1], np.inf))
+    rate_eq, rate_neq = _chen2016_errors(diff, truth, taus)
+    # A side with no pairs does not constrain the choice.
+    objective = np.fmax(np.nan_to_num(rate_eq, nan=-1.0), np.nan_to_num(rate_neq, nan=-1.0))
+    return float(taus[int(np.argmin(objective))])
+
+
+def wkdr_chen2016(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarray, tau: float) -> dict[str, float]:
+    """WKDR with Chen et al.'s rule (:func:`chen2016_relations`) at a given ``tau``.
+
+    Returns ``{"wkdr_chen2016", "wkdr_chen2016_eq", "wkdr_chen2016_neq", "wkdr_chen2016_tau",
+    "n_pairs"}`` (rates pooled over all pairs; NaN over zero pairs). Differs from :func:`wkdr`, whose
+    prediction relations use the ratio rule on an aligned prediction.
+    """
+    truth = parse_relations(truth)
+    pred = chen2016_relations(pred_a, pred_b, tau)
+    wrong = pred != truth
+    eq = truth == 0
+    n, n_eq, n_neq = truth.size, int(eq.sum()), int((~eq).sum())
+    nan = float("nan")
+    return {
+        "wkdr_chen2016": float(wrong.sum()) / n if n else nan,
+        "wkdr_chen2016_eq": float((wrong & eq).sum()) / n_eq if n_eq else nan,
+        "wkdr_chen2016_neq": float((wrong & ~eq).sum()) / n_neq if n_neq else nan,
+        "wkdr_chen2016_tau": float(tau),
+        "n_pairs": float(n),
+    }
+
+
+# --------------------------------------------------------------------------- semantic segmentation
+#: The usual "void" label of PASCAL VOC (object borders, ambiguous pixels): never scored.
+VOC_IGNORE_INDEX = 255
+
+
+def confusion_matrix(
+    pred: np.ndarray, gt: np.ndarray, n_classes: int, ignore_index: int = VOC_IGNORE_INDEX
+) -> np.ndarray:
+    """``(n_classes, n_classes)`` int64 counts, rows = ground truth, columns = prediction.
+
+    pred, gt: integer label maps of one shape. Pixels whose ground truth is ``ignore_index`` (or
+    outside ``0..n_classes-1``) are skipped; a predicted label outside the range is an error.
+    """
+    p = np.asarray(pred).ravel().astype(np.int64)
+    g = np.asarray(gt).ravel().astype(np.int64)
+    if p.shape != g.shape:
+        raise ValueError(f"prediction and ground truth differ in size: {p.size} vs {g.size}")
+    keep = (g != ignore_index) & (g >= 0) & (g < n_classes)
+    p, g = p[keep], g[keep]
+    if p.size and (p.min() < 0 or p.max() >= n_classes):
+        raise ValueError(f"predicted labels must be in 0..{n_classes - 1}")
+    return np.bincount(g * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def segmentation_scores(confusion: np.ndarray) -> dict[str, float]:
+    """Scores from a (summed) confusion matrix: ``miou`` (PASCAL VOC's mean over classes of
+    TP / (TP + FP + FN), classes with an empty union left out), ``pixel_acc``, ``mean_acc``, and
+    ``iou_<k>`` per class (NaN where the class never appears in ground truth or prediction)."""
+    conf = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(conf)
+    gt_count, pred_count = conf.sum(1), conf.sum(0)
+    union = gt_count + pred_count - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+        acc = np.where(gt_count > 0, tp / gt_count, np.nan)
+    total = conf.sum()
+    out = {
+        "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+        "pixel_acc": float(tp.sum() / total) if total else float("nan"),
+        "mean_acc": float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan"),
+        "n_pixels": float(total),
+    }
+    out.update({f"iou_{k}": float(v) for k, v in enumerate(iou)})
+    return out

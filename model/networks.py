@@ -10,9 +10,15 @@ Xian et al., CVPR 2018, Sec. 4.1 / Fig. 3. The ResNet's four stages give feature
 and the *adaptive output module* maps the finest fused features (1/2 of the input) to depth:
 3x3 conv (-> 128 ch) -> ReLU -> 3x3 conv (-> 1 ch) -> bilinear upsampling to the input size.
 
-Ablations of the paper (Table 3), as constructor arguments of the same class:
+Ablations of the paper (Table 2, architectures), as constructor arguments of the same class:
 ``fusion=False`` ("direct upsampling": the last stage's features go straight to the output
-module) and ``dilated=True`` (ResNet with dilated last two stages, output stride 8).
+module) and ``dilated=True`` (ResNet with dilated last two stages, output stride 8). Table 2's
+``UpProj`` comparison (Laina et al., "Deeper Depth Prediction with Fully Convolutional Residual
+Networks", 3DV 2016) is ``decoder="upproj"``: see :class:`UpProjDecoder`.
+
+Transfer tasks (Sec. 4.3) reuse the same class with ``out_channels``: 1 for metric depth (metres),
+21 for VOC segmentation (class logits). The last module, ``output``, is the task *head*; fine-tuning
+from a relative-depth checkpoint keeps every other weight and initialises ``output`` afresh.
 
 Input: B3HW float, ImageNet-normalised (see :data:`IMAGENET_MEAN`). Output: B1HW float relative
 depth, **larger = farther**; only orderings are meaningful.
@@ -80,16 +86,78 @@ class FeatureFusionModule(nn.Module):
 
 
 class AdaptiveOutput(nn.Module):
-    """3x3 conv -> 128, ReLU, 3x3 conv -> 1, bilinear upsampling to the input size."""
+    """3x3 conv -> 128, ReLU, 3x3 conv -> out_channels (1 = depth), bilinear upsampling to the input size."""
 
-    def __init__(self, in_channels: int = 256, mid_channels: int = 128) -> None:
+    def __init__(self, in_channels: int = 256, mid_channels: int = 128, out_channels: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, mid_channels, 3, padding=1, bias=True)
-        self.conv2 = nn.Conv2d(mid_channels, 1, 3, padding=1, bias=True)
+        self.conv2 = nn.Conv2d(mid_channels, out_channels, 3, padding=1, bias=True)
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         x = self.conv2(F.relu(self.conv1(x)))
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def unpool2x(x: torch.Tensor) -> torch.Tensor:
+    """Laina et al.'s 2x2 unpooling: each value goes to the top-left of a 2x2 block, zeros elsewhere.
+    (B,C,h,w) -> (B,C,2h,2w)."""
+    b, c, h, w = x.shape
+    out = x.new_zeros(b, c, 2 * h, 2 * w)
+    out[:, :, ::2, ::2] = x
+    return out
+
+
+class UpProjection(nn.Module):
+    """Laina et al.'s up-projection block (their Fig. 2 c), (B,C_in,h,w) -> (B,C_out,2h,2w).
+
+    unpool 2x -> main branch: 5x5 conv, BN, ReLU, 3x3 conv, BN; projection branch: 5x5 conv, BN;
+    sum, ReLU. (Their "fast up-projection" computes the same thing with four small convolutions on
+    the un-pooled input; correctness first, so this is the plain form.)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 5, padding=2, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.project = nn.Conv2d(in_channels, out_channels, 5, padding=2, bias=False)
+        self.bn_project = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = unpool2x(x)
+        main = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(main + self.bn_project(self.project(x)))
+
+
+class UpProjDecoder(nn.Module):
+    """Laina et al.'s decoder on a ResNet's last stage (1/32): 1x1 conv + BN to ``channels`` (1024
+    in the paper), four up-projections halving the width (-> 512, 256, 128, 64 at 1/2 of the input).
+    The head (``RelativeDepthNet.output``) is their final 3x3 conv plus bilinear upsampling."""
+
+    def __init__(self, in_channels: int = 2048, channels: int = 1024) -> None:
+        super().__init__()
+        if channels < 32:
+            # four halvings: 32 leaves 2 channels before the head; 1 channel after a ReLU dies easily
+            raise ValueError("upproj decoder needs channels >= 32 (it halves them four times)")
+        self.reduce = nn.Sequential(nn.Conv2d(in_channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
+        widths = [channels // 2**k for k in range(5)]
+        self.blocks = nn.Sequential(*(UpProjection(a, b) for a, b in zip(widths[:-1], widths[1:])))
+        self.out_channels = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.reduce(x))
+
+
+class UpProjOutput(nn.Module):
+    """Laina et al.'s last layer: 3x3 conv -> out_channels, then bilinear upsampling to the input size."""
+
+    def __init__(self, in_channels: int, out_channels: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=True)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return F.interpolate(self.conv(x), size=size, mode="bilinear", align_corners=False)
 
 
 def _torchvision_resnet(depth: str, *, dilated: bool) -> nn.Module:
@@ -160,8 +228,12 @@ class RelativeDepthNet(nn.Module):
     Args:
         backbone: ``"resnet18" | "resnet34" | "resnet50" | "resnet101"``.
         fusion: True for the paper's fusion decoder; False for the direct-upsampling baseline.
+        decoder: ``"fusion"`` (default; what ``fusion`` says) or ``"upproj"`` (Laina et al.'s
+            up-projection decoder on the last stage, :class:`UpProjDecoder`).
         dilated: dilate the last two ResNet stages (output stride 8); Bottleneck ResNets only.
-        channels: width of the fusion decoder (256 in the paper).
+        channels: width of the fusion decoder (256 in the paper); for ``upproj`` the width after
+            the 1x1 reduction (1024 in Laina et al.; default when None).
+        out_channels: channels of the head: 1 (relative or metric depth), or a number of classes.
         pretrained: load ImageNet weights (see :func:`load_backbone_weights`).
         weights_path: a local ``.pth`` state dict for the backbone; default: torchvision's cache.
 
@@ -176,11 +248,17 @@ class RelativeDepthNet(nn.Module):
         backbone: str = "resnet50",
         fusion: bool = True,
         dilated: bool = False,
-        channels: int = 256,
+        decoder: str = "fusion",
+        channels: int | None = None,
+        out_channels: int = 1,
         pretrained: bool = False,
         weights_path: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
+        if decoder not in ("fusion", "upproj"):
+            raise ValueError(f"decoder must be 'fusion' or 'upproj', got {decoder!r}")
+        if out_channels < 1:
+            raise ValueError("out_channels must be >= 1")
         if backbone not in _STAGE_CHANNELS:
             raise ValueError(f"unknown backbone {backbone!r}; known: {sorted(_STAGE_CHANNELS)}")
         resnet = _torchvision_resnet(backbone, dilated=dilated)
@@ -192,15 +270,22 @@ class RelativeDepthNet(nn.Module):
         # Keep the stem and the four stages; drop avgpool and fc.
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
-        self.fusion = fusion
+        self.fusion = fusion and decoder == "fusion"
+        self.decoder = decoder
+        self.out_channels = out_channels
         stage_channels = _STAGE_CHANNELS[backbone]
-        if fusion:
+        self.upproj: UpProjDecoder | None = None
+        self.fuse = None
+        if decoder == "upproj":
+            self.upproj = UpProjDecoder(stage_channels[-1], channels or 1024)
+            self.output: nn.Module = UpProjOutput(self.upproj.out_channels, out_channels)
+        elif fusion:
+            channels = channels or 256
             # fuse[0] works on layer4 (coarsest), fuse[3] on layer1 (finest).
             self.fuse = nn.ModuleList(FeatureFusionModule(c, channels) for c in reversed(stage_channels))
-            self.output = AdaptiveOutput(channels, 128)
+            self.output = AdaptiveOutput(channels, 128, out_channels)
         else:
-            self.fuse = None
-            self.output = AdaptiveOutput(stage_channels[-1], 128)
+            self.output = AdaptiveOutput(stage_channels[-1], 128, out_channels)
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         return [p for m in (self.stem, self.layer1, self.layer2, self.layer3, self.layer4) for p in m.parameters()]
@@ -210,13 +295,16 @@ class RelativeDepthNet(nn.Module):
         return [p for p in self.parameters() if id(p) not in backbone_ids]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """(B,3,H,W) normalised image -> (B,1,H,W) relative depth (larger = farther)."""
+        """(B,3,H,W) normalised image -> (B,out_channels,H,W): relative depth (larger = farther),
+        metric depth or class logits, as the head was built."""
         size = (image.shape[-2], image.shape[-1])
         x = self.stem(image)
         f1 = self.layer1(x)
         f2 = self.layer2(f1)
         f3 = self.layer3(f2)
         f4 = self.layer4(f3)
+        if self.upproj is not None:
+            return self.output(self.upproj(f4), size)
         if self.fuse is None:
             return self.output(f4, size)
         features = (f4, f3, f2, f1)
@@ -228,20 +316,28 @@ class RelativeDepthNet(nn.Module):
         return self.output(fused, size)
 
 
-def _builder(backbone: str, *, fusion: bool = True, dilated: bool = False) -> Callable[..., RelativeDepthNet]:
+def _builder(
+    backbone: str, *, fusion: bool = True, dilated: bool = False, decoder: str = "fusion"
+) -> Callable[..., RelativeDepthNet]:
     def build(
-        *, pretrained: bool = False, weights_path: str | os.PathLike | None = None, channels: int = 256
+        *,
+        pretrained: bool = False,
+        weights_path: str | os.PathLike | None = None,
+        channels: int | None = None,
+        out_channels: int = 1,
     ) -> RelativeDepthNet:
         return RelativeDepthNet(
             backbone=backbone,
             fusion=fusion,
             dilated=dilated,
+            decoder=decoder,
             channels=channels,
+            out_channels=out_channels,
             pretrained=pretrained,
             weights_path=weights_path,
         )
 
-    build.__doc__ = f"{backbone}, fusion={fusion}, dilated={dilated} (see RelativeDepthNet)."
+    build.__doc__ = f"{backbone}, fusion={fusion}, dilated={dilated}, decoder={decoder} (see RelativeDepthNet)."
     return build
 
 
@@ -252,8 +348,10 @@ ARCHITECTURES: Mapping[str, Callable[..., RelativeDepthNet]] = MappingProxyType(
         "resnet18_fusion": _builder("resnet18"),
         "resnet34_fusion": _builder("resnet34"),
         "resnet101_fusion": _builder("resnet101"),
-        # Ablations of Table 3: direct upsampling of the last stage; dilated ResNet (stride 8).
+        # Ablations of Table 2: direct upsampling of the last stage; dilated ResNet (stride 8).
         "resnet50_direct_upsample": _builder("resnet50", fusion=False),
         "resnet50_dilated": _builder("resnet50", fusion=False, dilated=True),
+        # Table 2's UpProj: Laina et al.'s up-projection decoder on ResNet-50.
+        "resnet50_upproj": _builder("resnet50", fusion=False, decoder="upproj"),
     }
 )

@@ -224,5 +224,9 @@ def load_checkpoint_model(checkpoint: str | Path, device: str = "cpu"):
     from model.checkpoint import load_model
 
     model, meta = load_model(checkpoint, device)
+    if isinstance(meta, Mapping) and meta.get("task") == "segmentation":
+        # class logits are no depth: ordering them would give meaningless scores
+        raise ValueError(f"{checkpoint} is a segmentation checkpoint (task: segmentation); "
+                         "depth evaluation and prediction need a relative- or metric-depth checkpoint")
     model.eval()
     return model, InputSpec.from_meta(meta), meta

@@ -24,10 +24,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tasks.contracts import METRIC_NAMES
+from tasks.contracts import DEPTH_ERROR_NAMES, METRIC_NAMES
 
 #: Metrics shown in tables, in this order; lower is better except for the deltas.
 TABLE_METRICS = METRIC_NAMES
+#: Metric-depth errors (the per-alignment table's columns).
+DEPTH_METRICS = DEPTH_ERROR_NAMES
 HIGHER_IS_BETTER = {"delta1", "delta2", "delta3"}
 CONFIG_NAMES = ("train_config.yaml", "config.yaml", "config.yml", "config.json", "effective_config.yaml", "effective_config.json")
 
@@ -249,15 +251,31 @@ def write_report(
         align = metrics.get("alignments") if metrics else None
         if isinstance(align, Mapping) and align:
             md += ["### Metric-depth errors per alignment (model)", "",
-                   "| alignment | " + " | ".join(TABLE_METRICS[4:]) + " |", "|---|" + "---:|" * 6]
+                   "| alignment | " + " | ".join(DEPTH_METRICS) + " |", "|---|" + "---:|" * 6]
             doc_html += ["<h3>Metric-depth errors per alignment (model)</h3>", "<table><tr><th>alignment</th>"
-                         + "".join(f"<th>{m}</th>" for m in TABLE_METRICS[4:]) + "</tr>"]
+                         + "".join(f"<th>{m}</th>" for m in DEPTH_METRICS) + "</tr>"]
             for a, errs in align.items():
-                cells = [f"{_num(errs.get(m)):.4f}" if _num(errs.get(m)) is not None else "–" for m in TABLE_METRICS[4:]]
+                cells = [f"{_num(errs.get(m)):.4f}" if _num(errs.get(m)) is not None else "–" for m in DEPTH_METRICS]
                 md.append(f"| {a} | " + " | ".join(cells) + " |")
                 doc_html.append(f"<tr><td>{html.escape(a)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
             md.append("")
             doc_html.append("</table>")
+    chen = [(n, r) for n, r in rows.items() if _num(r.get("wkdr_chen2016_tau")) is not None]
+    if chen:
+        md += ["### WKDR, Chen et al. 2016 protocol", "",
+               "`wkdr_chen2016`: \"equal\" when |z_A − z_B| < τ on the raw output, τ chosen on validation images to "
+               "minimise max(WKDR=, WKDR≠); `wkdr` above uses the ratio rule after alignment.", "",
+               "| | wkdr_chen2016 | WKDR= | WKDR≠ | τ |", "|---|---:|---:|---:|---:|"]
+        doc_html += ["<h3>WKDR, Chen et al. 2016 protocol</h3>", "<table><tr><th></th><th>wkdr_chen2016</th>"
+                     "<th>WKDR=</th><th>WKDR≠</th><th>τ</th></tr>"]
+        for n, r in chen:
+            cells = [f"{_num(r.get(k)):.4f}" if _num(r.get(k)) is not None else "–"
+                     for k in ("wkdr_chen2016", "wkdr_chen2016_eq", "wkdr_chen2016_neq")]
+            cells.append(f"{_num(r.get('wkdr_chen2016_tau')):.6g}")
+            md.append(f"| {n} | " + " | ".join(cells) + " |")
+            doc_html.append(f"<tr><td>{html.escape(str(n))}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        md.append("")
+        doc_html.append("</table>")
     for heading, fig in (("Metrics against the baselines", bars), ("Training curves", curves),
                          ("Examples: input, prediction, ground truth", grid)):
         if fig is not None:

@@ -392,12 +392,22 @@ def _resume_path(resume: str | os.PathLike | bool | None, last_path: Path, *, is
 
 
 def _open_data(data, size: tuple[int, int], *, layout: str | None, val_fraction: float, flip_p: float,
-               batch_size: int, world_size: int, iterations: int | None, epochs: int | None) -> _Data:
+               batch_size: int, world_size: int, iterations: int | None, epochs: int | None,
+               n_train_images: int | None = None, is_main: bool = True) -> _Data:
+    """Train and val datasets (``n_train_images``: a fixed seeded subset of the training items), step counts."""
     layout = layout or detect_layout(data)
     train_set = open_dataset(data, "train", RandomCropFlip(size, flip_p), layout=layout, val_fraction=val_fraction)
     val_set = open_dataset(data, "val", CenterCrop(size), layout=layout, val_fraction=val_fraction)
     if len(train_set) == 0:
         raise ValueError(f"{data}: no training items (layout {layout})")
+    if n_train_images is not None:
+        if n_train_images < 1:
+            raise ValueError("n_train_images must be >= 1")
+        if n_train_images > len(train_set) and is_main:
+            log.warning("n_train_images=%d but the dataset has %d training items: using all", n_train_images,
+                        len(train_set))
+        order = np.random.default_rng(_derive_seed(0x5B5E7)).permutation(len(train_set.ids))
+        train_set.ids = [train_set.ids[i] for i in sorted(order[:n_train_images])]
     spe = steps_per_epoch(len(train_set), batch_size, world_size)
     total_steps = iterations if iterations is not None else epochs * spe
     return _Data(layout, train_set, val_set, spe, total_steps, dataset_fingerprint(data))
@@ -562,6 +572,7 @@ def train(
     progress: bool = True,
     resume: str | os.PathLike | bool | None = None,
     extra_config: dict[str, Any] | None = None,
+    n_train_images: int | None = None,
 ) -> TrainResult:
     """Train ``arch`` on the dataset in ``data``; see the module docstring for the outputs.
 
@@ -585,6 +596,9 @@ def train(
             used only on CUDA.
         resume: a checkpoint path, or True for ``run_dir/checkpoints/last.pt`` if it exists.
         extra_config: more configuration to record in the checkpoint and train_config.yaml.
+        n_train_images: train on this many training items only (Fig. 5's sweep over the number of
+            images): the first N of a fixed permutation of the ids, so smaller subsets are nested in
+            larger ones and do not depend on ``seed``. None = all.
 
     Returns:
         :class:`TrainResult`.
@@ -606,7 +620,8 @@ def train(
     last_path = run_dir / "checkpoints" / "last.pt"
     resume_path = _resume_path(resume, last_path, is_main=env.is_main)
     d = _open_data(data, size, layout=layout, val_fraction=val_fraction, flip_p=flip_p, batch_size=batch_size,
-                   world_size=world_size, iterations=iterations, epochs=epochs)
+                   world_size=world_size, iterations=iterations, epochs=epochs,
+                   n_train_images=n_train_images, is_main=env.is_main)
     train_set, val_set, spe, total_steps = d.train_set, d.val_set, d.steps_per_epoch, d.total_steps
     arch_kwargs = dict(arch_kwargs or {})
     loop = _build_training(env, arch=arch, arch_kwargs=arch_kwargs, pretrained=pretrained, weights_path=weights_path,
@@ -634,6 +649,7 @@ def train(
         "extra_config": extra_config or {},
     })
     base_meta = {
+        "task": "relative_depth",
         "arch": arch,
         # Without pretrained/weights_path: the checkpoint holds all weights, loading looks nothing up.
         "arch_kwargs": _plain(arch_kwargs),

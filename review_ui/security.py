@@ -2,6 +2,8 @@
 
 * The session is a signed, timestamped cookie (itsdangerous) holding the reviewer's name, a random
   session nonce and a fingerprint of their password hash (a password change ends old sessions).
+  The nonce names a row in ``review_sessions``; signing out revokes it, so the cookie stops working
+  at once on the server side (not only in the browser that signed out).
   Cookie flags: HttpOnly, SameSite=Strict (no cross-site request carries it, not even top-level
   navigations), Secure when configured (HTTPS).
 * CSRF: every state-changing request must carry ``X-CSRF-Token`` (fetch) or a ``csrf_token`` form
@@ -60,8 +62,9 @@ class SessionSigner:
         self._session = URLSafeTimedSerializer(secret, salt="redweb-review-session")
         self._login = URLSafeTimedSerializer(secret, salt="redweb-review-login")
 
-    def dump_session(self, reviewer: str, fingerprint: str) -> tuple[str, SessionData]:
-        data = SessionData(reviewer, secrets.token_urlsafe(16), fingerprint)
+    def dump_session(self, reviewer: str, fingerprint: str, nonce: str | None = None) -> tuple[str, SessionData]:
+        """The signed cookie for a session; ``nonce`` names its server-side row (review_sessions)."""
+        data = SessionData(reviewer, nonce or secrets.token_urlsafe(16), fingerprint)
         return self._session.dumps([data.reviewer, data.nonce, data.fingerprint]), data
 
     def load_session(self, cookie: str | None) -> SessionData | None:
@@ -92,13 +95,15 @@ class SessionSigner:
             return None
 
 
-def same_origin(origin: str | None, host: str | None) -> bool:
-    """True when there is no Origin header (same-origin GET/old browsers) or it names our host."""
+def same_origin(origin: str | None, host: str | None, scheme: str | None = None) -> bool:
+    """True when there is no Origin header (same-origin GET/old browsers) or it names our host
+    (and, when ``scheme`` is given, our scheme: ``https://host`` is another origin than ``http://host``)."""
     if not origin:
         return True
     if origin == "null":
         return False
-    return urlsplit(origin).netloc == (host or "")
+    parts = urlsplit(origin)
+    return parts.netloc == (host or "") and (scheme is None or parts.scheme == scheme)
 
 
 def safe_next(target: str | None) -> str:

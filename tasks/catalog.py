@@ -56,6 +56,9 @@ class State(str, enum.Enum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"  # always with a reason; reviewer + decided_at when a person decided
     FAILED = "failed"  # a step could not complete; always with a reason
+    # the source is gone, no longer public, or its licence no longer allows use, or a takedown
+    # request: never deleted, never exported or released again; always with a reason + withdrawn_at
+    WITHDRAWN = "withdrawn"
 
     def __str__(self) -> str:  # so f"{State.SPLIT}" prints "split"
         return self.value
@@ -79,8 +82,13 @@ TRANSITIONS: dict[State, frozenset[State]] = {
                            S.AUTO_ACCEPTED, S.AUTO_REJECTED}),
     # retry: a failed item goes back to the state before the step that failed
     S.FAILED: frozenset({S.DISCOVERED, S.DOWNLOADED, S.SPLIT, S.PROCESSED, S.REJECTED}),
+    # terminal: a withdrawn photo is never used again (a new crawl of it finds the known row)
+    S.WITHDRAWN: frozenset(),
 }
-NEEDS_REASON = frozenset({S.FAILED, S.REJECTED, S.AUTO_REJECTED})
+# every other state can be withdrawn (revalidation or a takedown request)
+TRANSITIONS = {state: (moves | {S.WITHDRAWN} if state is not S.WITHDRAWN else moves)
+               for state, moves in TRANSITIONS.items()}
+NEEDS_REASON = frozenset({S.FAILED, S.REJECTED, S.AUTO_REJECTED, S.WITHDRAWN})
 
 # Reason codes (grow freely; meanings fixed). Stages may use codes not listed here, but listing
 # them documents them for `redweb status` and the review UI.
@@ -119,7 +127,13 @@ REASONS: dict[str, str] = {
     "noisy_map": "reviewer: depth map too noisy to be useful",
     "bad_crop": "reviewer: crop cuts the content or keeps borders",
     "other": "reviewer: other (see comment)",
+    # withdrawn (tasks/revalidate.py, `redweb withdraw`)
+    "source_deleted": "withdrawn: the source no longer has the photo (Flickr: getInfo says 'Photo not found')",
+    "source_private": "withdrawn: the photo is no longer public",
+    "license_changed": "withdrawn: the owner changed the licence to one that does not allow this use",
+    "takedown": "withdrawn by hand on request (owner, legal); detail has the request",
 }
+WITHDRAW_REASONS = ("source_deleted", "source_private", "license_changed", "takedown")
 
 
 class Base(DeclarativeBase):
@@ -144,6 +158,9 @@ class Item(Base):
     license_url: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)
     fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    owner_id: Mapped[str | None] = mapped_column(String(128), index=True)  # source account id (Flickr NSID)
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last revalidation at the source
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     batch: Mapped[str | None] = mapped_column(String(64), index=True)  # ingest run that found it
 
     state: Mapped[str] = mapped_column(String(24), index=True)
@@ -340,6 +357,16 @@ class Catalog:
         with self._sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def _joined(self, session: Session | None) -> Iterator[Session]:
+        """``session`` itself when the caller has one open (its transaction, its commit), else a new one."""
+        if session is None:
+            with self.session() as s:
+                yield s
+        else:
+            yield session
+            session.flush()
+
     # ---- items -------------------------------------------------------------------------------
     def discover(
         self, *, source: str, source_id: str, actor: str = "ingest", **fields: Any
@@ -392,6 +419,7 @@ class Catalog:
         detail: str | None = None,
         actor: str = "pipeline",
         expect: Iterable[State | str] | None = None,
+        session: Session | None = None,
         **fields: Any,
     ) -> Item:
         """Move an item to ``to`` (checked against TRANSITIONS), set ``fields``, log an event.
@@ -399,11 +427,14 @@ class Catalog:
         ``expect``: the states the caller believes the item is in; if it is elsewhere (another
         worker moved it), TransitionError is raised and nothing changes. Moving to a state that does
         not need a reason clears ``reason``/``reason_detail``.
+        ``session``: run inside the caller's transaction (from ``Catalog.session()``) instead of a
+        new one, so a state change and the caller's own rows commit or roll back together
+        (a review decision: state, decision row, double-review row, lease release).
         """
         to = State(to)
         if to in NEEDS_REASON and not reason:
             raise TransitionError(f"moving to {to} needs a reason code")
-        with self.session() as s:
+        with self._joined(session) as s:
             item = s.get(Item, item_id, with_for_update=True)
             if item is None:
                 raise KeyError(item_id)
@@ -420,6 +451,30 @@ class Catalog:
             s.add(Event(item_id=item_id, actor=actor, from_state=current.value, to_state=to.value,
                         reason=reason, detail=detail, pipeline_version=PIPELINE_VERSION))
             return item
+
+    def withdraw(self, item_id: str, reason: str, detail: str | None = None, *, actor: str = "withdraw",
+                 at: datetime | None = None, **fields: Any) -> Item | None:
+        """Move an item to ``withdrawn`` (from any state) with a reason code and the time.
+
+        ``reason``: one of WITHDRAW_REASONS; ``fields``: more columns to set (revalidation sets
+        ``checked_at``). Returns the item, or None when it was already withdrawn (the first
+        withdrawal's reason and time stay). Nothing is deleted: rows, files and events stay.
+        """
+        if reason not in WITHDRAW_REASONS:
+            raise TransitionError(f"withdraw reason must be one of {WITHDRAW_REASONS}, got {reason!r}")
+        at = at or utcnow()
+        for _ in range(3):  # another writer may move the item between our read and our write
+            item = self.get(item_id)
+            if item is None:
+                raise KeyError(item_id)
+            if item.state == S.WITHDRAWN.value:
+                return None
+            try:
+                return self.transition(item_id, S.WITHDRAWN, reason=reason, detail=detail, actor=actor,
+                                       expect=[item.state], withdrawn_at=at, **fields)
+            except TransitionError:
+                continue
+        raise TransitionError(f"{item_id}: could not withdraw (state keeps changing)")
 
     def fail(self, item_id: str, reason: str, detail: str | None = None, *, actor: str = "pipeline", **fields) -> Item:
         return self.transition(item_id, S.FAILED, reason=reason, detail=detail, actor=actor, **fields)
@@ -449,6 +504,44 @@ class Catalog:
     def events(self, item_id: str) -> list[Event]:
         with self.session() as s:
             return list(s.scalars(select(Event).where(Event.item_id == item_id).order_by(Event.id)))
+
+    # ---- lookups for revalidation and takedown (tasks/revalidate.py) ------------------------------
+    def ids_last_verified_before(self, source: str, before: datetime | None, *, states: Iterable[State | str] = (),
+                                 exclude: Iterable[State | str] = (), limit: int | None = None) -> list[str]:
+        """Ids of ``source`` items last verified at the source before ``before`` (all when None),
+        least recently verified first. "Verified": the last revalidation (``checked_at``), else the
+        crawl that found the item (``fetched_at``), else when it was recorded."""
+        last = func.coalesce(Item.checked_at, Item.fetched_at, Item.created_at)
+        q = select(Item.id).where(Item.source == source)
+        if states:
+            q = q.where(Item.state.in_([State(x).value for x in states]))
+        if exclude:
+            q = q.where(Item.state.not_in([State(x).value for x in exclude]))
+        if before is not None:
+            q = q.where(last < before)
+        q = q.order_by(last, Item.id)
+        if limit:
+            q = q.limit(limit)
+        with self.session() as s:
+            return list(s.scalars(q))
+
+    def ids_with_url(self, urls: Iterable[str]) -> list[str]:
+        """Items whose download URL or page URL is one of ``urls``."""
+        urls = list(urls)
+        with self.session() as s:
+            return list(s.scalars(select(Item.id).where(Item.url.in_(urls) | Item.page_url.in_(urls))
+                                  .order_by(Item.created_at, Item.id)))
+
+    def ids_with_source_id(self, source_id: str) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(Item.id).where(Item.source_id == source_id)
+                                  .order_by(Item.created_at, Item.id)))
+
+    def ids_of_owner(self, owner: str) -> list[str]:
+        """Items of an owner account: ``owner_id`` (Flickr NSID) or, failing that, the owner name."""
+        with self.session() as s:
+            return list(s.scalars(select(Item.id).where((Item.owner_id == owner) | (Item.owner == owner))
+                                  .order_by(Item.created_at, Item.id)))
 
     def find_by_sha256(self, sha256: str, *, exclude: str | None = None) -> Item | None:
         """The earliest usable item with these bytes (failed and duplicate items don't count)."""

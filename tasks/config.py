@@ -180,6 +180,10 @@ class ReviewConfig(_Section):
     cookie_secure: bool = Field(False, description="set True behind HTTPS so cookies are never sent in clear")
     page_size: int = Field(60, ge=1, le=500, description="thumbnails per grid page")
     thumbnail_px: int = Field(160, ge=32, le=1024, description="thumbnail height (pixels) cached under <data_root>/cache/review")
+    login_free_attempts: int = Field(
+        5, ge=1, description="failed sign-ins per account and per client address before a lockout starts")
+    login_lockout_s: float = Field(1.0, gt=0, description="first lockout; doubles with each further failure")
+    login_lockout_max_s: float = Field(900.0, gt=0, description="longest lockout")
 
     @field_validator("secret_key")
     @classmethod
@@ -226,6 +230,16 @@ class PipelineConfig(_Section):
     benchmark: str = Field("redweb", description="benchmark the pipeline evaluates on (the export's val split)")
 
 
+class ReleaseConfig(_Section):
+    """Dataset releases, source re-validation and takedown (`redweb release | revalidate | withdraw`)."""
+
+    states: tuple[str, ...] = Field(("accepted",), min_length=1, description="catalog states a release draws from")
+    revalidate_older_than_days: float | None = Field(
+        6.0, ge=0, description="revalidate re-checks items not verified for this many days (None: every item); "
+        "6 so that a weekly schedule re-checks everything despite start-time jitter")
+    revalidate_limit: int | None = Field(None, ge=1, description="check at most this many items per run")
+
+
 class RedwebConfig(_Section):
     data_root: Path = Field(Path("data"), validate_default=True, description="made absolute at load time")
     database_url: SecretStr | None = Field(
@@ -238,6 +252,7 @@ class RedwebConfig(_Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    release: ReleaseConfig = ReleaseConfig()
 
     @field_validator("data_root")
     @classmethod

@@ -32,8 +32,10 @@ SKY_VALUE_8 = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: metric names of the evaluation JSON (DESIGN.md CLI contract), in table order.
-METRIC_NAMES = ("whdr", "wkdr", "wkdr_eq", "wkdr_neq", "rms", "rel", "log10", "delta1", "delta2", "delta3")
+#: metric-depth errors of the evaluation JSON (after alignment).
+DEPTH_ERROR_NAMES = ("rms", "rel", "log10", "delta1", "delta2", "delta3")
+#: metric names of the evaluation JSON (DESIGN.md CLI contract, + Chen et al. 2016's WKDR), in table order.
+METRIC_NAMES = ("whdr", "wkdr", "wkdr_eq", "wkdr_neq", "wkdr_chen2016", *DEPTH_ERROR_NAMES)
 
 
 def ordinal_labels(g_i: Any, g_j: Any, sigma: float = SIGMA) -> Any:

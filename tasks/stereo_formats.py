@@ -177,7 +177,9 @@ def stereo_match_evidence(a: np.ndarray, b: np.ndarray, *, max_dy_fraction: floa
     vertical offset (within 1 % of the height; ``max_dy_fraction`` bounds the offset itself) while
     their horizontal offsets spread (depth). Halves of mono photos find a handful of matches; a
     seamless texture tiled in the image finds many, all with one and the same offset (no depth),
-    which the spread test refuses. Returns ``matches``, ``inliers``, ``inlier_share``,
+    which the spread test refuses, and a periodic one matches at offsets a period apart, so the spread
+    is taken within the largest cluster of offsets (gaps > 3 px split them). Returns ``matches``,
+    ``inliers`` (in that cluster), ``inlier_share``,
     ``dx_spread`` (5th..95th percentile of the inliers' horizontal offsets, work px) and ``dy``.
     """
     pa, pb, _ = match_keypoints(a, b)
@@ -192,9 +194,14 @@ def stereo_match_evidence(a: np.ndarray, b: np.ndarray, *, max_dy_fraction: floa
     if abs(med) > max_dy_fraction * h or inl.sum() < 8:
         out["dy"] = med
         return out
-    dx = (pb[:, 0] - pa[:, 0])[inl]
-    lo, hi = np.percentile(dx, [5, 95])
-    out.update(inliers=float(inl.sum()), inlier_share=float(inl.mean()), dx_spread=float(hi - lo), dy=med)
+    dx = np.sort((pb[:, 0] - pa[:, 0])[inl])
+    # a periodic texture matches at offsets one period apart: clusters with gaps between them. Depth
+    # gives one continuous range of offsets, so the spread is measured within the largest cluster
+    cuts = np.flatnonzero(np.diff(dx) > 3.0) + 1
+    clusters = np.split(dx, cuts)
+    main = max(clusters, key=len)
+    lo, hi = np.percentile(main, [5, 95])
+    out.update(inliers=float(len(main)), inlier_share=float(len(main) / n), dx_spread=float(hi - lo), dy=med)
     return out
 
 

@@ -26,9 +26,10 @@ Every cue returns a signed vote (+1: the views are in the given order, "parallel
 
 ``combine`` adds the data cues' weighted votes. Without a format prior the order is decided when
 the sum passes ``decide`` (``single`` when only one cue votes) and no strong data cue (strength >=
-``veto``) disagrees; otherwise it is
-uncertain (the given order is kept, flagged). With a prior the given order stands unless the data
-sum is below ``-overturn`` with no data cue agreeing with the prior.
+``veto``) disagrees; otherwise it is uncertain (the given order is kept, flagged). With a prior the
+given order stands unless the data sum is below ``-overturn`` with no data cue agreeing with the
+prior; when it stands against clearly contrary data (sum below ``-decide`` or a strong contrary cue,
+none agreeing) the map is flagged uncertain too: never silently wrong.
 """
 from __future__ import annotations
 
@@ -157,7 +158,9 @@ def combine(cues: dict[str, Cue], *, format_prior: bool = False, decide: float =
         agreeing = [c for c in data.values() if c.vote > 0 and c.strength >= 0.25]
         if evidence <= -overturn and not agreeing:
             return OrderDecision("cross_eyed", False, "data_over_format", evidence, all_cues)
-        return OrderDecision("parallel", False, "format", evidence, all_cues)
+        # the convention stands, but clearly contrary data means a person should look (never silently wrong)
+        contrary = evidence <= -decide or any(c.vote < 0 and c.strength >= veto for c in data.values())
+        return OrderDecision("parallel", bool(contrary and not agreeing), "format", evidence, all_cues)
     sign = 1 if evidence > 0 else -1
     vetoed = any(c.vote == -sign and c.strength >= veto for c in data.values())
     voting = [c for c in data.values() if c.vote != 0]

@@ -10,6 +10,14 @@ header or ``api_key`` parameter) for the methods the crawler uses:
   like Flickr it reports the true ``total`` but serves only the first ``cap`` (4,000) results:
   pages past the cap repeat the last page within it,
 * ``flickr.photos.getSizes``: Square + Original (``getsizes_fail`` photos answer "Photo not found"),
+* ``flickr.photos.getInfo``: owner, title, licence, visibility, dates, photo page URL; error 1
+  "Photo not found" for an unknown or deleted photo (and, like Flickr for a caller who cannot see it,
+  for a private photo made with ``visible_to_caller=False``),
+
+The server's photos can change between runs, as real ones do: ``delete_photo(id)``,
+``make_private(id)``, ``relicense(id, flickr_license_id)`` and ``restore(id)``. Deleted and private
+photos leave search results, getSizes answers error 1 for them, and a deleted photo's image is 404;
+a re-licensed photo is searched and described with its new licence.
 
 and serves ``/img/<id>_o.jpg`` (a real, small side-by-side stereo JPEG made from scikit-image's
 Middlebury motorcycle pair, different for every photo so deduplication keeps them apart).
@@ -161,6 +169,9 @@ class FakeFlickr:
         self.downloads: Counter[str] = Counter()  # photo id -> image requests (faulty ones included)
         self.served: Counter[str] = Counter()  # photo id -> complete image bodies sent
         self._pending_image_faults = {k: list(v) for k, v in self.faults.image_faults.items()}
+        self.deleted: set[str] = set()
+        self.private: dict[str, bool] = {}  # photo id -> still visible to the calling key (getInfo ispublic=0)
+        self.license_override: dict[str, int] = {}  # photo id -> Flickr's own licence id
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -199,6 +210,46 @@ class FakeFlickr:
     def rest_url(self) -> str:
         return f"{self.base_url}/services/rest/"
 
+    # -- changes on the server between runs ---------------------------------------------------------
+    def delete_photo(self, photo_id: str) -> None:
+        """The owner deletes the photo: getInfo/getSizes answer error 1, search drops it, image 404."""
+        with self.lock:
+            self.deleted.add(self._known(photo_id))
+
+    def make_private(self, photo_id: str, *, visible_to_caller: bool = True) -> None:
+        """The owner makes the photo private. ``visible_to_caller``: getInfo still answers, with
+        ``visibility.ispublic = 0`` (the key's account is a contact); False: error 1, as Flickr
+        answers a caller who may not see it."""
+        with self.lock:
+            self.private[self._known(photo_id)] = visible_to_caller
+
+    def relicense(self, photo_id: str, flickr_license_id: int) -> None:
+        """The owner changes the licence (Flickr's own id, before ``license_id_offset``)."""
+        if flickr_license_id not in {i for i, _, _ in FLICKR_LICENSES}:
+            raise ValueError(f"no Flickr licence {flickr_license_id}")
+        with self.lock:
+            self.license_override[self._known(photo_id)] = flickr_license_id
+
+    def restore(self, photo_id: str) -> None:
+        with self.lock:
+            self.deleted.discard(photo_id)
+            self.private.pop(photo_id, None)
+            self.license_override.pop(photo_id, None)
+
+    def _known(self, photo_id: str) -> str:
+        photo_id = str(photo_id)
+        if photo_id not in self.by_id:
+            raise KeyError(f"the fake has no photo {photo_id}")
+        return photo_id
+
+    def license_of(self, photo_id: str) -> int:
+        """The photo's licence now (Flickr's own id)."""
+        return self.license_override.get(photo_id, self.by_id[photo_id].license)
+
+    def is_listed(self, photo_id: str) -> bool:
+        """Whether search shows the photo (not deleted, not private)."""
+        return photo_id not in self.deleted and photo_id not in self.private
+
     # -- ground truth ------------------------------------------------------------------------------
     def license_id(self, flickr_id: int) -> int:
         return flickr_id + self.license_id_offset
@@ -211,13 +262,15 @@ class FakeFlickr:
         lic = None if licenses is None else set(licenses)
         out = []
         for p in self.photos:
+            if not self.is_listed(p.id):
+                continue
             if tags:
                 have = [t in p.tags for t in tags]
                 if not (all(have) if tag_mode == "all" else any(have)):
                     continue
             if text and not all(w in (p.title + " " + " ".join(p.tags)).lower() for w in text.lower().split()):
                 continue
-            if lic is not None and p.license not in lic:
+            if lic is not None and self.license_of(p.id) not in lic:
                 continue
             if min_date is not None and p.dateupload < min_date:
                 continue
@@ -250,14 +303,39 @@ class FakeFlickr:
             return self._search(params)
         if method == "flickr.photos.getSizes":
             pid = params.get("photo_id", "")
-            if pid not in self.by_id or pid in self.faults.getsizes_fail:
+            if pid not in self.by_id or pid in self.faults.getsizes_fail or not self.is_listed(pid):
                 return {"stat": "fail", "code": 1, "message": "Photo not found"}
             return {"sizes": {"canblog": 0, "canprint": 0, "candownload": 1, "size": [
                 {"label": "Square", "width": 75, "height": 75, "source": f"{self.base_url}/img/{pid}_s.jpg",
                  "url": f"https://www.flickr.com/photos/x/{pid}/sizes/sq/", "media": "photo"},
                 {"label": "Original", "width": 224, "height": 80, "source": self.image_url(pid),
                  "url": f"https://www.flickr.com/photos/x/{pid}/sizes/o/", "media": "photo"}]}, "stat": "ok"}
+        if method == "flickr.photos.getInfo":
+            return self._get_info(params.get("photo_id", ""))
         return {"stat": "fail", "code": 112, "message": f"Method \"{method}\" not found"}
+
+    def _get_info(self, pid: str) -> dict:
+        p = self.by_id.get(pid)
+        if p is None or pid in self.deleted or self.private.get(pid) is False:
+            return {"stat": "fail", "code": 1, "message": "Photo not found"}
+        public = 0 if pid in self.private else 1
+        return {"photo": {
+            "id": p.id, "secret": "abc123", "server": "65535", "farm": 66, "dateuploaded": str(p.dateupload),
+            "isfavorite": 0, "license": str(self.license_id(self.license_of(pid))), "safety_level": "0",
+            "rotation": 0, "originalsecret": "def456", "originalformat": "jpg",
+            "owner": {"nsid": p.owner, "username": p.ownername, "realname": "", "location": "", "iconserver": "0",
+                      "iconfarm": 0, "path_alias": None},
+            "title": {"_content": p.title}, "description": {"_content": ""},
+            "visibility": {"ispublic": public, "isfriend": 0, "isfamily": 0},
+            "dates": {"posted": str(p.dateupload), "taken": "2011-01-01 00:00:00", "takengranularity": 0,
+                      "takenunknown": "0", "lastupdate": str(p.dateupload)},
+            "views": "1", "usage": {"candownload": 1, "canblog": 0, "canprint": 0, "canshare": 1},
+            "comments": {"_content": "0"}, "notes": {"note": []}, "people": {"haspeople": 0},
+            "tags": {"tag": [{"id": f"{p.id}-{t}", "author": p.owner, "raw": t, "_content": t, "machine_tag": 0}
+                             for t in p.tags]},
+            "urls": {"url": [{"type": "photopage",
+                              "_content": f"https://www.flickr.com/photos/{p.owner}/{p.id}/"}]},
+            "media": "photo"}, "stat": "ok"}
 
     def _search(self, q: dict[str, str]) -> dict:
         inverse = {self.license_id(i): i for i, _, _ in FLICKR_LICENSES}
@@ -291,7 +369,7 @@ class FakeFlickr:
         d: dict = {"id": p.id, "owner": p.owner, "secret": "abc123", "server": "65535", "farm": 66, "title": p.title,
                    "ispublic": 1, "isfriend": 0, "isfamily": 0}
         if "license" in extras:
-            d["license"] = str(self.license_id(p.license))
+            d["license"] = str(self.license_id(self.license_of(p.id)))
         if "date_upload" in extras:
             d["dateupload"] = str(p.dateupload)
         if "owner_name" in extras:
@@ -390,7 +468,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _image(self, path: str) -> None:
         fake = self.server_fake
         m = re.fullmatch(r"/img/(\w+?)_(o|s)\.jpg", path)
-        if not m or m.group(1) not in fake.by_id:
+        if not m or m.group(1) not in fake.by_id or m.group(1) in fake.deleted:
             self._send(404, b"not found", "text/plain")
             return
         pid = m.group(1)

@@ -16,6 +16,8 @@ Middlebury scene folders use the scene name.
 
 The JSON (--out, and metrics.json in the run folder) has whdr, wkdr, wkdr_eq, wkdr_neq, rms, rel,
 log10, delta1, delta2, delta3 (fractions) at the top level and the baselines under "baselines".
+Dense benchmarks add wkdr_chen2016 (+ _eq, _neq, _tau): Chen et al. 2016's rule on the raw output,
+tau chosen on --chen-val-images training-split images (or fixed with --chen-tau).
 """
 from __future__ import annotations
 
@@ -45,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="pair-sampling seed (default 0)")
     parser.add_argument("--device", help="auto | cpu | cuda (default evaluate.device)")
     parser.add_argument("--max-side", type=int, help="checkpoint inputs: longer side at most this (default 1024)")
+    parser.add_argument("--chen-val-images", type=int, metavar="N", help="wkdr_chen2016: choose tau on the first N "
+                        "training-split images (NYUv2 train / export train rows; default 100, 0 = off)")
+    parser.add_argument("--chen-tau", type=float, metavar="TAU", help="wkdr_chen2016 with this fixed tau")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -55,7 +60,8 @@ def run(args: argparse.Namespace, config) -> int:
 
     inputs = flow_inputs(args, **{"evaluate.alignment": args.alignment, "evaluate.sigma": args.sigma,
                                   "evaluate.pairs_per_image": args.pairs_per_image, "evaluate.seed": args.seed,
-                                  "evaluate.device": args.device, "evaluate.max_side": args.max_side})
+                                  "evaluate.device": args.device, "evaluate.max_side": args.max_side,
+                                  "evaluate.chen_val_images": args.chen_val_images, "evaluate.chen_tau": args.chen_tau})
     try:
         doc = evaluate_flow(
             **inputs, benchmark=args.benchmark, annotations=args.annotations, images=args.images,

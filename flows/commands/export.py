@@ -38,6 +38,9 @@ def run(args: argparse.Namespace, config) -> int:
     except ValueError as exc:
         print(f"redweb export: {exc}; states are {', '.join(s.value for s in State)}")
         return 2
+    if State.WITHDRAWN.value in states:
+        print("redweb export: withdrawn items are never exported")
+        return 2
     inputs = flow_inputs(args, **{"export.format": args.fmt, "export.val_fraction": args.val_fraction,
                                   "export.max_side": args.max_side})
     summary = export_flow(**inputs, out_dir=args.out, states=states)

@@ -7,8 +7,9 @@
   redweb review --remove-user NAME                      deactivate an account (its decisions stay in the log)
   redweb review --list-users
 
-Keys in the app: A accept, R + 1..9 reject with a reason, S skip, U undo, arrows previous/next,
-V side-by-side/overlay, M / Y validity / sky overlay, [ ] overlay opacity, G grid.
+Keys in the app: A accept, R + 1..9 (+ optional comment) + Enter reject with a reason, S skip,
+U undo, F flip the view order (depth looks inverted), arrows previous/next, V side-by-side/overlay,
+M / Y validity / sky overlay, [ ] overlay opacity, G grid.
 """
 from __future__ import annotations
 
@@ -76,7 +77,9 @@ def run(args: argparse.Namespace, config) -> int:
         lease_timeout_s=rc.lease_timeout_s, double_review_share=rc.double_review_share,
         skip_cooldown_s=rc.skip_cooldown_s, secret_key_file=rc.secret_key_file,
         session_max_age_s=rc.session_max_age_s, cookie_secure=rc.cookie_secure, page_size=rc.page_size,
-        thumbnail_px=rc.thumbnail_px)
+        thumbnail_px=rc.thumbnail_px, process_options=config.process.model_dump(),
+        login_free_attempts=rc.login_free_attempts, login_lockout_s=rc.login_lockout_s,
+        login_lockout_max_s=rc.login_lockout_max_s)
     host, port = args.host or rc.host, args.port if args.port is not None else rc.port
     print(f"redweb review on http://{host}:{port}/  (catalog {config.catalog_url_redacted})")
     uvicorn.run(app, host=host, port=port, log_level="info")

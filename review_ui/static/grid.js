@@ -62,6 +62,8 @@
     const tag = ev.target.tagName;
     if ((tag === "INPUT" && (ev.target.type !== "checkbox" || ev.key === " ")) || tag === "SELECT" || tag === "TEXTAREA") return;
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    // a held key's auto-repeat must not toggle a tile back and forth or send a bulk decision twice
+    if (ev.repeat && ["x", " ", "*", "A", "R", "Enter"].includes(ev.key)) { ev.preventDefault(); return; }
     const i = tiles.indexOf(document.activeElement.closest ? document.activeElement.closest(".tile") : null);
     const move = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns(), ArrowUp: -columns() }[ev.key];
     if (move !== undefined && tiles.length) {

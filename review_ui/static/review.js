@@ -1,18 +1,14 @@
-// redweb review: keyboard-first item page. No framework, no external assets.
+// redweb review: keyboard-first item page (and the keys of the "nothing left" page). No framework.
 (function () {
   "use strict";
   const page = JSON.parse(document.getElementById("page-data").textContent);
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
   const flash = $("flash");
-  const viewer = $("viewer");
-  const rejectPanel = $("reject-panel");
-  const overridePanel = $("override-panel");
-  const comment = $("comment");
-  const opacity = $("opacity");
+  const MODIFIERS = new Set(["Shift", "Control", "Alt", "Meta", "CapsLock", "Tab", "AltGraph", "NumLock", "Fn"]);
+  // keys that act on the item: a held key's auto-repeat must never decide a second item
+  const ACTION_KEYS = new Set(["a", "r", "s", "u", "f", "z", "enter", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
   let busy = false;
-  let pendingOverride = null; // {decision, reason, comment} waiting for Enter
-  let pickedReason = null;
 
   function say(text, ok) {
     flash.textContent = text;
@@ -31,25 +27,88 @@
     let data = {};
     try { data = await res.json(); } catch (e) { /* empty body */ }
     if (!res.ok) {
-      const msg = typeof data.error === "string" ? data.error : (data.detail ? JSON.stringify(data.detail) : res.statusText);
-      throw new Error(msg);
+      const err = new Error(typeof data.error === "string" ? data.error : res.statusText);
+      err.status = res.status;
+      err.data = data;
+      throw err;
     }
     return data;
   }
 
   function go(url) { window.location.assign(url); }
 
+  function keyName(ev) {
+    return ev.key.length === 1 ? ev.key.toUpperCase() : ev.key;
+  }
+
+  async function undo() {
+    if (busy) { say("busy: wait for the last action to finish"); return; }
+    busy = true;
+    try {
+      const data = await post("/api/undo", {});
+      say(data.undone === "flip" ? "flip undone" : "undone", true);
+      go("/item/" + encodeURIComponent(data.item_id) + (page.qs ? "?" + page.qs : ""));
+    } catch (e) { say(e.message); busy = false; }
+  }
+
+  // ---------------------------------------------------------------- the "nothing left" page
+  if (page.mode === "empty") {
+    document.addEventListener("keydown", (ev) => {
+      const tag = ev.target.tagName;
+      if (tag === "SELECT" || tag === "TEXTAREA" || tag === "INPUT") return;
+      if (MODIFIERS.has(ev.key) || ev.altKey || ev.metaKey || (ev.ctrlKey && ev.key.toLowerCase() !== "z")) return;
+      const k = ev.key.toLowerCase();
+      if (ev.repeat && ACTION_KEYS.has(k)) return;
+      if (k === "u" || (k === "z" && ev.ctrlKey)) undo();
+      else if (k === "arrowleft") go(page.prev_url);
+      else if (k === "arrowright" || k === "n") go(page.next_url);
+      else if (k === "g") go(page.grid_url);
+      else if (k === "a" || k === "r" || k === "s" || k === "f") say("nothing to decide here: the queue is empty (U undoes your last decision)");
+      else if (k === "escape") return;
+      else say(keyName(ev) + " does nothing here: U undo, ← previous, → look again, G grid");
+      ev.preventDefault();
+    });
+    document.body.dataset.ready = "1";
+    return;
+  }
+
+  // ---------------------------------------------------------------- the item page
+  const viewer = $("viewer");
+  const rejectPanel = $("reject-panel");
+  const overridePanel = $("override-panel");
+  const comment = $("comment");
+  const opacity = $("opacity");
+  const nReasons = page.reasons.length;
+  let pendingOverride = null; // {decision, reason, comment} waiting for Enter
+  let pickedReason = null;
+
+  function viewerImages() { return Array.from(viewer.querySelectorAll("img")); }
+  function imagesLoaded() { return viewerImages().every((i) => i.complete && i.naturalWidth > 0); }
+  function imagesBroken() { return viewerImages().some((i) => i.complete && i.naturalWidth === 0); }
+  function readOnly() { return page.mode === "locked" || page.mode === "readonly"; }
+
+  function canAct(what) {
+    if (readOnly()) { say("read only: " + (page.lockedText || page.state)); return false; }
+    if (busy) { say("busy: wait for the last action to finish"); return false; }
+    if (!imagesLoaded()) {
+      say(imagesBroken() ? "an image failed to load: reload the page (or skip) before you " + what
+                         : "images still loading: look before you " + what);
+      return false;
+    }
+    return true;
+  }
+
   async function decide(decision, reason, text, override) {
-    if (busy) return;
     busy = true;
     try {
       await post("/api/decide", { item_id: page.item_id, decision: decision, reason: reason || null,
                                   comment: text || null, override: !!override });
-      say(decision === "accepted" ? "accepted" : "rejected: " + reason, true);
+      say(decision === "accepted" ? "accepted #" + page.item_id : "rejected #" + page.item_id + ": " + reason, true);
       go(page.next_url); // auto-advance
     } catch (e) {
       say(e.message);
       busy = false;
+      if (e.status === 409) heartbeat();
     }
   }
 
@@ -64,54 +123,106 @@
   }
 
   function askOverride(decision, reason, text) {
+    if (page.state === decision) { closePanels(); say("already " + decision + ": nothing to change"); return; }
     pendingOverride = { decision: decision, reason: reason, comment: text };
     $("override-text").textContent = "Change " + page.state + (page.decided_by ? " (by " + page.decided_by + ")" : "") +
       " to " + decision + (reason ? " (" + reason.replace(/_/g, " ") + ")" : "") + ". This is logged as a second decision.";
     rejectPanel.classList.add("hidden");
     overridePanel.classList.remove("hidden");
+    say("Enter confirms the override, Esc cancels");
   }
 
   function submit(decision, reason, text) {
-    if (page.mode === "locked" || page.mode === "readonly") { say("read only: " + page.state); return; }
+    if (!canAct(decision === "accepted" ? "accept" : "reject")) return;
     if (page.mode === "decided") { askOverride(decision, reason, text); return; }
     decide(decision, reason, text, false);
   }
 
-  function accept() { closePanels(); submit("accepted"); }
+  function accept() {
+    if (page.mode === "decided" && page.state === "accepted") { say("already accepted: nothing to change"); return; }
+    closePanels();
+    submit("accepted");
+  }
 
   function openReject() {
-    if (page.mode === "locked" || page.mode === "readonly") { say("read only"); return; }
+    if (readOnly()) { say("read only: " + (page.lockedText || page.state)); return; }
     overridePanel.classList.add("hidden");
     rejectPanel.classList.remove("hidden");
     rejectPanel.setAttribute("aria-hidden", "false");
+    say("reject: press 1–" + nReasons + " for the reason");
   }
 
   function pickReason(code) {
+    pickedReason = code;
+    document.querySelectorAll(".reason").forEach((b) => b.classList.toggle("picked", b.dataset.reason === code));
+    comment.focus();
+    say(code.replace(/_/g, " ") + (code === "other" ? ": type a comment (needed), then Enter"
+                                                     : ": add a comment or just press Enter"), true);
+  }
+
+  function submitReject() {
+    if (!pickedReason) { say("pick a reason first: 1–" + nReasons); return; }
     const text = comment.value.trim();
-    if (code === "other" && !text) {
-      pickedReason = code;
-      document.querySelectorAll(".reason").forEach((b) => b.classList.toggle("picked", b.dataset.reason === code));
-      comment.focus();
-      say("type a comment, then Ctrl+Enter");
-      return;
-    }
-    submit("rejected", code, text);
+    if (pickedReason === "other" && !text) { say("“other” needs a comment"); return; }
+    submit("rejected", pickedReason, text);
   }
 
   async function skip() {
     if (page.mode !== "review" && page.mode !== "second") { go(page.next_url); return; }
+    if (busy) { say("busy: wait for the last action to finish"); return; }
     try { await post("/api/skip", { item_id: page.item_id }); go(page.next_url); } catch (e) { say(e.message); }
   }
 
-  async function undo() {
-    if (busy) return;
+  async function flip() {
+    if (!page.can_flip) {
+      say(page.mode === "review" ? "this item has no stored views to swap" : "only an item you are reviewing can be flipped");
+      return;
+    }
+    if (!canAct("flip")) return;
     busy = true;
+    say("flipping the view order: re-deriving the maps…", true);
     try {
-      const data = await post("/api/undo", {});
-      say("undone", true);
-      const qs = page.next_url.split("?")[1].replace(/&?current=[^&]*/, "");
-      go("/item/" + encodeURIComponent(data.item_id) + (qs ? "?" + qs : ""));
+      await post("/api/flip", { item_id: page.item_id });
+      window.location.reload();
     } catch (e) { say(e.message); busy = false; }
+  }
+
+  // ---- lease heartbeat: the page keeps its lease while it is open and visible ----
+  function turnReadOnly(text) {
+    page.mode = "locked";
+    page.lockedText = text;
+    document.body.classList.remove("mode-review", "mode-second");
+    document.body.classList.add("mode-locked");
+    ["btn-accept", "btn-reject", "btn-skip", "btn-flip"].forEach((id) => { const b = $(id); if (b) b.disabled = true; });
+    closePanels();
+    let n = $("notice");
+    if (!n) {
+      n = document.createElement("p");
+      n.id = "notice";
+      $("view-order-flag").insertAdjacentElement("afterend", n);
+    }
+    n.className = "notice warn";
+    n.textContent = text + ". Read only: → for the next item.";
+    say(text);
+  }
+
+  async function heartbeat() {
+    if (page.mode !== "review" && page.mode !== "second") return;
+    if (document.visibilityState !== "visible") return;
+    try {
+      await post("/api/lease", { item_id: page.item_id });
+    } catch (e) {
+      if (e.status === 409) {
+        const who = e.data && e.data.holder;
+        turnReadOnly(who ? "Taken by " + who : (e.message || "This item left your hands"));
+      } else if (e.status === 401) {
+        say("signed out: sign in again to keep this item");
+      }
+    }
+  }
+  if (page.mode === "review" || page.mode === "second") {
+    setInterval(heartbeat, page.heartbeat_ms);
+    document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") heartbeat(); });
   }
 
   // ---- view controls ----
@@ -121,6 +232,7 @@
     $("view-sbs").classList.toggle("on", mode === "sbs");
     $("view-ovl").classList.toggle("on", mode === "ovl");
     try { localStorage.setItem("redweb.view", mode); } catch (e) { /* private mode */ }
+    fit();
   }
   function applyOpacity() {
     const v = Number(opacity.value) / 100;
@@ -138,6 +250,29 @@
     applyOpacity();
   }
 
+  // Scale the maps to the viewport: side by side in a row or in a column, whichever shows them larger.
+  function fit() {
+    const base = $("img-image") || $("img-depth");
+    if (!base || !base.naturalWidth) return;
+    const iw = base.naturalWidth, ih = base.naturalHeight, gap = 10, caption = 22;
+    const W = viewer.clientWidth;
+    const H = Math.max(200, window.innerHeight - viewer.getBoundingClientRect().top - 16);
+    const scale = (w, h) => Math.min(w / iw, h / ih, 4);
+    let w, h;
+    if (viewer.classList.contains("ovl")) {
+      const s = scale(W, H - caption); w = iw * s; h = ih * s;
+      viewer.classList.remove("cols");
+    } else {
+      const row = scale((W - gap) / 2, H - caption), col = scale(W, (H - gap) / 2 - caption);
+      viewer.classList.toggle("cols", col > row);
+      const s = Math.max(row, col); w = iw * s; h = ih * s;
+    }
+    document.querySelectorAll(".stack").forEach((st) => {
+      st.style.width = Math.floor(w) + "px";
+      st.style.height = Math.floor(h) + "px";
+    });
+  }
+
   $("view-sbs").addEventListener("click", () => setView("sbs"));
   $("view-ovl").addEventListener("click", () => setView("ovl"));
   opacity.addEventListener("input", applyOpacity);
@@ -148,9 +283,11 @@
   $("btn-reject").addEventListener("click", openReject);
   $("btn-skip").addEventListener("click", skip);
   $("btn-undo").addEventListener("click", undo);
+  $("btn-flip").addEventListener("click", flip);
   $("btn-prev").addEventListener("click", () => go(page.prev_url));
   $("btn-next").addEventListener("click", () => go(page.next_url));
   document.querySelectorAll(".reason").forEach((b) => b.addEventListener("click", () => pickReason(b.dataset.reason)));
+  window.addEventListener("resize", fit);
 
   try {
     const v = localStorage.getItem("redweb.view");
@@ -163,48 +300,71 @@
 
   document.addEventListener("keydown", (ev) => {
     const tag = ev.target.tagName;
-    const inText = ev.target === comment || tag === "SELECT" || tag === "TEXTAREA" ||
-      (tag === "INPUT" && ev.target.type !== "checkbox" && ev.target.type !== "range");
     const k = ev.key;
-    if (k === "Escape") { closePanels(); ev.preventDefault(); return; }
-    if (inText) {
-      if (k === "Enter" && (ev.ctrlKey || ev.metaKey) && ev.target === comment) {
-        ev.preventDefault();
-        submit("rejected", pickedReason || "other", comment.value.trim());
-      }
+    const lower = k.toLowerCase();
+    if (ev.repeat && ACTION_KEYS.has(lower)) { ev.preventDefault(); return; } // held down: one action only
+    if (k === "Escape") {
+      const open = !rejectPanel.classList.contains("hidden") || !overridePanel.classList.contains("hidden");
+      closePanels();
+      if (open) say("cancelled", true);
+      ev.preventDefault();
       return;
     }
-    if (ev.altKey || (ev.ctrlKey && k.toLowerCase() !== "z") || ev.metaKey) return;
-    if (pendingOverride && k === "Enter") {
-      ev.preventDefault();
-      const p = pendingOverride;
-      pendingOverride = null;
-      decide(p.decision, p.reason, p.comment, true);
+    if (ev.target === comment) {
+      if (k === "Enter" && !ev.shiftKey) { ev.preventDefault(); submitReject(); }
       return;
+    }
+    if (tag === "SELECT" || tag === "TEXTAREA" || (tag === "INPUT" && ev.target.type !== "checkbox" && ev.target.type !== "range")) return;
+    if (MODIFIERS.has(k) || ev.altKey || ev.metaKey || (ev.ctrlKey && lower !== "z")) return;
+    if (pendingOverride) {
+      if (k === "Enter") {
+        ev.preventDefault();
+        const p = pendingOverride;
+        pendingOverride = null;
+        overridePanel.classList.add("hidden");
+        if (canAct("override")) decide(p.decision, p.reason, p.comment, true);
+        return;
+      }
     }
     const rejectOpen = !rejectPanel.classList.contains("hidden");
-    if (rejectOpen && /^[1-9]$/.test(k)) {
+    if (rejectOpen && /^[0-9]$/.test(k)) {
+      ev.preventDefault();
       const code = page.reasons[Number(k) - 1];
-      if (code) { ev.preventDefault(); pickReason(code); }
+      if (code) pickReason(code);
+      else say("no reason " + k + ": press 1–" + nReasons);
       return;
     }
-    switch (k.toLowerCase()) {
+    if (rejectOpen && k === "Enter") { ev.preventDefault(); submitReject(); return; }
+    switch (lower) {
       case "a": accept(); break;
       case "r": openReject(); break;
       case "s": skip(); break;
       case "u": undo(); break;
-      case "z": if (ev.ctrlKey) undo(); else return; break;
+      case "f": flip(); break;
+      case "z": if (ev.ctrlKey) undo(); else say("Z does nothing alone: Ctrl+Z (or U) undoes"); break;
       case "arrowleft": go(page.prev_url); break;
       case "arrowright": go(page.next_url); break;
       case "v": setView(viewer.classList.contains("sbs") ? "ovl" : "sbs"); break;
-      case "m": $("show-mask").checked = !$("show-mask").checked; applyToggles(); break;
-      case "y": $("show-sky").checked = !$("show-sky").checked; applyToggles(); break;
+      case "m": $("show-mask").checked = !$("show-mask").checked; applyToggles(); say("validity overlay " + ($("show-mask").checked ? "on" : "off"), true); break;
+      case "y": $("show-sky").checked = !$("show-sky").checked; applyToggles(); say("sky overlay " + ($("show-sky").checked ? "on" : "off"), true); break;
       case "[": nudgeOpacity(-10); break;
       case "]": nudgeOpacity(10); break;
       case "g": go(page.grid_url); break;
-      default: return;
+      default:
+        if (/^[0-9]$/.test(k)) say("digits pick a reason after R");
+        else if (k === "Enter") say("Enter confirms a reject or an override: nothing to confirm");
+        else say(keyName(ev) + " does nothing here: the keys are listed on the right");
     }
     ev.preventDefault();
   });
-  document.body.dataset.ready = "1"; // tests and scripts wait for this
+
+  // tests and scripts wait for this: set once every map on the page has loaded (or failed)
+  function markReady() {
+    if (viewerImages().every((i) => i.complete)) {
+      fit();
+      document.body.dataset.ready = "1";
+    }
+  }
+  viewerImages().forEach((i) => { i.addEventListener("load", markReady); i.addEventListener("error", markReady); });
+  markReady();
 })();

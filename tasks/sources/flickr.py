@@ -473,6 +473,7 @@ class FlickrCrawler:
             "size_label": (size or {}).get("label", "Original") if url else None,
         }}
         fields = dict(url=url, page_url=PAGE_URL.format(owner=nsid, id=pid), owner=photo.get("ownername") or nsid,
+                      owner_id=nsid or None,
                       license=lic.get("name"), license_url=lic.get("url") or None, title=photo.get("title") or "",
                       fetched_at=datetime.now(timezone.utc), batch=self.batch, info=info)
         if existing is None:

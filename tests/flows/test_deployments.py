@@ -62,7 +62,8 @@ TOY_ENV = {
 }
 
 # the order a day of work goes in: each run uses what the one before left in the catalog / data root
-ORDER = ("ingest", "process", "export", "train", "evaluate", "retrain-nightly", "retrain-on-accepted", "pipeline")
+ORDER = ("ingest", "process", "export", "train", "evaluate", "retrain-nightly", "retrain-on-accepted", "release",
+         "revalidate-weekly", "pipeline")
 
 
 def _free_port() -> int:
@@ -175,6 +176,8 @@ def test_every_deployment_runs_with_no_parameters(tmp_path, postgres_url):
             assert deployments["retrain-on-accepted"].schedules[0].schedule.interval.total_seconds() == 900
             assert deployments["process"].work_pool_name == "redweb-gpu"
             assert deployments["ingest"].work_pool_name == "redweb-cpu"
+            weekly = deployments["revalidate-weekly"]
+            assert [getattr(s.schedule, "cron", None) for s in weekly.schedules] == ["0 4 * * 1"]
 
             finished = {}
             for name in ORDER:

@@ -67,3 +67,33 @@ def test_trigger_counts_only_new_acceptances(tmp_path, prefect_test_server):
     result = retrain_when_enough_accepted(data_root=str(root), overrides=TINY, min_new_accepted=3)
     assert result == {"started": False, "new_accepted": 2, "threshold": 3}
     assert not (root / "models" / "promotions.jsonl").exists()
+
+
+def _manifest_ids(export_dir) -> set[str]:
+    import csv
+
+    with open(export_dir / "manifest.csv", newline="") as fh:
+        return {row["id"] for row in csv.DictReader(fh)}
+
+
+@pytest.mark.slow
+def test_retraining_export_drops_withdrawn_items(tmp_path, prefect_test_server):
+    """An item withdrawn after it was trained on leaves the retraining export (files and manifest),
+    and the next candidate is trained without it."""
+    root = tmp_path / "data"
+    root.mkdir()
+    url = f"sqlite:///{root / 'catalog.db'}"
+    with Catalog(url) as catalog:
+        ids = make_processed(catalog, root, 6, width=48, height=32)
+        _accept_all(catalog, ids)
+    export_dir = root / "exports" / "current"
+    retrain_flow(data_root=str(root), overrides=TINY)
+    assert _manifest_ids(export_dir) == set(ids)
+    with Catalog(url) as catalog:
+        catalog.withdraw(ids[0], "source_deleted", "flickr.photos.getInfo: Photo not found")
+        catalog.withdraw(ids[1], "takedown", "owner asked")
+    second = retrain_flow(data_root=str(root), overrides=TINY)
+    assert _manifest_ids(export_dir) == set(ids[2:])
+    for sub, ext in (("imgs", ".jpg"), ("RDs", ".png"), ("masks", ".png")):
+        assert not any((export_dir / sub / f"{i}{ext}").exists() for i in ids[:2])
+    assert second["candidate_score"] is not None

@@ -118,10 +118,11 @@ def test_review_flow_in_browser(page, app_env, tmp_path):
         press_and_wait(page, "a")
         second = current_id(page)
         assert second == ids[1]
-        # reject with a reason: R then 4 (sky leak)
+        # reject with a reason: R, 4 (sky leak), Enter (issue 14: a comment may come before Enter)
         page.keyboard.press("r")
         assert page.is_visible("#reject-panel")
-        press_and_wait(page, "4")
+        page.keyboard.press("4")
+        press_and_wait(page, "Enter")
         with Catalog(url) as cat:
             a, b = cat.get(first), cat.get(second)
         assert (a.state, a.reviewer) == ("accepted", "alice")
@@ -193,7 +194,8 @@ def test_fifty_maps_by_keyboard_then_export(page, app_env, tmp_path, monkeypatch
             assert item_id is not None, f"queue ended after {n} items"
             if n % 3 == 1:  # every third map rejected, reasons 1..7 in turn
                 page.keyboard.press("r")
-                press_and_wait(page, str(n % 7 + 1))
+                page.keyboard.press(str(n % 7 + 1))
+                press_and_wait(page, "Enter")
                 plan[item_id] = REASONS[n % 7]
             else:
                 press_and_wait(page, "a")

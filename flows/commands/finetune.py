@@ -1,0 +1,103 @@
+"""Fine-tune a (ReDWeb-pretrained) network on another task (ReDWeb Sec. 4.3).
+
+  redweb finetune depth --data nyu_depth_v2_labeled.mat --init data/runs/train-x/model.pt
+  redweb finetune depth --data nyu_depth_v2_labeled.mat --init imagenet --weights-path resnet50.pth
+  redweb finetune segment --voc VOCdevkit --sbd benchmark_RELEASE --init data/runs/train-r101/model.pt
+
+--init: a `redweb train` checkpoint (its backbone and decoder are kept, the head is new), `imagenet`
+(ImageNet backbone from --weights-path or torchvision's local cache; never downloaded: without
+weights the random initialisation stands in and the run says so), or `scratch`.
+depth: NYUv2's official 795/654 split (--split-file overrides the test list), offline augmentation
+to --augment-count samples, Tukey's biweight loss, Table 7's metrics (delta1-3, rel, log10, rms).
+segment: resnet101_fusion + 21-class head, VOC 2012 train + SBD (train_aug), mIoU on VOC val.
+The run folder (default <data root>/runs/finetune-<task>-<time>) gets model.pt, metrics.csv and
+metrics.json; the metrics are printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", choices=("depth", "segment"))
+    parser.add_argument("--data", metavar="NYU.mat", help="depth: nyu_depth_v2_labeled.mat")
+    parser.add_argument("--voc", metavar="DIR", help="segment: VOCdevkit (or VOCdevkit/VOC2012)")
+    parser.add_argument("--sbd", metavar="DIR", help="segment: SBD benchmark_RELEASE (optional)")
+    parser.add_argument("--init", default="imagenet", help="CHECKPOINT | imagenet | scratch (default imagenet)")
+    parser.add_argument("--arch", help="architecture for imagenet/scratch (default resnet50_fusion / resnet101_fusion)")
+    parser.add_argument("--arch-kwargs", type=json.loads, help='builder keywords as JSON, e.g. \'{"channels": 64}\'')
+    parser.add_argument("--weights-path", help="ImageNet backbone state dict (.pth) for --init imagenet")
+    parser.add_argument("--run-dir", help="output folder")
+    parser.add_argument("--iterations", type=int, help="training steps (default 20000)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    parser.add_argument("--input-size", type=int, nargs="+", help="depth: training/inference size S or H W (240 320)")
+    parser.add_argument("--augment-count", type=int, help="depth: offline-augmented training samples (10000)")
+    parser.add_argument("--split-file", help="depth: splits.mat or a text file of 1-based test indices")
+    parser.add_argument("--eval-crop", choices=("eigen", "none"), help="depth: score Eigen's crop (default) or all")
+    parser.add_argument("--crop-size", type=int, help="segment: training crop (321)")
+    parser.add_argument("--eval-max-images", type=int, help="score only the first N test/val images")
+    parser.add_argument("--device", help="auto | cpu | cuda")
+    parser.add_argument("--num-workers", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--log-every", type=int)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace, config) -> int:
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from tasks.config import save_effective_config
+
+    names = ("arch", "arch_kwargs", "weights_path", "iterations", "batch_size", "lr", "optimizer", "eval_max_images",
+             "device", "num_workers", "seed", "log_every")
+    kwargs = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    kwargs["init"] = args.init
+    kwargs["progress"] = not args.no_progress
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(args.run_dir) if args.run_dir else Path(config.data_root) / "runs" / f"finetune-{args.task}-{stamp}"
+    if args.init not in ("imagenet", "scratch") and not Path(args.init).is_file():
+        print(f"redweb finetune: --init {args.init!r} is neither imagenet, scratch nor a checkpoint file", file=sys.stderr)
+        return 2
+    if args.task == "depth":
+        if not args.data or not Path(args.data).is_file():
+            print(f"redweb finetune depth: --data must name the NYUv2 labeled .mat (got {args.data})", file=sys.stderr)
+            return 2
+        if args.input_size:
+            kwargs["input_size"] = args.input_size[0] if len(args.input_size) == 1 else tuple(args.input_size[:2])
+        for n in ("augment_count", "split_file", "eval_crop"):
+            if getattr(args, n) is not None:
+                kwargs[n] = getattr(args, n)
+        from flows.finetune import finetune_depth_flow
+        from model.finetune_depth import format_table7
+
+        save_effective_config(config, run_dir)
+        try:
+            doc = finetune_depth_flow(args.data, str(run_dir), kwargs)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"redweb finetune depth: {exc}", file=sys.stderr)
+            return 2
+        print(format_table7(doc))
+    else:
+        if not args.voc or not Path(args.voc).is_dir():
+            print(f"redweb finetune segment: --voc must name the VOC 2012 folder (got {args.voc})", file=sys.stderr)
+            return 2
+        if args.crop_size is not None:
+            kwargs["crop_size"] = args.crop_size
+        from flows.finetune import finetune_segment_flow
+        from model.finetune_segment import format_segmentation
+
+        save_effective_config(config, run_dir)
+        try:
+            doc = finetune_segment_flow(args.voc, str(run_dir), args.sbd, kwargs)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"redweb finetune segment: {exc}", file=sys.stderr)
+            return 2
+        print(format_segmentation(doc))
+    print(f"checkpoint: {doc['checkpoint']}")
+    print(f"metrics: {run_dir / 'metrics.json'}")
+    return 0

@@ -1,0 +1,140 @@
+"""JSON actions (POST, signed in, CSRF token in ``X-CSRF-Token``; bodies parsed after both checks)."""
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from review_ui.context import Ctx, Writer, clip, json_body
+from review_ui.images import ITEM_ID
+from tasks.review_store import ReviewConflict, ReviewError
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api")
+
+
+class DecideBody(BaseModel):
+    item_id: str = Field(pattern=ITEM_ID.pattern)
+    decision: str = Field(pattern="^(accepted|rejected)$")
+    reason: str | None = Field(None, max_length=64)
+    comment: str | None = Field(None, max_length=2000)
+    override: bool = False
+
+
+class ItemBody(BaseModel):
+    item_id: str = Field(pattern=ITEM_ID.pattern)
+
+
+class EmptyBody(BaseModel):
+    pass
+
+
+class BulkBody(BaseModel):
+    item_ids: list[str] = Field(min_length=1, max_length=500)
+    decision: str = Field(pattern="^(accepted|rejected)$")
+    reason: str | None = Field(None, max_length=64)
+    comment: str | None = Field(None, max_length=2000)
+
+
+def conflict(exc: Exception) -> JSONResponse:
+    code = 409 if isinstance(exc, ReviewConflict) else 404 if isinstance(exc, KeyError) else 400
+    return JSONResponse({"error": clip(str(exc).strip("'"), 300)}, status_code=code)
+
+
+def check_reason(ctx, decision: str, reason: str | None, comment: str | None) -> None:
+    if decision == "rejected":
+        if reason not in ctx.reason_codes:
+            raise HTTPException(400, f"reason must be one of {sorted(ctx.reason_codes)}")
+        if reason == "other" and not (comment or "").strip():
+            raise HTTPException(400, "reason 'other' needs a comment")
+
+
+@router.post("/decide")
+def api_decide(body: Annotated[DecideBody, Depends(json_body(DecideBody))], me: Writer, ctx: Ctx):
+    check_reason(ctx, body.decision, body.reason, body.comment)
+    try:
+        row = ctx.store.decide(body.item_id, me.reviewer, body.decision, reason=body.reason, comment=body.comment,
+                               override=body.override, via="ui")
+    except (ReviewError, KeyError) as exc:
+        return conflict(exc)
+    return {"ok": True, "decision_id": row.id, "kind": row.kind, "state": row.to_state}
+
+
+@router.post("/skip")
+def api_skip(body: Annotated[ItemBody, Depends(json_body(ItemBody))], me: Writer, ctx: Ctx):
+    try:
+        ctx.store.skip(body.item_id, me.reviewer)
+    except (ReviewError, KeyError) as exc:
+        return conflict(exc)
+    return {"ok": True}
+
+
+@router.post("/lease")
+def api_lease(body: Annotated[ItemBody, Depends(json_body(ItemBody))], me: Writer, ctx: Ctx):
+    """Heartbeat of an open item page: renew the reviewer's lease; 409 when someone else has the
+    item or it left the queue, so the page turns read-only."""
+    store = ctx.store
+    item = ctx.catalog.get(body.item_id)
+    if item is None:
+        return conflict(KeyError(body.item_id))
+    dr = store.double_review(item.id)
+    second = dr is not None and dr.second_decision_id is None and dr.first_reviewer != me.reviewer
+    if item.state not in store.review_states and not second:
+        return JSONResponse({"error": f"{item.id} is now {item.state}", "state": item.state}, status_code=409)
+    try:
+        lease = store.lease(item.id, me.reviewer)
+    except (ReviewError, KeyError) as exc:
+        holder = store.lease_holder(item.id)
+        return JSONResponse({"error": clip(str(exc).strip("'"), 300),
+                             "holder": holder.reviewer if holder else None}, status_code=409)
+    return {"ok": True, "expires_at": lease.expires_at.isoformat()}
+
+
+@router.post("/undo")
+def api_undo(body: Annotated[EmptyBody, Depends(json_body(EmptyBody))], me: Writer, ctx: Ctx):
+    try:
+        last = ctx.store.last_action(me.reviewer)
+        item_id = ctx.store.undo(me.reviewer, data_root=ctx.data_root)
+    except (ReviewError, KeyError) as exc:
+        return conflict(exc)
+    if item_id is None:
+        return JSONResponse({"error": "nothing to undo"}, status_code=409)
+    if last is not None and last.kind == "flip":
+        ctx.images.invalidate(item_id)
+    return {"ok": True, "item_id": item_id, "undone": last.kind if last else None}
+
+
+@router.post("/flip")
+def api_flip(body: Annotated[ItemBody, Depends(json_body(ItemBody))], me: Writer, ctx: Ctx):
+    """Swap the item's views (depth shown inverted) and re-derive its maps; undo restores it exactly."""
+    try:
+        row = ctx.store.flip_view_order(body.item_id, me.reviewer, ctx.data_root, ctx.rederive)
+    except (ReviewError, KeyError) as exc:
+        return conflict(exc)
+    ctx.images.invalidate(body.item_id)
+    log.info("%s flipped the view order of %s (now %s)", me.reviewer, body.item_id, row.to_state)
+    return {"ok": True, "decision_id": row.id, "state": row.to_state}
+
+
+@router.post("/bulk")
+def api_bulk(body: Annotated[BulkBody, Depends(json_body(BulkBody))], me: Writer, ctx: Ctx):
+    """Decide many items from the grid: each is leased, decided and released on its own, so one
+    item held by another reviewer or already decided does not stop the rest."""
+    check_reason(ctx, body.decision, body.reason, body.comment)
+    store = ctx.store
+    done, failed = [], {}
+    for item_id in dict.fromkeys(body.item_ids):
+        if not ITEM_ID.match(item_id):
+            failed[clip(item_id, 40)] = "bad id"
+            continue
+        try:
+            store.lease(item_id, me.reviewer)
+            store.decide(item_id, me.reviewer, body.decision, reason=body.reason, comment=body.comment, via="grid")
+            done.append(item_id)
+        except (ReviewError, KeyError) as exc:
+            store.release(item_id, me.reviewer)
+            failed[item_id] = clip(str(exc).strip("'"), 300)
+    return {"ok": not failed, "done": done, "failed": failed}
