@@ -591,7 +591,8 @@ def audit_photos(photos: Sequence[Path], work_dir: str | Path, *, process_option
             rows.append(PhotoRow(photo=f"{src.parent.name}/{src.name}", state=it.state, reason=it.reason,
                                  kept=it.state in KEPT_STATES, format=it.stereo_format, view_order=it.view_order,
                                  view_order_source=info.get("view_order_source"),
-                                 view_order_ok=(proc.get("left_view") == "left") if has_map else None,
+                                 view_order_ok=(proc.get("left_view", "right" if it.swapped else "left") == "left")
+                                 if has_map else None,
                                  coverage=coverage, score=it.score,
                                  seconds=(proc.get("timings") or {}).get("total"), item_id=it.id))
     return rows
