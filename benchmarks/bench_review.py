@@ -174,6 +174,7 @@ def browser_bench(n: int, keys: str, think: float = 0.0) -> None:
 
     from review_ui.app import create_app
     from tasks.catalog import Catalog, State
+    from tasks.contracts import SKY_VALUE
     from tasks.review_store import ReviewStore
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_review_keys_"))
@@ -188,10 +189,10 @@ def browser_bench(n: int, keys: str, think: float = 0.0) -> None:
             d.mkdir(parents=True)
             cv2.imwrite(str(d / "image.jpg"), np.dstack([(xx + 9 * i) % 256, yy % 256, (xx + yy) % 256]).astype(np.uint8))
             depth = (1000 + 30 * yy + xx).astype(np.uint16)
-            depth[: h // 5] = 65535
+            depth[: h // 5] = SKY_VALUE
             cv2.imwrite(str(d / "depth.png"), depth)
             cv2.imwrite(str(d / "mask.png"), ((xx > 40) * 255).astype(np.uint8))
-            cv2.imwrite(str(d / "sky.png"), (depth == 65535).astype(np.uint8) * 255)
+            cv2.imwrite(str(d / "sky.png"), (depth == SKY_VALUE).astype(np.uint8) * 255)
             for st in (State.DOWNLOADED, State.SPLIT, State.PROCESSED):
                 cat.transition(item.id, st)
             cat.update(item.id, **{f"{k}_path": f"maps/{item.id}/{k}.{'jpg' if k == 'image' else 'png'}"

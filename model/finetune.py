@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from model.checkpoint import load_checkpoint
+from tasks.contracts import resolve_device as _resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,7 @@ def build_init_model(
 
 
 def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return torch.device(_resolve_device(device))  # the shared rule (tasks.contracts)
 
 
 def make_optimizer(model: nn.Module, *, optimizer: str, lr: float, backbone_lr_mult: float, momentum: float,
