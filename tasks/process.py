@@ -111,16 +111,25 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_al
 
 
 def decide_order(left: np.ndarray, right: np.ndarray, a: dict[str, Any], *, known_order: bool = False,
-                 min_votes: int = 10) -> OrderDecision:
-    """The view-order cues of tasks/view_order.py on one analysed pair (``_analyse``'s output)."""
+                 min_votes: int = 10, sure: float = 0.7) -> OrderDecision:
+    """The view-order cues of tasks/view_order.py on one analysed pair (``_analyse``'s output).
+
+    The second view's occlusions (about half the cost) are only counted when the first view's
+    occlusions with the priors do not already decide with evidence beyond ``sure`` (twice the
+    decision threshold): more evidence is gathered only where it can change the outcome.
+    """
     par, cross = occlusion_votes(left, a["disparity"], a["consistent"])
+    priors = {"ground": ground_cue(a["disparity"], a["consistent"]),
+              "keystone": keystone_cue(a["fwd"], a["consistent"])}
+    first = combine({"occlusion": occlusion_cue(par, cross, min_votes=min_votes), **priors},
+                    format_prior=known_order)
+    if not known_order and not first.uncertain and abs(first.evidence) >= sure:
+        return first  # (a format convention is only ever weighed against all the evidence)
     # the second view's occlusions too: a parallel pair's lie right of near objects there
     consistent_b = consistency_mask(a["bwd"], a["fwd"])
     disparity_b, _ = rectified_disparity(a["bwd"], fit_alignment(a["bwd"], consistent_b))
     par_b, cross_b = occlusion_votes(right, disparity_b, consistent_b)
-    cues = {"occlusion": occlusion_cue(par + cross_b, cross + par_b, min_votes=min_votes),
-            "ground": ground_cue(a["disparity"], a["consistent"]),
-            "keystone": keystone_cue(a["fwd"], a["consistent"])}
+    cues = {"occlusion": occlusion_cue(par + cross_b, cross + par_b, min_votes=min_votes), **priors}
     return combine(cues, format_prior=known_order)
 
 

@@ -129,7 +129,8 @@ class PreAlignment:
         return {**asdict(self), "matrix": [list(r) for r in self.matrix]}
 
 
-def fit_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int = 640, min_matches: int = 30,
+def fit_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int = 640, n_features: int = 1500,
+                     min_matches: int = 30,
                      min_shift_fraction: float = 0.15, min_rotation_deg: float = 0.5, min_scale_change: float = 0.01,
                      min_ty_px: float = 3.0, max_rotation_deg: float = 10.0, max_scale_change: float = 0.35,
                      seed: int = 0) -> PreAlignment:
@@ -149,7 +150,7 @@ def fit_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int = 6
     """
     from tasks.stereo_formats import match_keypoints
 
-    pa, pb, s = match_keypoints(left, right, work_width=work_width)
+    pa, pb, s = match_keypoints(left, right, work_width=work_width, n_features=n_features)
     n = len(pa)
     if n < min_matches:
         return PreAlignment(matches=n)
