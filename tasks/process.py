@@ -13,6 +13,7 @@ image.jpg (the cropped left view, at the processing resolution).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -29,7 +30,8 @@ from tasks.contracts import colorize_depth
 from tasks.correspondence import FlowBackend, build_backend, consistency_mask, warp_by_flow
 from tasks.depth import disparity_to_depth, encode_depth, occlusion_votes
 from tasks.view_order import OrderDecision, combine, ground_cue, keystone_cue, occlusion_cue
-from tasks.rectify import PreAlignment, apply_prealignment, fit_alignment, fit_prealignment, rectified_disparity
+from tasks.rectify import (PreAlignment, apply_prealignment, fit_alignment, fit_prealignment, needs_prealignment,
+                           rectified_disparity)
 from tasks.sky import SkyBackend, build_sky, detect_sky
 from tasks.triage import TriageThresholds, quality_figures, triage
 
@@ -155,7 +157,7 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
         raise ValueError(f"order must be 'auto' or 'given', got {order!r}")
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    pre = fit_prealignment(left, right) if prealign else PreAlignment()
+    pre = fit_prealignment(left, right) if prealign and needs_prealignment(left, right) else PreAlignment()
     timings["prealign"] = time.perf_counter() - t
     analyse = functools.partial(_analyse, backend, fb_alpha=fb_alpha, fb_beta=fb_beta, photometric_max=photometric_max,
                                 discontinuity_max=discontinuity_max)
@@ -224,6 +226,14 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
                         view_order_margin=decision.evidence, view_order=view_order,
                         vertical_tolerance_px=vertical_tolerance_px)
     q["misaligned_fraction"] = misaligned_share
+    if prealign and pre.inliers < 30 and misaligned_share > 0.15:
+        # many pixels off their row and no keypoints looked at yet: let them judge the geometry
+        t = time.perf_counter()
+        pre_check = fit_prealignment(left, apply_prealignment(right, pre))
+        timings["prealign"] += time.perf_counter() - t
+        if pre_check.inliers >= 30:
+            pre = dataclasses.replace(pre, matches=pre_check.matches, inliers=pre_check.inliers,
+                                      residual_px=pre_check.residual_px)
     q["keypoint_residual_px"] = round(pre.residual_px, 4) if pre.inliers >= 30 else None
     q["known_order"] = bool(known_order)
     q["view_order_uncertain"] = bool(decision.uncertain)

@@ -219,3 +219,34 @@ def _fit_points(xs: np.ndarray, ys: np.ndarray, fx: np.ndarray, fy: np.ndarray, 
     if abs(fit.rotation_deg) > max_rotation_deg or abs(fit.scale - 1) > max_scale_change:
         fit = Alignment(ty=float(np.median(fy)))
     return fit, weights > 0
+
+
+def needs_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int = 320, min_consistency: float = 0.5,
+                       min_shift_fraction: float = 0.15, min_rotation_deg: float = 0.5,
+                       min_scale_change: float = 0.01, min_ty_px: float = 3.0) -> bool:
+    """A cheap look (DIS "ultrafast" both ways at ``work_width`` px, ~10 ms) at whether keypoint
+    pre-alignment could change anything: True when the coarse flow is mostly inconsistent (a wide
+    baseline or a misalignment it cannot bridge) or shows a shift, rotation, scale or vertical offset
+    beyond ``fit_prealignment``'s thresholds. Keypoints cost ~0.25 s per 1-MP pair; most pairs skip them.
+    """
+    import cv2
+
+    from tasks.correspondence import consistency_mask
+
+    h, w = left.shape[:2]
+    s = min(1.0, work_width / w)
+
+    def small(img: np.ndarray) -> np.ndarray:
+        g = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
+        return cv2.resize(g, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else g
+
+    a, b = small(left), small(right)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+    fwd, bwd = dis.calc(a, b, None), dis.calc(b, a, None)
+    ok = consistency_mask(fwd, bwd, alpha=0.05, beta=1.0)
+    if ok.mean() < min_consistency:
+        return True
+    fit = fit_alignment(fwd, ok, max_rotation_deg=10.0, max_scale_change=0.35)
+    shift = abs(float(np.median(fwd[..., 0][ok]))) / a.shape[1]
+    return bool(shift >= min_shift_fraction or abs(fit.rotation_deg) >= min_rotation_deg
+                or abs(fit.scale - 1) >= min_scale_change or abs(fit.ty) / s >= min_ty_px)
