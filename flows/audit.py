@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,13 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def _load(config: Any, config_file: str | None, data_root: str | None, overrides: Any):
-    from tasks.config import load_config
+    from flows.options import flow_config
 
-    if config is not None:
-        return config
-    if isinstance(overrides, dict):
-        overrides = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items()]
-    return load_config(config_file, data_root=data_root, overrides=list(overrides or ()))
+    return config if config is not None else flow_config(config_file, data_root, overrides)
 
 
 def run_audit_command(config: Any = None, *, config_file: str | None = None, data_root: str | None = None,
@@ -35,6 +30,7 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
     """Read the scenes, run the audit, write audit.json (+ report.html); returns the audit JSON."""
     import tempfile
 
+    from flows.options import run_dir_for
     from tasks import audit
     from tasks.config import config_to_dict
     from tasks.scenes import read_scenes
@@ -43,8 +39,7 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
     found = [s for path in scenes for s in read_scenes(path, legacy_scale=legacy_scale, max_frames=max_frames)]
     if not found and not photos:
         raise ValueError("no scenes to audit")
-    out_dir = Path(out) if out else (config.data_root / "runs" /
-                                     f"audit-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}")
+    out_dir = Path(out) if out else run_dir_for(config, "audit")
     out_dir.mkdir(parents=True, exist_ok=True)
     say = (lambda msg: print(f"[audit] {msg}", file=sys.stderr, flush=True)) if progress else None
     if say:
