@@ -67,12 +67,11 @@ def _imread(path: Path, flags: int) -> np.ndarray:
 
 
 def depth_colours(t: np.ndarray) -> np.ndarray:
-    """t (H, W) in [0, 1] (0 = near, 1 = far) -> BGR uint8 (H, W, 3): near yellow ... far dark purple."""
-    import cv2
+    """t (H, W) in [0, 1] (0 = near, 1 = far) -> BGR uint8 (H, W, 3): near yellow ... far dark purple
+    (``tasks.contracts.colour_levels`` with viridis, the colouring every map of the project uses)."""
+    from tasks.contracts import colour_levels
 
-    idx = np.empty(t.shape, np.uint8)
-    np.rint(255 * (1 - np.clip(t, 0, 1)), out=idx, casting="unsafe")
-    return cv2.applyColorMap(idx, cv2.COLORMAP_VIRIDIS)
+    return colour_levels(1.0 - np.clip(t, 0, 1), "viridis")[..., ::-1]
 
 
 def _stripes(shape: tuple[int, int], period: int = 6, width: int = 2) -> np.ndarray:
@@ -83,18 +82,14 @@ def _stripes(shape: tuple[int, int], period: int = 6, width: int = 2) -> np.ndar
 def colorize_depth(depth: np.ndarray, reliable: np.ndarray | None = None) -> np.ndarray:
     """uint16 (H, W), larger = farther, sky = 65535 -> BGR uint8 (H, W, 3) in the scheme above.
 
-    Scaled between the 2nd and 98th percentile of non-sky values so a few outliers don't wash it out.
-    ``reliable`` (H, W) bool: pixels outside it (and not sky) get magenta stripes.
+    ``tasks.contracts.colorize_depth`` (viridis, near = yellow, 2nd..98th percentile of non-sky values)
+    plus magenta stripes on pixels outside ``reliable`` (H, W) bool that are not sky.
     """
+    from tasks.contracts import colorize_depth as colourise
+
     depth = depth[..., 0] if depth.ndim == 3 else depth
     sky = depth == SKY_VALUE
-    vals = depth[~sky].astype(np.float32)
-    t = np.zeros(depth.shape, np.float32)
-    if vals.size:
-        lo, hi = np.percentile(vals, [2, 98])
-        t = np.clip((depth.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
-    out = depth_colours(t)
-    out[sky] = SKY_RGB[::-1]
+    out = np.ascontiguousarray(colourise(depth, sky=sky, colormap="viridis", near="warm", sky_rgb=SKY_RGB)[..., ::-1])
     if reliable is not None and reliable.shape == depth.shape:
         out[~reliable & ~sky & _stripes(depth.shape)] = UNRELIABLE_RGB[::-1]
     return out

@@ -81,6 +81,16 @@ def resolve_device(device: str = "auto", local_rank: int | None = None) -> str:
     return device
 
 
+def colour_levels(level: np.ndarray, colormap: str = "turbo") -> np.ndarray:
+    """``(H, W)`` levels in [0, 1] -> ``(H, W, 3)`` uint8 **RGB** through an OpenCV colormap (0 = its
+    bottom end, 1 = its top): the one colour lookup of every depth picture (maps, legends, reports)."""
+    import cv2
+
+    code = getattr(cv2, f"COLORMAP_{colormap.upper()}")
+    idx = np.round(255 * np.clip(level, 0, 1)).astype(np.uint8)
+    return cv2.applyColorMap(idx, code)[..., ::-1].copy()
+
+
 def colorize_depth(
     depth: np.ndarray,
     *,
@@ -102,7 +112,6 @@ def colorize_depth(
     spreads the near range. ``sky``: bool mask; default for uint16 maps ``depth == SKY_VALUE``.
     ``sky_rgb`` / ``invalid_rgb``: colour of sky / of pixels outside ``valid`` (None: leave them).
     """
-    import cv2
 
     depth = np.asarray(depth)
     depth = depth[..., 0] if depth.ndim == 3 else depth
@@ -119,8 +128,7 @@ def colorize_depth(
         t = np.clip((values - lo) / max(hi - lo, 1e-12), 0, 1)
     closeness = t if inverse else 1.0 - t  # 1 = nearest
     level = closeness if near == "warm" else 1.0 - closeness
-    code = getattr(cv2, f"COLORMAP_{colormap.upper()}")
-    rgb = cv2.applyColorMap(np.round(255 * level).astype(np.uint8), code)[..., ::-1].copy()
+    rgb = colour_levels(level, colormap)
     if sky_rgb is not None:
         rgb[sky] = sky_rgb
     if invalid_rgb is not None and valid is not None:
