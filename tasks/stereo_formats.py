@@ -366,6 +366,18 @@ def detect_stereo_format(
         if verified:
             best = max(verified, key=lambda v: v[0])[1]
             best = (best[0], min_similarity, best[2], best[3])
+    if best is not None and best[0] == "triptych" and best[1] >= min_similarity and use_keypoints:
+        # a side-by-side whose views differ by a wide disparity can look like a triptych to the
+        # global similarity (its thirds share content); keypoints tell: the true pair of views
+        # matches with one vertical offset far more often than any two thirds do
+        sbs = next((c for c in candidates if c[0] == "side_by_side"), None)
+        if sbs is not None:
+            ev_sbs = stereo_match_evidence(_crop(img, sbs[2][0]), _crop(img, sbs[2][1]))
+            ev_tri = stereo_match_evidence(_crop(img, best[2][0]), _crop(img, best[2][1]))
+            scores["side_by_side_keypoints"] = {k: round(v, 3) for k, v in ev_sbs.items()}
+            scores["triptych_keypoints"] = {k: round(v, 3) for k, v in ev_tri.items()}
+            if looks_like_stereo(ev_sbs) and ev_sbs["inliers"] > 1.5 * ev_tri["inliers"]:
+                best = sbs if sbs[1] >= min_similarity else (sbs[0], min_similarity, sbs[2], sbs[3])
     if best is not None and best[1] >= min_similarity:
         fmt, _s, boxes, _ = best
         if is_jps:  # JPS is cross-eyed by convention: the left eye's view is the second half
