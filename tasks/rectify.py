@@ -58,29 +58,8 @@ def fit_alignment(flow: np.ndarray, mask: np.ndarray, *, max_samples: int = 2000
     if xs.size > max_samples:
         pick = rng.choice(xs.size, max_samples, replace=False)
         xs, ys = xs[pick], ys[pick]
-    cx, cy = (w - 1) / 2, (h - 1) / 2
-    X = xs - cx
-    Y = ys - cy
-    target = Y + flow[ys, xs, 1]  # y' - cy
-    xe = X + flow[ys, xs, 0]  # x' - cx
-    weights = np.ones(X.size)
-    params = np.array([0.0, 1.0, float(np.median(flow[ys, xs, 1]))])
-    design = np.stack([X, Y, np.ones_like(X)], axis=1).astype(np.float64)
-    for it in range(iterations):
-        if it >= 2:  # after a first fit, regress on the rectified x_r instead of x (removes the a * d bias)
-            a, b, ty = params
-            x_r = (b * xe + a * (target - ty)) / (a * a + b * b)
-            design = np.stack([x_r, Y, np.ones_like(X)], axis=1).astype(np.float64)
-        sw = np.sqrt(weights)[:, None]
-        params, *_ = np.linalg.lstsq(design * sw, target * sw[:, 0], rcond=None)
-        resid = target - design @ params
-        scale = 1.4826 * np.median(np.abs(resid - np.median(resid))) + 1e-3
-        weights = (np.abs(resid) < 3 * scale).astype(np.float64)
-        if weights.sum() < 10:
-            break
-    fit = Alignment(a=float(params[0]), b=float(params[1]), ty=float(params[2]))
-    if abs(fit.rotation_deg) > max_rotation_deg or abs(fit.scale - 1) > max_scale_change:
-        return Alignment(ty=float(np.median(flow[ys, xs, 1])))
+    fit, _ = _fit_points(xs, ys, flow[ys, xs, 0], flow[ys, xs, 1], w, h, iterations=iterations,
+                         max_rotation_deg=max_rotation_deg, max_scale_change=max_scale_change)
     return fit
 
 
@@ -132,8 +111,8 @@ class PreAlignment:
 def fit_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int = 640, n_features: int = 1500,
                      min_matches: int = 30,
                      min_shift_fraction: float = 0.15, min_rotation_deg: float = 0.5, min_scale_change: float = 0.01,
-                     min_ty_px: float = 3.0, max_rotation_deg: float = 10.0, max_scale_change: float = 0.35,
-                     seed: int = 0) -> PreAlignment:
+                     min_ty_px: float = 3.0, max_rotation_deg: float = 10.0,
+                     max_scale_change: float = 0.35) -> PreAlignment:
     """Fit ``PreAlignment`` to SIFT matches between (H, W, 3) views (tasks.stereo_formats.match_keypoints).
 
     Needed for wide baselines and pre-converged cameras (views shifted by tens to hundreds of pixels,
@@ -156,12 +135,10 @@ def fit_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int = 6
         return PreAlignment(matches=n)
     pa, pb = pa.astype(np.float64) / s, pb.astype(np.float64) / s
     h, w = left.shape[:2]
-    flow = np.zeros((1, n, 2))
-    flow[0, :, 0] = pb[:, 0] - pa[:, 0]
-    flow[0, :, 1] = pb[:, 1] - pa[:, 1]
-    # fit_alignment on the matches as a 1 x n "image": its x / y are the match coordinates
-    fit, keep = _fit_points(pa[:, 0], pa[:, 1], flow[0, :, 0], flow[0, :, 1], w, h, seed=seed,
-                            max_rotation_deg=max_rotation_deg, max_scale_change=max_scale_change)
+    # fit_alignment's model on the matches; the 0.75 px floor on the cut keeps near-exact keypoint
+    # matches from shrinking the inlier set to a handful
+    fit, keep = _fit_points(pa[:, 0], pa[:, 1], pb[:, 0] - pa[:, 0], pb[:, 1] - pa[:, 1], w, h,
+                            max_rotation_deg=max_rotation_deg, max_scale_change=max_scale_change, min_cut=0.75)
     if keep.sum() < min_matches:
         return PreAlignment(matches=n, inliers=int(keep.sum()))
     cx, cy = (w - 1) / 2, (h - 1) / 2
@@ -194,8 +171,10 @@ def apply_prealignment(right: np.ndarray, pre: PreAlignment) -> np.ndarray:
 
 def _fit_points(xs: np.ndarray, ys: np.ndarray, fx: np.ndarray, fy: np.ndarray, w: int, h: int, *,
                 iterations: int = 6, max_rotation_deg: float = 5.0, max_scale_change: float = 0.1,
-                seed: int = 0) -> tuple[Alignment, np.ndarray]:
-    """``fit_alignment``'s robust fit on point arrays (x, y in the left view; f = right - left)."""
+                min_cut: float = 0.0) -> tuple[Alignment, np.ndarray]:
+    """The robust fit of ``fit_alignment`` on point arrays (x, y in the left view; f = right - left):
+    iteratively reweighted least squares, cut at max(3 MAD, ``min_cut``) px; returns the fit and the
+    inliers of the last iteration."""
     cx, cy = (w - 1) / 2, (h - 1) / 2
     X, Y = xs - cx, ys - cy
     target = Y + fy
@@ -212,7 +191,7 @@ def _fit_points(xs: np.ndarray, ys: np.ndarray, fx: np.ndarray, fy: np.ndarray, 
         params, *_ = np.linalg.lstsq(design * sw, target * sw[:, 0], rcond=None)
         resid = target - design @ params
         scale = 1.4826 * np.median(np.abs(resid - np.median(resid))) + 1e-3
-        weights = (np.abs(resid) < max(3 * scale, 0.75)).astype(np.float64)
+        weights = (np.abs(resid) < max(3 * scale, min_cut)).astype(np.float64)
         if weights.sum() < 10:
             break
     fit = Alignment(a=float(params[0]), b=float(params[1]), ty=float(params[2]))
