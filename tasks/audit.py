@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from tasks.correspondence import DEFAULT_BACKEND
 from tasks.contracts import SKY_VALUE, colorize_depth
 from tasks.scenes import Scene
 
@@ -459,7 +460,7 @@ def run_audit(scenes: Sequence[Scene], work_dir: str | Path, *, packings: Sequen
         ids = [items[name].id for name in packed if items[name].state == "split"]
         t = time.perf_counter()
         opts = dict(process_options or {})
-        backend = opts.pop("correspondence", "dis")
+        backend = opts.pop("correspondence", DEFAULT_BACKEND)
         process_batch(url, ids, data_root, correspondence=backend, **opts)
         t_process = time.perf_counter() - t
         say(f"process {t_process:.1f} s")
@@ -575,7 +576,7 @@ def audit_photos(photos: Sequence[Path], work_dir: str | Path, *, process_option
         ingest(catalog, f"local:{inputs}", data_root=data_root, near_duplicate_max_distance=-1, **(ingest_options or {}))
         items = {it.source_id: it for it in catalog.items(catalog.ids())}
         opts = dict(process_options or {})
-        backend = opts.pop("correspondence", "dis")
+        backend = opts.pop("correspondence", DEFAULT_BACKEND)
         process_batch(url, [it.id for it in items.values() if it.state == "split"], data_root, correspondence=backend,
                       **opts)
         export_dataset(catalog, data_root, work_dir / "export", states=MAP_STATES)
