@@ -123,7 +123,8 @@ class _FixedSgbm:
 
 def test_fused_rule_per_pixel_on_hand_made_flows():
     """agree -> mean; SGBM valid, flow off and flow inconsistent -> SGBM; flow off but consistent -> out
-    (``conflict='out'``) or SGBM (``'sgbm'``); SGBM invalid -> out."""
+    (``conflict='out'``) or SGBM (``'sgbm'``); SGBM invalid -> the flow where it is consistent and smooth
+    (``fill_smooth_px``), else out."""
     from tasks.correspondence import FusedBackend
 
     h, w = 40, 60
@@ -132,14 +133,15 @@ def test_fused_rule_per_pixel_on_hand_made_flows():
     d_sgbm = np.full((h, w), 5.6, np.float32)  # ... SGBM 5.6 (agree: mean 5.3)
     d_sgbm[:, 20:30] = 9.0                      # columns 20-29: SGBM says 9 (disagree)
     valid = np.ones((h, w), bool)
-    valid[:, 50:] = False                       # columns 50+: SGBM invalid
+    valid[:, 50:] = False                       # columns 50+: SGBM invalid (flow consistent, smooth)
+    valid[:, 15:18] = False                     # columns 15-17: SGBM invalid, flow inconsistent
     fwd = np.zeros((h, w, 2), np.float32)
     fwd[..., 0] = -d_flow
     bwd = np.zeros((h, w, 2), np.float32)
     bwd[..., 0] = d_flow
     bwd[:, 10:20, 0] = 40.0  # where columns 15..24 land (x - 5): the flow is inconsistent there
-    for conflict in ("out", "sgbm"):
-        fused = FusedBackend(conflict=conflict)
+    for conflict, fill in (("out", 0.5), ("sgbm", 0.5), ("out", None)):
+        fused = FusedBackend(conflict=conflict, fill_smooth_px=fill)
         fused.flow_backend = _FixedFlow(fwd, bwd)
         fused.sgbm = _FixedSgbm(d_sgbm, valid)
         out, _ = fused.flow([img, img], [img, img])
@@ -147,13 +149,17 @@ def test_fused_rule_per_pixel_on_hand_made_flows():
         u = -out[..., 0]
         assert np.allclose(u[:, 5:15], 5.3)          # agree, flow consistent: mean
         assert np.allclose(u[:, 30:50], 5.3)
-        assert np.allclose(u[:, 15:20], 5.3)         # agree where the flow is inconsistent: still the mean
+        assert np.allclose(u[:, 18:20], 5.3)         # agree where the flow is inconsistent: still the mean
+        assert (u[:, 15:18] > w).all()               # SGBM invalid, flow inconsistent: nothing
         assert np.allclose(u[:, 20:25], 9.0)         # disagree, flow inconsistent: SGBM
         if conflict == "out":
             assert (u[:, 25:30] > w).all()           # disagree, both consistent: nothing (points outside)
         else:
             assert np.allclose(u[:, 25:30], 9.0)
-        assert (u[:, 50:] > w).all()                 # SGBM invalid: nothing
+        if fill is None:
+            assert (u[:, 50:] > w).all()             # SGBM invalid: nothing
+        else:
+            assert np.allclose(u[:, 50:], 5.0)       # SGBM invalid, flow consistent and smooth: the flow
         # SGBM got the geometry from the flow (alignment, disparity range), not from a coarse flow of its own
         alignment, lo, hi = fused.sgbm.calls[0]
         assert lo <= 5.0 <= hi and abs(alignment.ty) < 1e-6
