@@ -113,8 +113,24 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_al
                 t_check=time.perf_counter() - t)
 
 
+def _flow_to_given_right(fwd: np.ndarray, pre: PreAlignment | None) -> np.ndarray:
+    """The flow to the right view as given, from the flow to its pre-aligned version: x -> M (x + f) - x.
+    A homography pre-alignment removes a converged rig's keystone from the rows; the keystone cue must
+    still see it (it is the geometry of the pair, and a view-order cue)."""
+    if pre is None or not pre.applied or pre.projective == (0.0, 0.0):
+        return fwd
+    h, w = fwd.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    xe, ye = gx + fwd[..., 0], gy + fwd[..., 1]
+    m = pre.homography()
+    den = m[2, 0] * xe + m[2, 1] * ye + m[2, 2]
+    xo = (m[0, 0] * xe + m[0, 1] * ye + m[0, 2]) / den
+    yo = (m[1, 0] * xe + m[1, 1] * ye + m[1, 2]) / den
+    return np.stack([xo - gx, yo - gy], axis=-1).astype(np.float32)
+
+
 def decide_order(left: np.ndarray, right: np.ndarray, a: dict[str, Any], *, known_order: bool = False,
-                 min_votes: int = 10, sure: float = 0.7) -> OrderDecision:
+                 min_votes: int = 10, sure: float = 0.7, pre: PreAlignment | None = None) -> OrderDecision:
     """The view-order cues of tasks/view_order.py on one analysed pair (``_analyse``'s output).
 
     The second view's occlusions (about half the cost) are only counted when the first view's
@@ -123,7 +139,7 @@ def decide_order(left: np.ndarray, right: np.ndarray, a: dict[str, Any], *, know
     """
     par, cross = occlusion_votes(left, a["disparity"], a["consistent"])
     priors = {"ground": ground_cue(a["disparity"], a["consistent"]),
-              "keystone": keystone_cue(a["fwd"], a["consistent"])}
+              "keystone": keystone_cue(_flow_to_given_right(a["fwd"], pre), a["consistent"])}
     first = combine({"occlusion": occlusion_cue(par, cross, min_votes=min_votes), **priors},
                     format_prior=known_order)
     if not known_order and not first.uncertain and abs(first.evidence) >= sure:
@@ -148,9 +164,10 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
 
     ``known_order``: the file format fixes the order (MPO, JPS): a strong prior the data may
     overturn only with overwhelming, agreeing evidence (tasks/view_order.py; logged).
-    ``prealign``: first bring the right view onto the left view's rows with a similarity fitted to
-    keypoint matches when it is rotated, scaled, offset or shifted by a wide baseline
-    (tasks/rectify.py ``fit_prealignment``; the left view is never warped).
+    ``prealign``: first bring the right view onto the left view's rows with a similarity (and, when
+    the rows are bent, a homography) fitted to keypoint matches when it is rotated, scaled, offset,
+    keystoned or shifted by a wide baseline (tasks/rectify.py ``fit_prealignment``; the left view is
+    never warped).
     ``order``: ``"auto"`` lets the data decide; ``"given"`` keeps the views as given (a reviewer
     fixed the order: the votes are still computed and recorded, never acted on).
     """
@@ -167,7 +184,7 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
 
     t = time.perf_counter()
     decision = decide_order(left, apply_prealignment(right, pre), a, known_order=known_order,
-                            min_votes=view_order_min_votes)  # the view the flows were computed on
+                            min_votes=view_order_min_votes, pre=pre)  # the view the flows were computed on
     if order == "given":  # a reviewer fixed the order: the cues are recorded, never acted on
         decision = OrderDecision("parallel", False, "reviewer", decision.evidence, decision.cues)
     swapped_views = decision.swapped

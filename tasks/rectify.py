@@ -14,9 +14,19 @@ a disparity offset and is left at 0 (depth.py deals with the unknown offset).
 
 Inverting the similarity on the flow's end points gives the rectified horizontal disparity and
 the residual vertical misalignment without warping an image or running the flow a second time.
+
+Before any dense correspondence, ``fit_prealignment`` fits the same model to SIFT matches (wide
+baselines, rotated or scaled halves of scanned stereo cards) and, where the rows are bent beyond it
+(a card scanned at an angle, a toed-in hand-held pair), its homography generalisation: the rows of
+H (right -> aligned) that row alignment determines, y_a = (h21 x + h22 y + h23) / (h31 x + h32 y + 1),
+fitted robustly to the matches, with the first row taken as for a similarity so that the view is
+not sheared. Only the right view is resampled, so crop boxes map straight back to source pixels of
+the left view. (OpenCV's stereoRectifyUncalibrated, which warps both views from the fundamental
+matrix, was measured on the real photos: 74-272 px corner shifts, too distorting to keep.)
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -85,16 +95,23 @@ def rectified_disparity(flow: np.ndarray, alignment: Alignment) -> tuple[np.ndar
 # ---- pre-alignment from feature matches (before any dense correspondence) --------------------------
 @dataclass(frozen=True)
 class PreAlignment:
-    """A similarity that brings the right view onto the left view's rows, fitted to keypoint matches.
+    """A similarity, or a homography, that brings the right view onto the left view's rows, fitted to
+    keypoint matches.
 
     The right view is resampled as ``right_aligned(x, y) = right(M @ (x, y, 1))`` with ``M`` the 2x3
     affine ``matrix`` (rotation + scale about the centre, vertical offset ``ty`` and a horizontal shift
-    ``tx`` that brings the median disparity of the matches to zero). The left view is never warped, so
+    ``tx`` that brings the median disparity of the matches to zero) and, for a keystoned pair, the
+    third row ``projective`` (M is then a homography, divided through). The left view is never warped, so
     crop boxes keep mapping straight back to source pixels. ``applied`` is False when the pair needed
     nothing (already aligned, small disparities) or the matches were too few to trust.
     """
 
     matrix: tuple[tuple[float, float, float], tuple[float, float, float]] = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
+    # the third row (m31, m32, 1) of the homography right_aligned(x, y) = right(M (x, y, 1)): the keystone
+    # a similarity cannot express (a scanned card photographed at an angle, a toed-in hand-held pair);
+    # (0, 0) when the similarity explains the rows to within ``min_keystone_px``
+    projective: tuple[float, float] = (0.0, 0.0)
+    keystone_px: float = 0.0  # vertical shift the projective terms add (95th percentile over the inlier matches)
     applied: bool = False
     matches: int = 0
     inliers: int = 0
@@ -105,14 +122,19 @@ class PreAlignment:
     residual_px: float = 0.0  # median |vertical residual| of the inlier matches after alignment
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "matrix": [list(r) for r in self.matrix]}
+        return {**asdict(self), "matrix": [list(r) for r in self.matrix], "projective": list(self.projective)}
+
+    def homography(self) -> np.ndarray:
+        """M as a 3 x 3 array (aligned right-view pixel -> pixel of the given right view)."""
+        return np.vstack([np.array(self.matrix, np.float64), [self.projective[0], self.projective[1], 1.0]])
 
 
 def fit_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int = 640, n_features: int = 1500,
                      min_matches: int = 30,
                      min_shift_fraction: float = 0.15, min_rotation_deg: float = 0.5, min_scale_change: float = 0.01,
                      min_ty_px: float = 3.0, max_rotation_deg: float = 10.0,
-                     max_scale_change: float = 0.35) -> PreAlignment:
+                     max_scale_change: float = 0.35, min_keystone_px: float = 1.0,
+                     max_keystone: float = 0.15) -> PreAlignment:
     """Fit ``PreAlignment`` to SIFT matches between (H, W, 3) views (tasks.stereo_formats.match_keypoints).
 
     Needed for wide baselines and pre-converged cameras (views shifted by tens to hundreds of pixels,
@@ -154,8 +176,68 @@ def fit_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int = 6
              or abs(ty) >= min_ty_px or abs(tx) >= min_shift_fraction * w)
     # right(x', y') with (x', y') - c = S (x_rect - tx - c_x, y_rect - c_y) + (0, ty)
     m = ((b, -a, cx - b * (cx + tx) + a * cy), (a, b, cy + ty - a * (cx + tx) - b * cy))
-    return PreAlignment(matrix=m, applied=bool(needs), matches=n, inliers=int(keep.sum()),
-                        rotation_deg=fit.rotation_deg, scale=fit.scale, tx=tx, ty=float(ty), residual_px=resid)
+    sim = PreAlignment(matrix=m, applied=bool(needs), matches=n, inliers=int(keep.sum()),
+                       rotation_deg=fit.rotation_deg, scale=fit.scale, tx=tx, ty=float(ty), residual_px=resid)
+    proj = _fit_keystone(pa, pb, keep, w, h, max_keystone=max_keystone)
+    if proj is None:
+        return sim
+    hom, keystone_px, resid_p, inliers_p = proj
+    if keystone_px < min_keystone_px or resid_p >= resid:  # the similarity explains the rows: keep it
+        return sim
+    hom = hom / hom[2, 2]
+    return dataclasses.replace(
+        sim, matrix=(tuple(hom[0]), tuple(hom[1])), projective=(float(hom[2, 0]), float(hom[2, 1])),
+        keystone_px=float(keystone_px), applied=True, inliers=int(inliers_p), residual_px=float(resid_p))
+
+
+def _fit_keystone(pa: np.ndarray, pb: np.ndarray, keep: np.ndarray, w: int, h: int, *, max_keystone: float,
+                  iterations: int = 6) -> tuple[np.ndarray, float, float, int] | None:
+    """The homography generalisation of the similarity: H maps right-view pixels to aligned ones so that
+    matches land on their left rows, y_a = (h21 u + h22 v + h23) / (h31 u + h32 v + 1) (u, v: centred,
+    scaled by the width), fitted robustly (IRLS, 3 MAD) to the matches, starting from the similarity's
+    inliers ``keep``. Rows 2-3 are all that row alignment determines; row 1 is taken as for a similarity,
+    (h22, -h21, t) over the same denominator (rotation and scale undone horizontally too), with t the
+    shift that brings the median disparity to 0. Returns (M = H^-1 in pixels, the largest vertical
+    shift the projective terms add at a corner, median |vertical residual| px, inliers), or None when
+    the fit is implausible (a projective term beyond ``max_keystone``: the denominator would vary by
+    more than that across the image) or the matches too few."""
+    cx, cy, sc = (w - 1) / 2, (h - 1) / 2, float(w)
+    ub, vb = (pb[:, 0] - cx) / sc, (pb[:, 1] - cy) / sc
+    ua, va = (pa[:, 0] - cx) / sc, (pa[:, 1] - cy) / sc
+    weights = keep.astype(np.float64)
+    design = np.stack([ub, vb, np.ones_like(ub), -va * ub, -va * vb], axis=1)
+    params = None
+    for _ in range(iterations):
+        if weights.sum() < 10:
+            return None
+        sw = np.sqrt(weights)[:, None]
+        params, *_ = np.linalg.lstsq(design * sw, va * sw[:, 0], rcond=None)
+        h21, h22, h23, h31, h32 = params
+        den = h31 * ub + h32 * vb + 1.0
+        resid = (h21 * ub + h22 * vb + h23) / den - va
+        scale = 1.4826 * np.median(np.abs(resid[weights > 0] - np.median(resid[weights > 0]))) + 1e-6
+        weights = (np.abs(resid) < max(3 * scale, 0.75 / sc)).astype(np.float64)
+    h21, h22, h23, h31, h32 = params
+    if max(abs(h31), abs(h32)) > max_keystone or weights.sum() < 30:
+        return None
+    den = h31 * ub + h32 * vb + 1.0
+    inl = weights > 0
+    x_rect = (h22 * ub - h21 * vb) / den
+    t = float(np.median(ua[inl] - x_rect[inl]))
+    hc = np.array([[h22, -h21, 0.0], [h21, h22, h23], [h31, h32, 1.0]])
+    hc[0] += t * hc[2]
+    norm = np.array([[1 / sc, 0, -cx / sc], [0, 1 / sc, -cy / sc], [0, 0, 1.0]])
+    hp = np.linalg.inv(norm) @ hc @ norm  # right pixel -> aligned pixel
+    m = np.linalg.inv(hp)
+    m /= m[2, 2]
+    resid_px = float(np.median(np.abs(resid[inl]))) * sc
+    # what the projective terms add where the matches are (not extrapolated to corners no match sees):
+    # the 95th percentile over the inliers of M against M without its third row
+    pts = np.stack([pa[inl, 0], pa[inl, 1], np.ones(int(inl.sum()))])
+    full = m @ pts
+    affine = np.vstack([m[:2], [0, 0, 1]]) @ pts
+    keystone_px = float(np.percentile(np.abs(full[1] / full[2] - affine[1]), 95))
+    return m, keystone_px, resid_px, int(inl.sum())
 
 
 def apply_prealignment(right: np.ndarray, pre: PreAlignment) -> np.ndarray:
@@ -165,6 +247,9 @@ def apply_prealignment(right: np.ndarray, pre: PreAlignment) -> np.ndarray:
     if not pre.applied:
         return right
     h, w = right.shape[:2]
+    if pre.projective != (0.0, 0.0):
+        return cv2.warpPerspective(right, pre.homography(), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return cv2.warpAffine(right, np.array(pre.matrix, np.float64), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
@@ -202,11 +287,12 @@ def _fit_points(xs: np.ndarray, ys: np.ndarray, fx: np.ndarray, fy: np.ndarray, 
 
 def needs_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int = 320, min_consistency: float = 0.5,
                        min_shift_fraction: float = 0.15, min_rotation_deg: float = 0.5,
-                       min_scale_change: float = 0.01, min_ty_px: float = 3.0) -> bool:
+                       min_scale_change: float = 0.01, min_ty_px: float = 3.0, min_keystone_px: float = 1.0) -> bool:
     """A cheap look (DIS "ultrafast" both ways at ``work_width`` px, ~10 ms) at whether keypoint
     pre-alignment could change anything: True when the coarse flow is mostly inconsistent (a wide
     baseline or a misalignment it cannot bridge) or shows a shift, rotation, scale or vertical offset
-    beyond ``fit_prealignment``'s thresholds. Keypoints cost ~0.25 s per 1-MP pair; most pairs skip them.
+    beyond ``fit_prealignment``'s thresholds, or a keystone (rows bent by ``min_keystone_px`` or more at
+    the corners beyond what the similarity explains). Keypoints cost ~0.25 s per 1-MP pair; most pairs skip them.
     """
     import cv2
 
@@ -227,5 +313,14 @@ def needs_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int =
         return True
     fit = fit_alignment(fwd, ok, max_rotation_deg=10.0, max_scale_change=0.35)
     shift = abs(float(np.median(fwd[..., 0][ok]))) / a.shape[1]
-    return bool(shift >= min_shift_fraction or abs(fit.rotation_deg) >= min_rotation_deg
-                or abs(fit.scale - 1) >= min_scale_change or abs(fit.ty) / s >= min_ty_px)
+    if (shift >= min_shift_fraction or abs(fit.rotation_deg) >= min_rotation_deg
+            or abs(fit.scale - 1) >= min_scale_change or abs(fit.ty) / s >= min_ty_px):
+        return True
+    # keystone: what the similarity leaves in the rows, as the u v and v^2 terms a perspective adds
+    # (u, v in [-1, 1] from the centre), least squares over the consistent pixels; in full-size px
+    _, vres = rectified_disparity(fwd, fit)
+    hh, ww = ok.shape
+    ys, xs = np.nonzero(ok)
+    u, v = (xs - (ww - 1) / 2) / (ww / 2), (ys - (hh - 1) / 2) / (ww / 2)
+    coef, *_ = np.linalg.lstsq(np.stack([u * v, v * v, np.ones_like(u)], 1), vres[ys, xs], rcond=None)
+    return bool((abs(coef[0]) + abs(coef[1]) * (hh / ww) ** 2) / s >= min_keystone_px)

@@ -103,6 +103,27 @@ def similarity_warp(image: np.ndarray, rotation_deg: float = 0.0, scale: float =
     return warped, m
 
 
+def homography_warp(image: np.ndarray, rotation_deg: float = 0.0, scale: float = 1.0, tx: float = 0.0,
+                    ty: float = 0.0, px: float = 0.0, py: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``similarity_warp`` followed by a perspective (keystone) about the centre: with u, v the centred
+    coordinates over the width, the denominator is 1 + px u + py v (a card photographed at an angle).
+    Returns the warped image (black outside) and the forward 3x3 homography."""
+    h, w = image.shape[:2]
+    c = np.array([(w - 1) / 2, (h - 1) / 2])
+    t = np.radians(rotation_deg)
+    lin = scale * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    sim = np.eye(3)
+    sim[:2, :2] = lin
+    sim[:2, 2] = c - lin @ c + (tx, ty)
+    norm = np.array([[1 / w, 0, -c[0] / w], [0, 1 / w, -c[1] / w], [0, 0, 1.0]])
+    persp = np.linalg.inv(norm) @ np.array([[1, 0, 0], [0, 1, 0], [px, py, 1.0]]) @ norm
+    m = persp @ sim
+    m /= m[2, 2]
+    warped = cv2.warpPerspective(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                 borderValue=0)
+    return warped, m
+
+
 def keystone_warp(image: np.ndarray, corner_px: float) -> np.ndarray:
     """Vertical parallax ``corner_px * u * v`` (u, v in [-1, 1] from the centre) as a converged rig's
     second view shows it: the flow from the unwarped to the warped view has dy = corner_px * u * v."""

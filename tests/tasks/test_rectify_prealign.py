@@ -11,7 +11,7 @@ from tasks.correspondence import build_backend
 from tasks.process import process_pair
 from tasks.rectify import PreAlignment, apply_prealignment, fit_prealignment
 from tasks.sky import build_sky
-from tests.tasks.stereo_scenes import motorcycle, similarity_warp, texture
+from tests.tasks.stereo_scenes import homography_warp, motorcycle, similarity_warp, texture
 
 # (rotation deg, scale, tx, ty) of the right view: a scanned stereo card's half with a wide baseline,
 # and a hand-held pair turned and zoomed the other way
@@ -70,6 +70,48 @@ def test_fitted_similarity_undoes_the_known_one(moto, backends, case):
     assert aligned.shape == warped.shape and aligned.dtype == warped.dtype
     dy = _vertical_flow_on_gt(left, aligned, gt, backends[0])
     assert abs(np.median(dy)) < 0.5 and np.median(np.abs(dy)) < 0.5
+
+
+@pytest.mark.parametrize("case", [(1.0, 1.02, 30.0, 3.0, 0.06, -0.04), (-2.0, 0.97, -20.0, -4.0, -0.05, 0.05)],
+                         ids=["keystone+rot1", "keystone+rot-2"])
+def test_fitted_homography_undoes_a_known_keystone(moto, backends, case):
+    """The right view moved by a known homography (a similarity and a perspective that bends rows by
+    several px at the corners, as on a stereo card scanned at an angle): the fitted homography undoes
+    it up to a row-preserving map (rows land on the left view's rows); the left view is not warped,
+    so process_pair's crop box still indexes the given left view."""
+    left, right, gt = moto
+    warped, forward = homography_warp(right, *case)
+    pre = fit_prealignment(left, warped)
+    assert pre.applied and pre.projective != (0.0, 0.0) and pre.keystone_px > 1.0
+    assert pre.residual_px < 0.5
+    # aligned(x) = warped(M x) = right(forward^-1 M x): forward^-1 M must keep every row (second and
+    # third rows (0, 1, 0) and (0, 0, 1) up to scale)
+    rest = np.linalg.inv(forward) @ pre.homography()
+    rest /= rest[2, 2]
+    h, w = left.shape[:2]
+    ys, xs = np.mgrid[0:h:20, 0:w:20]
+    pts = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)]).astype(np.float64)
+    mapped = rest @ pts
+    assert np.abs(mapped[1] / mapped[2] - pts[1]).max() < 0.6  # every row stays its row (sub-pixel)
+    # before, the true matches lie px off their rows; after, DIS finds them on the rows
+    ys, xs = np.nonzero(gt > 0)
+    true_in_warped = forward @ np.stack([xs - gt[ys, xs], ys, np.ones(xs.size)])
+    assert np.median(np.abs(true_in_warped[1] / true_in_warped[2] - ys)) > 2
+    aligned = apply_prealignment(warped, pre)
+    dy = _vertical_flow_on_gt(left, aligned, gt, backends[0])
+    assert abs(np.median(dy)) < 0.5 and np.median(np.abs(dy)) < 0.5
+    # the whole stage: the exported image is the given left view, cut at the recorded box
+    res = process_pair(left, warped, *backends, crf=False)
+    x0, y0, x1, y1 = res.box
+    assert np.array_equal(res.image, left[y0:y1, x0:x1])
+    assert res.info["prealign"]["projective"] == list(pre.projective)
+
+
+def test_a_similarity_is_not_given_projective_terms(moto):
+    left, right, _ = moto
+    warped, _ = similarity_warp(right, 2.0, 1.03, 20.0, 4.0)
+    pre = fit_prealignment(left, warped)
+    assert pre.applied and pre.projective == (0.0, 0.0) and pre.keystone_px == 0.0
 
 
 def test_pure_vertical_offset_is_recovered(moto):
