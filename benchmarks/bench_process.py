@@ -14,19 +14,22 @@ A spec is a correspondence backend and optional process config fields, ``--set``
 ``dis``, ``sgbm@fb_beta=0.3@crf=false``, ``dis@ingest.stereo_min_similarity=0.2`` (a field without
 a section is a ``process.`` field; values are YAML). ``--set`` applies to every spec.
 
-Speed: one pair upscaled to 1 megapixel per view through every stage (``--speed-backends``, 2 threads).
+Speed: one pair upscaled to 1 megapixel per view through every stage (``--speed-backends``, 2 threads);
+a 10-MP two-frame MPO through ingest and process in a fresh process (wall time, peak memory).
 
 Sky: precision / recall with and without the CRF on rendered scenes with known sky and on
 scikit-image's rocket photo with hand-labelled sky / not-sky rectangles.
 
 Run: ``.venv/bin/python benchmarks/bench_process.py [--scenes ../shared/stereo] [--backends fused,dis,sgbm]
-[--packings sbs,cross,ou,mpo] [--details] [--report DIR] [--skip speed,sky]``.
+[--packings sbs,cross,ou,mpo] [--details] [--report DIR] [--skip labels,speed,mpo,sky]``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -191,6 +194,53 @@ def bench_speed(tmp: Path, megapixels: float = 1.0, repeats: int = 3, spec: str 
           f" {stages}; CPU time {np.median(cpus):.2f} s (all threads; the machine is shared, wall times vary)")
 
 
+_MPO_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[4])
+import cv2
+from pathlib import Path
+from tasks.catalog import Catalog
+from tasks.ingest import ingest
+from tasks.process import process_batch
+cv2.setNumThreads(2)
+path, root, spec = sys.argv[1:4]
+url = f"sqlite:///{root}/catalog.db"
+t = time.perf_counter()
+with Catalog(url) as catalog:
+    ingest(catalog, f"local:{Path(path).parent}", data_root=root, near_duplicate_max_distance=-1)
+    ids = [it.id for it in catalog.items(catalog.ids()) if it.state == "split"]
+t_ingest = time.perf_counter() - t
+t = time.perf_counter()
+states = process_batch(url, ids, root, correspondence=spec)
+print(json.dumps([t_ingest, time.perf_counter() - t, list(states.values()),
+                  resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10]))
+"""
+
+
+def bench_mpo(tmp: Path, megapixels: float = 10.0, spec: str = "fused") -> None:
+    """A two-frame MPO of ``megapixels`` per frame (the motorcycle pair, upscaled), as a 3D camera
+    writes it, through ingest and process in a fresh process: wall time and peak memory."""
+    from PIL import Image
+    from skimage import data
+
+    left, right, _ = data.stereo_motorcycle()
+    s = np.sqrt(megapixels * 1e6 / (left.shape[0] * left.shape[1]))
+    size = (int(round(left.shape[1] * s)), int(round(left.shape[0] * s)))
+    d = tmp / "mpo" / "in"
+    d.mkdir(parents=True, exist_ok=True)
+    frames = [Image.fromarray(cv2.resize(v, size, interpolation=cv2.INTER_CUBIC)) for v in (left, right)]
+    path = d / "camera.mpo"
+    frames[0].save(path, format="MPO", save_all=True, append_images=frames[1:], quality=92)
+    # a fresh interpreter, so that its peak RSS is the MPO's alone
+    (tmp / "mpo" / "root").mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, "-c", _MPO_CHILD, str(path), str(tmp / "mpo" / "root"), spec,
+                           str(Path(__file__).resolve().parents[1])], capture_output=True, text=True, check=True)
+    t_ingest, t_process, states, peak_mib = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"\n## 10-MP MPO: {spec}, {size[0]}x{size[1]} per frame ({size[0] * size[1] / 1e6:.1f} MP, "
+          f"{path.stat().st_size / 2 ** 20:.1f} MiB file), 2 cores")
+    print(f"ingest {t_ingest:.2f} s + process {t_process:.2f} s; states {states}; peak memory {peak_mib:.0f} MiB")
+
+
 def _sky_scene(h: int, w: int, seed: int, overcast: bool) -> tuple[np.ndarray, np.ndarray]:
     """Rendered landscape: graded sky with soft clouds above an irregular skyline of textured ground,
     a blue textured object and a bright wall that are not sky."""
@@ -276,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=100_000, help="random pixel pairs per map for the ordinal error")
     parser.add_argument("--megapixels", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2, help="OpenCV / torch threads (the target is for 2 cores)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: labels,speed,sky")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: labels,speed,mpo,sky")
     args = parser.parse_args(argv)
     cv2.setNumThreads(args.threads)
     import torch
@@ -298,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                 for spec in args.speed_backends.split(","):
                     bench_speed(Path(tmp), args.megapixels, spec=spec, config_file=args.config,
                                 overrides=args.overrides)
+            if "mpo" not in skip:
+                bench_mpo(Path(tmp), 10.0, spec=args.speed_backends.split(",")[0])
     except (ConfigError, SceneError) as exc:
         print(f"bench_process: {exc}", file=sys.stderr)
         return 2

@@ -31,7 +31,7 @@ def test_spec_overrides(bench):
 def test_bench_labels_table_has_one_row_per_spec(bench, tmp_path, capsys):
     write_generic(tmp_path / "scenes" / "moto", *motorcycle(200))
     rc = bench.main(["--scenes", str(tmp_path / "scenes"), "--backends", "dis,dis@crf=false", "--packings", "mpo",
-                     "--pairs", "3000", "--skip", "speed,sky", "--set", "process.max_side=200"])
+                     "--pairs", "3000", "--skip", "speed,mpo,sky", "--set", "process.max_side=200"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "1 scene(s) x 1 packing(s)" in out
@@ -41,6 +41,14 @@ def test_bench_labels_table_has_one_row_per_spec(bench, tmp_path, capsys):
 
 
 def test_bench_reports_a_bad_spec(bench, tmp_path, capsys):
-    rc = bench.main(["--scenes", str(tmp_path), "--backends", "dis", "--skip", "speed,sky"])
+    rc = bench.main(["--scenes", str(tmp_path), "--backends", "dis", "--skip", "speed,mpo,sky"])
     assert rc == 2
     assert "neither a scene folder" in capsys.readouterr().err
+
+
+def test_mpo_part_runs_an_mpo_through_ingest_and_process(bench, tmp_path, capsys):
+    """The 10-MP MPO part at toy size: a real two-frame MPO, ingested and processed in a fresh process."""
+    bench.bench_mpo(tmp_path, 0.05, spec="dis")
+    out = capsys.readouterr().out
+    assert "MPO: dis" in out and "peak memory" in out
+    assert "pending_review" in out or "auto_accepted" in out or "auto_rejected" in out
