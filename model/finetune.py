@@ -1,4 +1,5 @@
-"""Shared pieces of the transfer experiments (ReDWeb Sec. 4.3): initialisation, the step loop, checkpoints.
+"""Shared pieces of the transfer experiments (ReDWeb Sec. 4.3): initialisation, the one training loop
+both tasks use (:func:`train_finetune` -> :func:`fit`), resumable checkpoints, the shared checkpoint meta.
 
 ``redweb finetune depth`` (:mod:`model.finetune_depth`) and ``redweb finetune segment``
 (:mod:`model.finetune_segment`) both take ``init``:
