@@ -19,7 +19,7 @@ Speed: one pair upscaled to 1 megapixel per view through every stage (``--speed-
 Sky: precision / recall with and without the CRF on rendered scenes with known sky and on
 scikit-image's rocket photo with hand-labelled sky / not-sky rectangles.
 
-Run: ``.venv/bin/python benchmarks/bench_process.py [--scenes ../shared/stereo] [--backends dis,sgbm]
+Run: ``.venv/bin/python benchmarks/bench_process.py [--scenes ../shared/stereo] [--backends fused,dis,sgbm]
 [--packings sbs,cross,ou,mpo] [--details] [--report DIR] [--skip speed,sky]``.
 """
 from __future__ import annotations
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", action="append", default=[], metavar="DIR",
                         help="scene folder or folder of scene folders, as for redweb audit (repeatable; "
                              "default: the skimage motorcycle)")
-    parser.add_argument("--backends", default="dis,sgbm",
+    parser.add_argument("--backends", default="fused,dis,sgbm",
                         help="comma-separated specs: backend[@field=value...] (process config fields, YAML values)")
     parser.add_argument("--packings", default="sbs,cross,ou,mpo", help="comma-separated subset of sbs,cross,ou,mpo")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.FIELD=VALUE",
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, help="at most this many frames per KITTI folder")
     parser.add_argument("--details", action="store_true", help="also print each spec's per-pair audit table")
     parser.add_argument("--report", metavar="DIR", help="write each spec's HTML audit report under DIR/<spec>/")
-    parser.add_argument("--speed-backends", default="dis,sgbm", help="comma-separated specs for the 1-MP timing")
+    parser.add_argument("--speed-backends", default="fused,dis", help="comma-separated specs for the 1-MP timing")
     parser.add_argument("--pairs", type=int, default=100_000, help="random pixel pairs per map for the ordinal error")
     parser.add_argument("--megapixels", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2, help="OpenCV / torch threads (the target is for 2 cores)")

@@ -104,6 +104,7 @@ class ReviewContext:
     # ---- view-order flip ------------------------------------------------------------------------
     def rederive(self, item_id: str) -> str:
         """Run the process stage on ``item_id`` keeping its views as stored (after a reviewer's flip)."""
+        from tasks.correspondence import DEFAULT_BACKEND
         from tasks.process import _PAIR_OPTIONS, _THRESHOLDS, build_backends, process_item
         from tasks.triage import TriageThresholds
 
@@ -111,7 +112,7 @@ class ReviewContext:
         with self._backends_lock:  # built once, on the first flip (network backends are slow to load)
             if self._backends is None:
                 self._backends = build_backends(
-                    correspondence=o.get("correspondence", "dis"),
+                    correspondence=o.get("correspondence", DEFAULT_BACKEND),
                     correspondence_checkpoint=o.get("correspondence_checkpoint"), sky=o.get("sky", "heuristic"),
                     sky_checkpoint=o.get("sky_checkpoint"), mmseg_config=o.get("mmseg_config"),
                     device=o.get("device", "auto"))

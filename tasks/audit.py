@@ -17,7 +17,8 @@ Scores per (scene, packing) — ``score_map`` for the arithmetic:
   ordinal label (sigma = 0.02 on the depth ratio) differs from GT's (depth = 1 / disparity); a pair
   GT calls equal but the map orders counts as wrong, and so does the reverse ("ties count").
 - ``coverage``: share of the GT pixels of the view the map was made from (in source pixels of the
-  packed file) that carry a reliable label.
+  packed file) that carry a reliable label; ``ceiling``: the share of them whose point the other
+  packed view shows at all (inside its crop, not occluded, from GT): no method can label more.
 - view order: whether the exported left-eye image really is the left eye; the detected format;
   the triage state and reason; seconds per stage.
 
@@ -42,6 +43,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from tasks.correspondence import DEFAULT_BACKEND
 from tasks.contracts import SKY_VALUE, colorize_depth
 from tasks.scenes import Scene
 
@@ -309,12 +311,15 @@ class MapScore:
     coverage: float
     compared_pixels: int
     eye: str  # which eye the exported left-eye image really is
+    ceiling: float = float("nan")  # share of those GT pixels the other packed view sees at all (not occluded, in frame)
     images: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # for the report
 
 
 def _sample_nearest(field_: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     h, w = field_.shape
-    xi, yi = np.rint(x).astype(int), np.rint(y).astype(int)
+    # non-finite coordinates (a point with unknown GT) fall outside
+    xi = np.rint(np.nan_to_num(x, nan=-1.0, posinf=-1.0, neginf=-1.0)).astype(int)
+    yi = np.rint(np.nan_to_num(y, nan=-1.0, posinf=-1.0, neginf=-1.0)).astype(int)
     inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
     out = np.full(x.shape, np.nan, np.float32)
     out[inside] = field_[yi[inside], xi[inside]]
@@ -373,13 +378,28 @@ def score_map(scene: Scene, packed: Packed, *, rd: np.ndarray, mask: np.ndarray,
     labelled = np.zeros_like(gt_ok)
     labelled[inside] = reliable[v[inside], u[inside]]
     coverage = float((labelled & gt_ok).sum() / max(int(gt_ok.sum()), 1))
+    # the ceiling: GT pixels whose point the other packed view shows (inside its crop, not occluded);
+    # no correspondence method can label more
+    other_eye = "right" if eye == "left" else "left"
+    other = packed.eyes[other_eye]
+    if other_eye == "left":
+        gt_other = scene.disparity
+    else:
+        gt_other = right_disparity if right_disparity is not None else right_view_disparity(scene.disparity)
+    sxi, syi = np.rint(scx), np.rint(scy)  # the GT pixel sampled (right_view_disparity warps whole pixels)
+    xo = sxi - gt_src if eye == "left" else sxi + gt_src
+    (ox, oy), (ow, oh) = other.origin, other.size
+    in_other = (xo >= ox - 0.5) & (xo <= ox + ow - 0.5) & (syi >= oy) & (syi <= oy + oh - 1)
+    d_other = _sample_nearest(gt_other, xo, syi)
+    seen = gt_ok & in_other & (np.abs(np.nan_to_num(d_other, nan=-1e9) - gt_src) < 1.0)
+    ceiling = float(seen.sum() / max(int(gt_ok.sum()), 1))
     images = {}
     if keep_images:
         images = {"gt_depth": gt_depth, "valid": valid,
                   "disagreement": disagreement_map(rd.astype(np.float64), np.nan_to_num(gt_depth, nan=1.0), valid,
                                                    radii=REPORT_RADII, ordered_only=True)}
     return MapScore(errs["error"], errs["error_neq"], errs["error_eq"], errs["inverted"], coverage,
-                    int(valid.sum()), eye, images)
+                    int(valid.sum()), eye, ceiling, images)
 
 
 # ---- running ---------------------------------------------------------------------------------------
@@ -404,6 +424,7 @@ class AuditRow:
     seconds: dict[str, float]
     item_id: str
     degradation: dict
+    ceiling: float | None = None  # coverage no method can exceed (MapScore.ceiling)
 
 
 def process_options_from_config(process: Any) -> dict[str, Any]:
@@ -459,7 +480,7 @@ def run_audit(scenes: Sequence[Scene], work_dir: str | Path, *, packings: Sequen
         ids = [items[name].id for name in packed if items[name].state == "split"]
         t = time.perf_counter()
         opts = dict(process_options or {})
-        backend = opts.pop("correspondence", "dis")
+        backend = opts.pop("correspondence", DEFAULT_BACKEND)
         process_batch(url, ids, data_root, correspondence=backend, **opts)
         t_process = time.perf_counter() - t
         say(f"process {t_process:.1f} s")
@@ -505,6 +526,7 @@ def run_audit(scenes: Sequence[Scene], work_dir: str | Path, *, packings: Sequen
                           right_disparity=right_gt[pk.scene])
             row.ordinal_error, row.error_neq, row.inverted, row.coverage = (
                 _num(s.ordinal_error), _num(s.error_neq), _num(s.inverted), s.coverage)
+            row.ceiling = _num(s.ceiling)
             row.view_order_ok = s.eye == "left"
             row.bad = bool((row.ordinal_error is None or row.ordinal_error > BAD_ERROR) or s.coverage < BAD_COVERAGE)
             row.seconds["score"] = time.perf_counter() - t
@@ -575,7 +597,7 @@ def audit_photos(photos: Sequence[Path], work_dir: str | Path, *, process_option
         ingest(catalog, f"local:{inputs}", data_root=data_root, near_duplicate_max_distance=-1, **(ingest_options or {}))
         items = {it.source_id: it for it in catalog.items(catalog.ids())}
         opts = dict(process_options or {})
-        backend = opts.pop("correspondence", "dis")
+        backend = opts.pop("correspondence", DEFAULT_BACKEND)
         process_batch(url, [it.id for it in items.values() if it.state == "split"], data_root, correspondence=backend,
                       **opts)
         export_dataset(catalog, data_root, work_dir / "export", states=MAP_STATES)
@@ -677,6 +699,7 @@ def summarize(rows: Sequence[AuditRow]) -> dict[str, Any]:
         "kept": int(len(kept)),
         "ordinal_error": mean(kept_mapped["ordinal_error"]),
         "coverage": mean(kept_mapped["coverage"]),
+        "coverage_ceiling": mean(kept_mapped["ceiling"]) if "ceiling" in kept_mapped else None,
         "max_ordinal_error": float(kept_mapped["ordinal_error"].max()) if kept_mapped["ordinal_error"].notna().any() else None,
         "view_order_errors": int((kept_mapped["view_order_ok"] == False).sum()),  # noqa: E712 - pandas
         "view_order_errors_all_maps": int((mapped["view_order_ok"] == False).sum()),  # noqa: E712
@@ -706,6 +729,7 @@ def shown_frame(rows: Sequence[AuditRow]):
         "ord.err": df["ordinal_error"].map(_pct), "err≠": df["error_neq"].map(_pct),
         "inverted": df["inverted"].map(_pct),
         "coverage": df["coverage"].map(_pct),
+        "ceiling": df["ceiling"].map(_pct) if "ceiling" in df else "—",
         "order": df["view_order"].fillna("—") + df["view_order_ok"].map({True: " ✓", False: " ✗"}).fillna(""),
         "score": df["score"].map(lambda s: "—" if pd.isna(s) else f"{s:.2f}"),
         "truth": df["bad"].map({True: "bad", False: "good"}).fillna("—"),
@@ -727,7 +751,7 @@ def format_table(rows: Sequence[AuditRow], summary: dict[str, Any]) -> str:
     lines = [shown.to_string(index=False), "",
              f"pairs kept: {summary['kept']}/{summary['total']}   mean ordinal error of kept maps: "
              f"{_pct(summary['ordinal_error'])} (max {_pct(summary['max_ordinal_error'])})   "
-             f"mean coverage of kept maps: {_pct(summary['coverage'])}",
+             f"mean coverage of kept maps: {_pct(summary['coverage'])} (ceiling {_pct(summary.get('coverage_ceiling'))})",
              f"view-order errors among kept maps: {summary['view_order_errors']} "
              f"(all maps: {summary['view_order_errors_all_maps']}); undecided orders: {summary['view_order_uncertain']}; "
              f"format errors: {summary['format_errors']}; mean seconds per pair: {summary['seconds_per_pair']:.2f}",
@@ -820,7 +844,8 @@ def write_report(out_dir: str | Path, rows: Sequence[AuditRow], summary: dict[st
     legend = ("Columns: ord.err = share of random pixel pairs whose ordinal label (σ = 2 % on the depth ratio) "
               "differs from GT, ties counting as wrong (pairs a stepped GT's precision cannot decide are left out); err≠ = the same over the pairs GT orders; inverted = pairs "
               "GT orders one way and the map the other; coverage = share of the view's GT pixels with a reliable "
-              "label; order ✓/✗ = whether the exported image really is the left eye; truth = bad when ord.err > "
+              "label; ceiling = share of them the other packed view shows at all (inside its crop, not occluded): "
+              "no correspondence can label more; order ✓/✗ = whether the exported image really is the left eye; truth = bad when ord.err > "
               f"{BAD_ERROR:.0%} or coverage < {BAD_COVERAGE:.0%}. Pictures: depth and gt in turbo colours of inverse "
               "depth (red = near, blue = far; each scaled to its own 1-99 % range), grey = no reliable label / no "
               f"GT, blue-grey = sky; wrong = per pixel, the share of its neighbour pairs ({r0} and {r1} px, 8 "
@@ -835,7 +860,8 @@ section.none{{border-color:#aaa}} .legend{{max-width:1100px;color:#444}} .sum td
 h3{{font-size:14px;margin:4px 0}} .lost{{color:#a33}} pre{{background:#f6f6f6;padding:8px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>kept <b>{summary['kept']}/{summary['total']}</b> · mean ordinal error of kept maps <b>{_pct(summary['ordinal_error'])}</b>
-(max {_pct(summary['max_ordinal_error'])}) · mean coverage <b>{_pct(summary['coverage'])}</b> ·
+(max {_pct(summary['max_ordinal_error'])}) · mean coverage <b>{_pct(summary['coverage'])}</b>
+(ceiling {_pct(summary.get('coverage_ceiling'))}) ·
 view-order errors among kept maps <b>{summary['view_order_errors']}</b> · format errors {summary['format_errors']} ·
 auto-reject precision {_pct(tri['precision'])}, recall {_pct(tri['recall'])}</p>
 <table class=sum><tr><td><b>triage against truth</b>{confusion}</td>

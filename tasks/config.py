@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from model.config import EvaluateConfig, TrainConfig
+from tasks.correspondence import DEFAULT_BACKEND
 from tasks.export import export_dataset
 from tasks.sources.flickr import discover as flickr_discover
 from tasks.triage import TriageThresholds
@@ -103,9 +104,11 @@ class FlickrConfig(_Section):
 class ProcessConfig(_Section):
     """Stereo to relative depth (`redweb process`): backends, masks, depth choice, triage thresholds."""
 
-    # DIS stays the default (DESIGN.md / the brief); sgbm is measured more accurate on Middlebury (README)
+    # fused (DIS + SGBM, both OpenCV, no weights) was chosen by the label audit over 7 scenes x 4 packings
+    # (README, "Choosing the backend"); dis is the fastest
     correspondence: str = Field(
-        "dis", description="dis | sgbm | sgbm_dense | dis+sgbm | flownet2 | raft | sea_raft_m | ptlflow:<name> | tv_raft")
+        DEFAULT_BACKEND, description="fused | dis | sgbm | sgbm_dense | dis+sgbm | flownet2 | raft | sea_raft_m | "
+        "ptlflow:<name> | tv_raft | fused:<any of these>")
     correspondence_checkpoint: str | None = Field(None, description="local weights file for network backends")
     sky: str = Field("heuristic", description="heuristic | segformer | mmseg")
     sky_checkpoint: str | None = Field(None, description="segformer: local model directory; mmseg: checkpoint file")

@@ -12,6 +12,8 @@ uint8 RGB; a pair has one size, pairs in a batch may differ. Backends are looked
 - ``sgbm`` (and ``sgbm_dense``): OpenCV's semi-global matching on the views after compensating
   their global vertical offset / rotation / scale, both disparity signs; no weights, CPU.
 - ``dis+sgbm``: DIS flow kept where SGBM agrees with it.
+- ``fused`` (the default): DIS and SGBM averaged where they agree, SGBM where they do not, on
+  pairs whose rows the flow finds rectified; DIS alone on pairs it does not (``FusedBackend``).
 - ``flownet2``, ``raft``, ``raft_small``, ``sea_raft_m``, ... and ``ptlflow:<any ptlflow model>``:
   ptlflow 0.4.2 networks (the ``flow`` extra), checkpoint from a local file (``checkpoint=``; without
   one the weights are random, which only tests use), GPU when present, batched, padded to the
@@ -78,22 +80,27 @@ class Registry:
 CORRESPONDENCE = Registry("correspondence")
 
 
-_CPU_BACKENDS = ("dis", "sgbm", "sgbm_dense", "dis+sgbm")  # the rest run networks
+_CPU_BACKENDS = ("dis", "sgbm", "sgbm_dense", "dis+sgbm", "fused")  # the rest run networks
+DEFAULT_BACKEND = "fused"  # chosen by the label audit (README, "Choosing the backend")
 
 
 def is_gpu_backend(name: str) -> bool:
     """Whether a backend name runs a network (and so belongs on a GPU worker)."""
+    if name.startswith("fused:"):
+        return is_gpu_backend(name.split(":", 1)[1])
     return name not in _CPU_BACKENDS
 
 
 def build_backend(name: str, **kwargs: Any) -> FlowBackend:
     """Build the backend ``name``. ``ptlflow:<model>`` reaches any ptlflow model by its own name."""
+    if name.startswith("fused:"):
+        return FusedBackend(flow=name.split(":", 1)[1], **kwargs)
     if name.startswith("ptlflow:"):
         return PtlflowBackend(model=name.split(":", 1)[1], **kwargs)
     if name in CORRESPONDENCE:
         return CORRESPONDENCE.get(name)(**kwargs)
     raise KeyError(f"unknown correspondence backend {name!r}; known: {', '.join(CORRESPONDENCE.names())}"
-                   " or ptlflow:<model name>")
+                   ", ptlflow:<model name> or fused:<backend>")
 
 
 # ---- DIS ------------------------------------------------------------------------------------------
@@ -345,14 +352,20 @@ class SgbmBackend:
         lo, hi = (float(v) for v in np.percentile(disp[ok], [0.5, 99.5]))
         return alignment, lo, hi
 
-    def match(self, a: np.ndarray, b: np.ndarray, coarse_flows: tuple[np.ndarray, np.ndarray] | None = None
-              ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    def match(self, a: np.ndarray, b: np.ndarray, coarse_flows: tuple[np.ndarray, np.ndarray] | None = None,
+              geometry: tuple[Any, float, float] | None = None
+              ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         """(H, W, 3) uint8 RGB a, b -> (flow a -> b (H, W, 2) float32, valid (H, W) bool, the coarse
-        flows (a -> b, b -> a)); ``coarse_flows`` reuses those of the reverse pair, swapped."""
+        flows (a -> b, b -> a)); ``coarse_flows`` reuses those of the reverse pair, swapped.
+        ``geometry`` = (alignment, lo, hi) skips the coarse flow: the caller knows b's alignment
+        and the rectified disparity range already (``FusedBackend``)."""
         h, w = a.shape[:2]
-        if coarse_flows is None:
-            coarse_flows = tuple(self.coarse.flow([a, b], [b, a]))
-        alignment, lo, hi = self._coarse(a, b, coarse_flows)
+        if geometry is not None:
+            alignment, lo, hi = geometry
+        else:
+            if coarse_flows is None:
+                coarse_flows = tuple(self.coarse.flow([a, b], [b, a]))
+            alignment, lo, hi = self._coarse(a, b, coarse_flows)
         lo, hi = max(lo, -0.5 * w), min(hi, 0.5 * w)  # a wild coarse flow must not blow up the search
         m = self.margin + 0.1 * max(hi - lo, 0.0)
         dmin = int(np.floor(lo - m))
@@ -457,3 +470,134 @@ class DisSgbmBackend:
 
 
 CORRESPONDENCE.register("dis+sgbm", DisSgbmBackend)
+
+
+class FusedBackend:
+    """Two independent matchers combined per pixel, where the pair's geometry allows it.
+
+    A dense flow (``flow``, DIS by default; any backend name, a network included) runs both ways
+    first. Its consistent pixels tell whether the rows are rectified: SGBM searches along rows only,
+    so when more than ``max_off_row`` of them lie over ``off_row_px`` px off their row after the
+    global similarity (scanned stereo cards, hand-held pairs: 14-64 % on the real photos of
+    ../shared/stereo, at most 4 % on the rectified scenes) the flow is returned alone. Otherwise
+    SGBM runs on the views rectified by that similarity (its alignment and search range come from
+    the flow, not from a coarse one), and per pixel:
+
+    - SGBM valid and within ``tolerance`` px of the flow horizontally: the mean of the two (their
+      sub-pixel errors are largely independent: DIS's are smooth blotches from its patch
+      densification and variational smoothing, SGBM's are parabola-fit steps, so the mean is the
+      better estimate);
+    - SGBM valid, the flow off by more, and the flow itself forward-backward inconsistent there:
+      SGBM (a search over the whole range does not get lost at thin structures and large
+      disparities the way a coarse-to-fine flow does);
+    - SGBM valid, the flow off by more but consistent: two matchers that each passed their own
+      check disagree, one of them is wrong and nothing tells which (picking the better local
+      photometric match was measured: no gain), so no correspondence (``conflict="out"``;
+      ``"sgbm"`` keeps SGBM's: 3 points more coverage, 0.2 points more ordinal error on the audit);
+    - SGBM invalid (its uniqueness, left-right, speckle and edge-band tests) where the flow is
+      consistent and smooth (its 5 x 5 range under ``fill_smooth_px``, away from depth edges): the
+      flow (textureless walls, where SGBM's uniqueness test fails and the flow interpolates well:
+      ETH3D terrace +5 points of coverage at the same ordinal error); elsewhere no correspondence.
+
+    ``flow`` may name any backend, a network included (``fused:raft``); ``checkpoint`` and
+    ``device`` go to it.
+
+    Measured with the label audit over 7 scenes x 4 packings (README, "Choosing the backend").
+    ``last_mode`` says what the latest call did ("fused" or "flow"), for the quality record.
+    """
+
+    name = "fused"
+    device = "cpu"
+
+    def __init__(self, *, flow: str = "dis", tolerance: float = 1.0, weight: float = 0.5,
+                 max_off_row: float = 0.10, off_row_px: float = 1.0, conflict: str = "out",
+                 fill_smooth_px: float | None = 0.5, checkpoint: str | None = None, device: str = "auto",
+                 flow_options: dict | None = None, **sgbm: Any) -> None:
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"weight must lie in [0, 1], got {weight}")
+        if conflict not in ("out", "sgbm"):
+            raise ValueError(f"conflict must be 'out' or 'sgbm', got {conflict!r}")
+        if flow == "fused" or flow.startswith("fused:"):
+            raise ValueError("the flow of a fused backend cannot itself be fused")
+        self.conflict, self.fill_smooth_px = conflict, fill_smooth_px
+        self.flow_backend = build_backend(flow, checkpoint=checkpoint, device=device, **(flow_options or {}))
+        self.device = getattr(self.flow_backend, "device", "cpu")
+        self.tolerance, self.weight = tolerance, weight
+        self.max_off_row, self.off_row_px = max_off_row, off_row_px
+        self.sgbm = SgbmBackend(**sgbm)
+        self.last_mode = ""
+
+    def geometry(self, fwd: np.ndarray, bwd: np.ndarray) -> tuple[Any, float, float, np.ndarray] | None:
+        """From the flows a -> b, b -> a: (b's alignment, rectified disparity range lo, hi (0.5th and
+        99.5th percentiles), the consistent pixels), or None when the rows are not rectified: over
+        ``max_off_row`` of the consistent pixels lie more than ``off_row_px`` px off their row (or
+        fewer than 100 pixels are consistent)."""
+        from tasks.rectify import fit_alignment, rectified_disparity
+
+        ok = consistency_mask(fwd, bwd)
+        if ok.sum() < 100:
+            return None
+        alignment = fit_alignment(fwd, ok)
+        disparity, vres = rectified_disparity(fwd, alignment)
+        if float((np.abs(vres[ok]) > self.off_row_px).mean()) > self.max_off_row:
+            return None
+        lo, hi = (float(v) for v in np.percentile(disparity[ok], [0.5, 99.5]))
+        return alignment, lo, hi, ok
+
+    def flow(self, sources: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> list[np.ndarray]:
+        flows = [np.nan_to_num(f, nan=0.0, posinf=0.0, neginf=0.0) for f in self.flow_backend.flow(sources, targets)]
+        # the reverse of each pair in the batch (the pipeline asks for left -> right and right -> left
+        # together); a pair without one gets its reverse flow computed here
+        partner: dict[int, int] = {}
+        for k, (a, b) in enumerate(zip(sources, targets)):
+            for j in range(len(sources)):
+                if j != k and j not in partner and sources[j] is b and targets[j] is a:
+                    partner[k], partner[j] = j, k
+                    break
+        out: list[np.ndarray | None] = [None] * len(flows)
+        modes = []
+        for k, (a, b) in enumerate(zip(sources, targets)):
+            if out[k] is not None:
+                continue
+            j = partner.get(k)
+            back = flows[j] if j is not None else np.nan_to_num(self.flow_backend.flow([b], [a])[0])
+            # one decision per pair: both directions fused, or both the flow alone
+            geo_ab, geo_ba = self.geometry(flows[k], back), self.geometry(back, flows[k])
+            if geo_ab is None or geo_ba is None:
+                out[k] = flows[k]
+                if j is not None:
+                    out[j] = flows[j]
+                modes.append("flow")
+                continue
+            out[k] = self._fuse(a, b, flows[k], geo_ab)
+            if j is not None:
+                out[j] = self._fuse(b, a, flows[j], geo_ba)
+            modes.append("fused")
+        self.last_mode = modes[0] if len(set(modes)) == 1 else ",".join(modes)
+        return out  # type: ignore[return-value]
+
+    def _fuse(self, a: np.ndarray, b: np.ndarray, f: np.ndarray, geometry: tuple[Any, float, float, np.ndarray]
+              ) -> np.ndarray:
+        """The per-pixel rule of the class docstring for the flow ``f`` of a -> b."""
+        alignment, lo, hi, flow_ok = geometry
+        s, valid, _ = self.sgbm.match(np.ascontiguousarray(a), np.ascontiguousarray(b), geometry=(alignment, lo, hi))
+        agree = valid & (np.abs(f[..., 0] - s[..., 0]) < self.tolerance)
+        fused = s.copy()  # SGBM where valid (and its "outside the image" flow where not)
+        fused[agree] = self.weight * f[agree] + (1.0 - self.weight) * s[agree]
+        if self.fill_smooth_px is not None:
+            # SGBM has no answer (textureless walls fail its uniqueness test) but the flow is
+            # self-consistent and smooth there, away from any depth edge: the flow
+            u = np.ascontiguousarray(f[..., 0])
+            k = np.ones((5, 5), np.uint8)
+            fill = ~valid & flow_ok & ((cv2.dilate(u, k) - cv2.erode(u, k)) < self.fill_smooth_px)
+            fused[fill] = f[fill]
+        if self.conflict == "out":
+            conflict = valid & ~agree & flow_ok
+            w = a.shape[1]
+            xs = np.broadcast_to(np.arange(w, dtype=np.float32), conflict.shape)
+            fused[conflict, 0] = -2.0 * w - xs[conflict]
+            fused[conflict, 1] = 0.0
+        return fused.astype(np.float32)
+
+
+CORRESPONDENCE.register("fused", FusedBackend)

@@ -27,7 +27,7 @@ import numpy as np
 from tasks import crop as crop_mod
 from tasks.catalog import PIPELINE_VERSION, Catalog, State, TransitionError
 from tasks.contracts import colorize_depth
-from tasks.correspondence import FlowBackend, build_backend, consistency_mask, warp_by_flow
+from tasks.correspondence import DEFAULT_BACKEND, FlowBackend, build_backend, consistency_mask, warp_by_flow
 from tasks.depth import disparity_to_depth, encode_depth, occlusion_votes
 from tasks.view_order import OrderDecision, combine, ground_cue, keystone_cue, occlusion_cue
 from tasks.rectify import (PreAlignment, apply_prealignment, fit_alignment, fit_prealignment, needs_prealignment,
@@ -99,6 +99,7 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_al
     t = time.perf_counter()
     fwd, bwd = backend.flow([left, right], [right, left])
     t_flow = time.perf_counter() - t
+    mode = getattr(backend, "last_mode", None)  # what a combining backend did with this pair
     t = time.perf_counter()
     finite = bool(np.isfinite(fwd).all() and np.isfinite(bwd).all())
     fwd = np.nan_to_num(fwd, nan=0.0, posinf=0.0, neginf=0.0)
@@ -108,7 +109,7 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_al
     alignment = fit_alignment(fwd, consistent)
     disparity, vres = rectified_disparity(fwd, alignment)
     return dict(fwd=fwd, bwd=bwd, consistent=consistent, raw_consistency=raw_consistency, finite=finite,
-                alignment=alignment, disparity=disparity, vres=vres, t_flow=t_flow,
+                alignment=alignment, disparity=disparity, vres=vres, t_flow=t_flow, mode=mode,
                 t_check=time.perf_counter() - t)
 
 
@@ -239,7 +240,7 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     q["view_order_uncertain"] = bool(decision.uncertain)
     q["view_order_source"] = decision.source
     info = {"alignment": a["alignment"].as_dict(), "view_order_votes": decision.as_dict(), "depth": stats.as_dict(),
-            "prealign": pre.as_dict()}
+            "prealign": pre.as_dict(), "correspondence": {"backend": getattr(backend, "name", ""), "mode": a.get("mode")}}
     return PairResult(image=image, depth=depth, reliable=consistent | sky_c, sky=sky_c, box=box,
                       processed_size=(w, h), swapped_views=swapped_views, view_order=view_order, quality=q,
                       timings=timings, info=info, disparity=disparity)
@@ -368,7 +369,7 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
     return verdict.state
 
 
-def build_backends(*, correspondence: str = "dis", correspondence_checkpoint: str | None = None,
+def build_backends(*, correspondence: str = DEFAULT_BACKEND, correspondence_checkpoint: str | None = None,
                    sky: str = "heuristic", sky_checkpoint: str | None = None, mmseg_config: str | None = None,
                    device: str = "auto") -> tuple[FlowBackend, SkyBackend]:
     backend = build_backend(correspondence, checkpoint=correspondence_checkpoint, device=device)
@@ -383,7 +384,7 @@ _THRESHOLDS = ("min_flow_consistency", "vertical_tolerance_px", "max_misaligned_
                "min_disparity_range_px", "min_coverage", "min_crop_fraction", "auto_accept_score")
 
 
-def process_batch(catalog_url: str, ids: list[str], data_root: str | Path, *, correspondence: str = "dis",
+def process_batch(catalog_url: str, ids: list[str], data_root: str | Path, *, correspondence: str = DEFAULT_BACKEND,
                   correspondence_checkpoint: str | None = None, sky: str = "heuristic",
                   sky_checkpoint: str | None = None, mmseg_config: str | None = None, device: str = "auto",
                   max_side: int = 1024, reprocess: bool = False, jpeg_quality: int = 95,

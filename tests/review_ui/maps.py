@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tasks.catalog import Catalog, State
+from tasks.catalog import PIPELINE_VERSION, Catalog, State
 
 
 def write_maps(data_root: Path, item_id: str, *, width: int, height: int, seed: int) -> dict[str, str]:
@@ -61,7 +61,7 @@ def make_processed(catalog: Catalog, data_root: Path, n: int, *, state: str = "p
         score = round(0.05 + 0.9 * ((i * 37) % 100) / 100, 4)
         catalog.transition(item.id, State.PROCESSED, crop_x0=5, crop_y0=4, crop_x1=5 + width, crop_y1=4 + height,
                            quality={"valid_fraction": 0.875, "sky_fraction": 0.25, "lr_consistency": round(score, 3)},
-                           score=score, pipeline_version="1", **paths)
+                           score=score, pipeline_version=PIPELINE_VERSION, **paths)
         reason = "low_score" if state == State.AUTO_REJECTED.value else None
         if state != State.PROCESSED.value:
             catalog.transition(item.id, state, reason=reason)

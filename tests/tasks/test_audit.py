@@ -141,6 +141,33 @@ def test_score_map_on_two_planes():
         audit.score_map(scene, packed, rd=rd, mask=mask, crop_source=rbox, frame=1, view_box=rbox)
 
 
+def test_coverage_ceiling_counts_what_the_other_view_sees():
+    """The ceiling: GT pixels of the view whose point lies inside the other packed view and is not
+    occluded there, counted by hand per column (the two planes: the near plane hides 5 columns of the
+    far one; the other view's crop and the frame edge cut more)."""
+    scene = two_planes()
+    packed = pack_scene(scene, "sbs")
+    geo, rgeo = packed.eyes["left"], packed.eyes["right"]
+    x0, y0, x1, y1 = (int(round(v)) for v in geo.file_box())
+    H, W = y1 - y0, x1 - x0
+    kw = dict(crop_source=[x0, y0, x1, y1], frame=0, view_box=[x0, y0, x1, y1], n_pairs=1000)
+    s = audit.score_map(scene, packed, rd=np.full((H, W), 30000, np.uint16), mask=np.full((H, W), 255, np.uint8), **kw)
+    # by hand, per scene column of the left view's region
+    xs, _ = geo.file_to_scene(np.arange(x0, x1, dtype=float), np.zeros(W))
+    cols = np.rint(xs).astype(int)
+    d = scene.disparity[0]
+    (ox, _), (ow, _) = rgeo.origin, rgeo.size
+    front = {}  # right-image column -> largest disparity landing there
+    for x in range(scene.size[0]):
+        if np.isfinite(d[x]):
+            xr = int(round(x - d[x]))
+            front[xr] = max(front.get(xr, -1.0), d[x])
+    known = [x for x in cols if np.isfinite(d[x])]
+    seen = [x for x in known if ox <= x - d[x] <= ox + ow - 1 and front[int(round(x - d[x]))] - d[x] < 1.0]
+    assert 0.5 < s.ceiling < 1.0
+    assert s.ceiling == pytest.approx(len(seen) / len(known), abs=0.02)
+
+
 # ---- packing geometry ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def scene() -> Scene:

@@ -89,3 +89,136 @@ def test_process_pair_with_sgbm_flips_a_cross_eyed_pair_and_orders_depth_like_th
     assert ok.mean() > 0.6
     assert spearmanr(result.depth[ok], 1.0 / g[ok]).statistic > 0.95
     assert result.depth.dtype == np.uint16
+
+
+# ---- fused: DIS and SGBM per pixel ------------------------------------------------------------------
+class _FixedFlow:
+    """A flow backend that returns given flows (a -> b for the first pair, b -> a for the second)."""
+
+    name, device = "fixed", "cpu"
+
+    def __init__(self, fwd: np.ndarray, bwd: np.ndarray) -> None:
+        self.fwd, self.bwd = fwd, bwd
+
+    def flow(self, sources, targets):
+        return [self.fwd.copy(), self.bwd.copy()][:len(sources)]
+
+
+class _FixedSgbm:
+    """SgbmBackend.match stand-in: a given disparity (flow -d, 0) and validity, both directions."""
+
+    def __init__(self, d: np.ndarray, valid: np.ndarray) -> None:
+        self.d, self.valid, self.calls = d, valid, []
+
+    def match(self, a, b, coarse_flows=None, geometry=None):
+        self.calls.append(geometry)
+        k = len(self.calls) - 1  # 0: a -> b (flow -d), 1: b -> a (flow +d)
+        h, w = self.d.shape
+        flow = np.zeros((h, w, 2), np.float32)
+        flow[..., 0] = -self.d if k == 0 else self.d
+        xs = np.broadcast_to(np.arange(w, dtype=np.float32), (h, w))
+        flow[~self.valid, 0] = -2.0 * w - xs[~self.valid]
+        return flow, self.valid.copy(), None
+
+
+def test_fused_rule_per_pixel_on_hand_made_flows():
+    """agree -> mean; SGBM valid, flow off and flow inconsistent -> SGBM; flow off but consistent -> out
+    (``conflict='out'``) or SGBM (``'sgbm'``); SGBM invalid -> the flow where it is consistent and smooth
+    (``fill_smooth_px``), else out."""
+    from tasks.correspondence import FusedBackend
+
+    h, w = 40, 60
+    img = np.zeros((h, w, 3), np.uint8)
+    d_flow = np.full((h, w), 5.0, np.float32)  # the dense flow says 5 px everywhere ...
+    d_sgbm = np.full((h, w), 5.6, np.float32)  # ... SGBM 5.6 (agree: mean 5.3)
+    d_sgbm[:, 20:30] = 9.0                      # columns 20-29: SGBM says 9 (disagree)
+    valid = np.ones((h, w), bool)
+    valid[:, 50:] = False                       # columns 50+: SGBM invalid (flow consistent, smooth)
+    valid[:, 15:18] = False                     # columns 15-17: SGBM invalid, flow inconsistent
+    fwd = np.zeros((h, w, 2), np.float32)
+    fwd[..., 0] = -d_flow
+    bwd = np.zeros((h, w, 2), np.float32)
+    bwd[..., 0] = d_flow
+    bwd[:, 10:20, 0] = 40.0  # where columns 15..24 land (x - 5): the flow is inconsistent there
+    for conflict, fill in (("out", 0.5), ("sgbm", 0.5), ("out", None)):
+        fused = FusedBackend(conflict=conflict, fill_smooth_px=fill)
+        fused.flow_backend = _FixedFlow(fwd, bwd)
+        fused.sgbm = _FixedSgbm(d_sgbm, valid)
+        out, _ = fused.flow([img, img], [img, img])
+        assert fused.last_mode == "fused"
+        u = -out[..., 0]
+        assert np.allclose(u[:, 5:15], 5.3)          # agree, flow consistent: mean
+        assert np.allclose(u[:, 30:50], 5.3)
+        assert np.allclose(u[:, 18:20], 5.3)         # agree where the flow is inconsistent: still the mean
+        assert (u[:, 15:18] > w).all()               # SGBM invalid, flow inconsistent: nothing
+        assert np.allclose(u[:, 20:25], 9.0)         # disagree, flow inconsistent: SGBM
+        if conflict == "out":
+            assert (u[:, 25:30] > w).all()           # disagree, both consistent: nothing (points outside)
+        else:
+            assert np.allclose(u[:, 25:30], 9.0)
+        if fill is None:
+            assert (u[:, 50:] > w).all()             # SGBM invalid: nothing
+        else:
+            assert np.allclose(u[:, 50:], 5.0)       # SGBM invalid, flow consistent and smooth: the flow
+        # SGBM got the geometry from the flow (alignment, disparity range), not from a coarse flow of its own
+        alignment, lo, hi = fused.sgbm.calls[0]
+        assert lo <= 5.0 <= hi and abs(alignment.ty) < 1e-6
+
+
+def test_fused_returns_the_flow_alone_on_unrectified_rows():
+    """Rows not rectified (a vertical offset that varies across the image, as on scanned stereo
+    cards): SGBM's 1-D search cannot work, the dense flow comes back unchanged."""
+    from tasks.correspondence import FusedBackend
+
+    s = make_scene(96, 160, d_bg=3, d_fg=8, sky_rows=0)
+    h, w = s.left.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    bend = 3.0 * np.sin(xs / w * 2 * np.pi)  # up to 3 px up or down, no similarity explains it
+    import cv2
+    right = cv2.remap(s.right, xs, ys + bend, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    fused = build_backend("fused")
+    got = fused.flow([s.left, right], [right, s.left])
+    assert fused.last_mode == "flow"
+    want = build_backend("dis").flow([s.left, right], [right, s.left])
+    assert all(np.array_equal(g, w_) for g, w_ in zip(got, want))
+    # the rectified scene goes through SGBM
+    fused.flow([s.left, s.right], [s.right, s.left])
+    assert fused.last_mode == "fused"
+
+
+@pytest.mark.parametrize("dx", [0, 8])
+def test_fused_recovers_disparity_of_either_sign_and_catches_the_occlusion(dx):
+    s = make_scene(96, 160, d_bg=2, d_fg=7, sky_rows=0)
+    right = shifted(s.right, dx, 0)
+    fwd, bwd = build_backend("fused").flow([s.left, right], [right, s.left])
+    mask = consistency_mask(fwd, bwd)
+    visible = ~s.occluded
+    visible[:, :12] = visible[:, -12:] = False
+    ok = visible & mask
+    assert ok[visible].mean() > 0.5
+    assert np.abs(-fwd[..., 0] - (s.disparity - dx))[ok].mean() < 0.3
+    assert mask[s.occluded].mean() < 0.2
+
+
+def test_fused_names_and_options():
+    from tasks.correspondence import DEFAULT_BACKEND, FusedBackend
+
+    assert DEFAULT_BACKEND == "fused" and "fused" in CORRESPONDENCE.names()
+    assert not is_gpu_backend("fused") and not is_gpu_backend("fused:dis") and is_gpu_backend("fused:raft")
+    assert build_backend("fused:sgbm").flow_backend.name == "sgbm"
+    with pytest.raises(ValueError, match="conflict"):
+        FusedBackend(conflict="maybe")
+    with pytest.raises(ValueError, match="weight"):
+        FusedBackend(weight=2.0)
+    with pytest.raises(ValueError, match="cannot itself be fused"):
+        build_backend("fused:fused")
+
+
+def test_fused_network_flow_random_weights_on_cpu():
+    """The GPU path stays alive: a ptlflow network as the flow of the fused backend, random weights, CPU."""
+    pytest.importorskip("ptlflow")
+    s = make_scene(64, 96, d_bg=2, d_fg=5, sky_rows=0)
+    fused = build_backend("fused:raft_small", device="cpu")
+    fwd, bwd = fused.flow([s.left, s.right], [s.right, s.left])
+    assert fwd.shape == (64, 96, 2) and np.isfinite(fwd).all() and np.isfinite(bwd).all()
+    assert fused.last_mode in ("fused", "flow") and fused.device == "cpu"

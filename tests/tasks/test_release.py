@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.catalog import Catalog
+from tasks.catalog import PIPELINE_VERSION, Catalog
 from tasks.release import (ReleaseError, create_release, diff_releases, find_audit, list_releases, load_datasheet,
                            sha256_file, verify_release)
 from tests.review_ui.maps import make_processed
@@ -51,8 +51,8 @@ def test_release_layout_datasheet_and_checksums(setup):
     assert sheet["counts"]["license"] == [
         {"license": "CC BY 2.0", "license_url": "https://creativecommons.org/licenses/by/2.0/", "items": 5}]
     assert sheet["counts"]["stereo_format"] == [{"stereo_format": "side_by_side", "items": 5}]
-    assert sheet["pipeline"]["pipeline_version"] == "1"
-    assert sheet["pipeline"]["items_by_pipeline_version"] == [{"pipeline_version": "1", "items": 5}]
+    assert sheet["pipeline"]["pipeline_version"] == PIPELINE_VERSION
+    assert sheet["pipeline"]["items_by_pipeline_version"] == [{"pipeline_version": PIPELINE_VERSION, "items": 5}]
     assert sheet["changes"]["added"] == sorted(ids[:5]) and sheet["changes"]["withdrawn"] == []
     assert sheet["audit"] == {"status": "no audit run", "audits_of_other_configs": 0}
     # every data file has its checksum, and SHA256SUMS covers the datasheets too
