@@ -6,11 +6,14 @@ resumes killed ones from ``checkpoints/last.pt``.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
+from flows.options import export_dir_for, flow_config
 from flows.policy import redweb_task
+from tasks.config import Overrides
 
 
 @flow(name="experiment-setting", log_prints=True)
@@ -41,3 +44,30 @@ def experiment_flow(config: dict[str, Any], out_dir: str) -> dict[str, str]:
     except (ImportError, ValueError):  # artifacts are a nicety; the files are the record
         pass
     return {k: str(v) for k, v in paths.items()}
+
+
+@flow(name="experiment-run", log_prints=True)
+def experiment_run_flow(config_file: str | None = None, data_root: str | None = None, overrides: Overrides = None,
+                        experiment: str | None = None, data: str | None = None, out_dir: str | None = None,
+                        toy: bool | None = None) -> dict[str, str]:
+    """The ``experiment`` deployment: the experiment file ``experiment`` (default ``experiment.file``) on
+    ``data`` (default ``experiment.data``, else the file's ``data:``, else the shared export
+    ``<data_root>/exports/<pipeline.export_name>``) into ``out_dir`` (default
+    ``<data_root>/runs/experiment-<name>``: a re-run resumes the grid); returns the table's paths."""
+    import yaml
+
+    from model.experiment import load_experiment
+
+    config = flow_config(config_file, data_root, overrides)
+    e = config.experiment
+    data = data or (str(e.data) if e.data else None)
+    cfg = load_experiment(experiment or e.file, toy=e.toy if toy is None else toy, data=data,
+                          overrides={"base": {"device": e.device}} if e.device else None)
+    if cfg.data is None:
+        cfg = cfg.model_copy(update={"data": str(export_dir_for(config))})
+    if not Path(cfg.data).is_dir():
+        raise FileNotFoundError(f"experiment {cfg.name}: training data not found: {cfg.data}")
+    out = Path(out_dir) if out_dir else config.data_root / "runs" / f"experiment-{cfg.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "experiment.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    return experiment_flow(cfg.model_dump(), str(out))

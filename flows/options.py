@@ -125,3 +125,30 @@ def checkpoint_or_newest(config: RedwebConfig, checkpoint: str | None) -> str:
     if found is None:
         raise FileNotFoundError(f"no checkpoint given and none promoted or trained under {config.data_root}")
     return str(found)
+
+
+_FINETUNE_DATA = ("nyu", "voc", "sbd")
+_FINETUNE_ONLY = {"depth": ("split_file", "input_size", "augment_count", "eval_crop"), "segment": ("crop_size",)}
+
+
+def finetune_options(config: RedwebConfig, task: str) -> dict[str, Any]:
+    """Keyword arguments of ``finetune_depth`` (``task="depth"``) or ``finetune_segment`` from
+    ``config.finetune``: the fields that are set (None = the function's default), paths as str."""
+    other = _FINETUNE_ONLY["segment" if task == "depth" else "depth"]
+    out = {}
+    for name, value in config.finetune.model_dump().items():
+        if value is None or name in _FINETUNE_DATA or name in other:
+            continue
+        out[name] = str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
+    return out
+
+
+def finetune_data(config: RedwebConfig, task: str) -> dict[str, str | None]:
+    """The fine-tuning data as the task function's keywords: depth ``{"data"}`` (``finetune.nyu``, default
+    ``<data_root>/benchmarks/nyu_depth_v2_labeled.mat``), segment ``{"voc", "sbd"}`` (default
+    ``<data_root>/benchmarks/VOCdevkit`` and ``benchmark_RELEASE``; ``sbd`` None when neither set nor present)."""
+    f, bench = config.finetune, config.data_root / "benchmarks"
+    if task == "depth":
+        return {"data": str(f.nyu or bench / "nyu_depth_v2_labeled.mat")}
+    sbd = f.sbd or (bench / "benchmark_RELEASE" if (bench / "benchmark_RELEASE").is_dir() else None)
+    return {"voc": str(f.voc or bench / "VOCdevkit"), "sbd": str(sbd) if sbd else None}

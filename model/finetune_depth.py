@@ -24,7 +24,8 @@
    proportionally for other frame sizes).
 
 Writes ``run_dir/model.pt`` (``task: metric_depth``), ``metrics.csv`` (training), ``metrics.json``
-(test metrics and settings) and ``finetune_config.yaml``.
+(test metrics and settings), ``finetune_config.yaml`` and ``checkpoints/last.pt`` (resumable, see
+:func:`model.finetune.fit`).
 """
 from __future__ import annotations
 
@@ -183,11 +184,12 @@ class AugmentedDepthDataset(Dataset):
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         import h5py
 
         from model.data import normalize_image
 
+        index = key[0] if isinstance(key, tuple) else key  # (index, seed): augmented offline, the seed is unused
         if self._file is None:
             self._file = h5py.File(self.path, "r")
         rgb = np.asarray(self._file["images"][index])
@@ -279,6 +281,8 @@ def finetune_depth(
     seed: int = 0,
     num_workers: int = 2,
     log_every: int = 10,
+    checkpoint_every: int = 1000,
+    resume: bool | str | None = None,
     amp: bool = True,
     progress: bool = False,
 ) -> FinetuneResult:
@@ -287,74 +291,46 @@ def finetune_depth(
     arch: default ``resnet50_fusion``; with a checkpoint ``init`` it must match (or be None).
     input_size: training / inference size (H, W); the default halves the 480x640 frame.
     eval_max_images: score only the first N test images (quick checks); None = all 654.
+    checkpoint_every, resume: ``run_dir/checkpoints/last.pt`` every N steps; ``resume=True``
+    continues an interrupted run in ``run_dir`` at its step (:func:`model.finetune.fit`).
     """
     arguments = dict(locals())  # first: only the parameters
-    import yaml
-    from torch.utils.data import DataLoader
-
-    from model.checkpoint import NORMALIZATION, code_version, save_checkpoint
-    from model.finetune import build_init_model, cycle, fit, make_optimizer, resolve_device
-    from model.train import _plain
-
-    arguments = _plain(arguments)
+    from model.checkpoint import save_checkpoint
+    from model.finetune import finetuned_meta, train_finetune
 
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
     run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
     if not Path(data).is_file():
         raise FileNotFoundError(f"NYUv2 labeled .mat not found: {data}")
     train_idx, test_idx = nyu_split(data, split_file)
     log.info("NYUv2 split: %d training, %d test images", len(train_idx), len(test_idx))
-    dev = resolve_device(device)
-    torch.manual_seed(seed)
-    is_ckpt = str(init) not in ("imagenet", "scratch")
-    model, init_info = build_init_model(init, arch=(arch if is_ckpt else (arch or "resnet50_fusion")) or "",
-                                        out_channels=1, arch_kwargs=arch_kwargs, weights_path=weights_path)
-    model.to(dev)
-    (run / "finetune_config.yaml").write_text(yaml.safe_dump({**arguments, "init_resolved": init_info}, sort_keys=False))
-
     aug_path = augment_nyu(data, run / "augmented.h5", indices=train_idx, count=augment_count, size=size, seed=seed,
                            progress=progress)
-    train_set = AugmentedDepthDataset(aug_path)
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=len(train_set) >= batch_size,
-                        num_workers=num_workers, generator=generator, pin_memory=dev.type == "cuda")
-    opt = make_optimizer(model, optimizer=optimizer, lr=lr, backbone_lr_mult=backbone_lr_mult, momentum=momentum,
-                         weight_decay=weight_decay)
 
     def loss_fn(pred: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         return tukey_biweight_loss(pred, batch["depth"], batch["mask"], c=tukey_c)
 
-    last = fit(model, cycle(loader), loss_fn, iterations=iterations, optimizer=opt, device=dev, run_dir=run,
-               log_every=log_every, progress=progress, amp=amp)
+    trained = train_finetune(arguments, AugmentedDepthDataset(aug_path), loss_fn, out_channels=1,
+                             default_arch="resnet50_fusion")
+    last = trained.last
     test_eval = test_idx if eval_max_images is None else test_idx[:eval_max_images]
-    scores = evaluate_metric_depth(model, data, test_eval, input_size=size, device=dev, crop=eval_crop,
-                                   progress=progress)
-    meta = {
-        "task": TASK,
-        "arch": init_info["arch"],
-        "arch_kwargs": _plain(init_info["arch_kwargs"]),
-        "head": {"module": "output", "out_channels": 1, "activation": None, "units": "metres",
-                 "loss": f"tukey_biweight(c={tukey_c}, scale=MAD per batch)"},
-        "input_size": list(size),
-        "normalization": NORMALIZATION,
-        "output": OUTPUT_DESCRIPTION,
-        "init": init_info,
-        "config": arguments,
-        "dataset": {"path": str(Path(data).resolve()), "layout": "nyu_depth_v2_labeled.mat",
-                    "size_bytes": os.stat(data).st_size,
-                    "n_train": len(train_idx), "n_augmented": augment_count, "n_test": len(test_idx),
-                    "split": split_file or "official (built in)"},
-        "code_version": code_version(),
-        "backbone_pretrained": bool(init_info["backbone_pretrained"]),
-        "step": iterations,
-        "metrics": {"train_loss": last.get("loss"), **scores},
-    }
-    checkpoint = save_checkpoint(run / "model.pt", model=model, meta=meta)
-    doc = {"task": TASK, "benchmark": "nyu", "init": init_info["init"], "arch": init_info["arch"],
+    scores = evaluate_metric_depth(trained.model, data, test_eval, input_size=size, device=trained.device,
+                                   crop=eval_crop, progress=progress)
+    meta = finetuned_meta(
+        trained, task=TASK,
+        head={"module": "output", "out_channels": 1, "activation": None, "units": "metres",
+              "loss": f"tukey_biweight(c={tukey_c}, scale=MAD per batch)"},
+        input_size=list(size), output=OUTPUT_DESCRIPTION,
+        dataset={"path": str(Path(data).resolve()), "layout": "nyu_depth_v2_labeled.mat",
+                 "size_bytes": os.stat(data).st_size, "n_train": len(train_idx), "n_augmented": augment_count,
+                 "n_test": len(test_idx), "split": split_file or "official (built in)"},
+        metrics={"train_loss": last.get("loss"), **scores})
+    checkpoint = save_checkpoint(run / "model.pt", model=trained.model, meta=meta)
+    doc = {"task": TASK, "benchmark": "nyu", "init": trained.init_info["init"], "arch": trained.init_info["arch"],
            **{k: scores[k] for k in TABLE7_METRICS}, "n_images": scores["n_images"],
            "settings": {"crop": eval_crop, "input_size": list(size), "augment_count": augment_count,
-                        "iterations": iterations, "train_loss": last.get("loss")}}
+                        "iterations": iterations, "train_loss": last.get("loss"),
+                        "resumed_from_step": trained.resumed_from}}
     (run / "metrics.json").write_text(json.dumps(doc, indent=2) + "\n")
     return FinetuneResult(run, checkpoint, doc)
 

@@ -12,8 +12,8 @@
   classes from the summed confusion matrix (:func:`model.metrics.segmentation_scores`), void
   (255) pixels ignored.
 
-Writes ``run_dir/model.pt`` (``task: segmentation``), ``metrics.csv``, ``metrics.json``, and
-``finetune_config.yaml``.
+Writes ``run_dir/model.pt`` (``task: segmentation``), ``metrics.csv``, ``metrics.json``,
+``finetune_config.yaml`` and ``checkpoints/last.pt`` (resumable, see :func:`model.finetune.fit`).
 """
 from __future__ import annotations
 
@@ -49,15 +49,16 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         import cv2
 
         from model.data import normalize_image
 
+        # (index, seed): the fine-tuning loop gives every sample of every epoch its own seed, so a
+        # resumed run augments exactly as the uninterrupted one; a bare index draws from torch's RNG.
+        index, seed = key if isinstance(key, tuple) else (key, int(torch.randint(0, 2**62, (1,)).item()))
         raw = self.source.load(self.ids[index])
-        # Seeded from torch's RNG: the main process is seeded by finetune_segment, each DataLoader
-        # worker by the loader's generator, so a run's augmentations are reproducible.
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        rng = np.random.default_rng(seed)
         rgb, label = raw["rgb"], raw["label"]
         s = float(rng.uniform(*self.scale_range))
         h, w = label.shape
@@ -142,6 +143,8 @@ def finetune_segment(
     seed: int = 0,
     num_workers: int = 2,
     log_every: int = 10,
+    checkpoint_every: int = 1000,
+    resume: bool | str | None = None,
     amp: bool = True,
     progress: bool = False,
 ) -> FinetuneResult:
@@ -149,67 +152,41 @@ def finetune_segment(
 
     arch: default ``resnet101_fusion``; with a checkpoint ``init`` it must match (or be None).
     eval_max_images: score only the first N val images (quick checks); None = all 1,449.
+    checkpoint_every, resume: ``run_dir/checkpoints/last.pt`` every N steps; ``resume=True``
+    continues an interrupted run in ``run_dir`` at its step (:func:`model.finetune.fit`).
     """
     arguments = dict(locals())  # first: only the parameters
-    import yaml
-    from torch.utils.data import DataLoader
-
-    from model.checkpoint import NORMALIZATION, code_version, save_checkpoint
-    from model.finetune import build_init_model, cycle, fit, make_optimizer, resolve_device
-    from model.train import _plain
-
-    arguments = _plain(arguments)
+    from model.checkpoint import save_checkpoint
+    from model.finetune import finetuned_meta, train_finetune
 
     run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
     source = SegmentationSource(voc, sbd)
     train_ids = train_aug_ids(source.voc, source.sbd)
     val_ids = voc_ids(source.voc, "val")
     if not train_ids:
         raise ValueError(f"{voc}: no training images")
     log.info("VOC segmentation: %d training (train_aug), %d val images", len(train_ids), len(val_ids))
-    dev = resolve_device(device)
-    torch.manual_seed(seed)
-    is_ckpt = str(init) not in ("imagenet", "scratch")
-    model, init_info = build_init_model(init, arch=(arch if is_ckpt else (arch or "resnet101_fusion")) or "",
-                                        out_channels=N_CLASSES, arch_kwargs=arch_kwargs, weights_path=weights_path)
-    model.to(dev)
-    (run / "finetune_config.yaml").write_text(yaml.safe_dump({**arguments, "init_resolved": init_info}, sort_keys=False))
-    train_set = SegmentationDataset(source, train_ids, crop_size=crop_size)
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=len(train_set) >= batch_size,
-                        num_workers=num_workers, generator=generator, pin_memory=dev.type == "cuda")
-    opt = make_optimizer(model, optimizer=optimizer, lr=lr, backbone_lr_mult=backbone_lr_mult, momentum=momentum,
-                         weight_decay=weight_decay)
-    last = fit(model, cycle(loader), lambda pred, batch: segmentation_loss(pred, batch["label"]),
-               iterations=iterations, optimizer=opt, device=dev, run_dir=run, log_every=log_every,
-               progress=progress, amp=amp)
+    trained = train_finetune(arguments, SegmentationDataset(source, train_ids, crop_size=crop_size),
+                             lambda pred, batch: segmentation_loss(pred, batch["label"]), out_channels=N_CLASSES,
+                             default_arch="resnet101_fusion")
+    last = trained.last
     scored = val_ids if eval_max_images is None else val_ids[:eval_max_images]
-    scores = evaluate_segmentation(model, source, scored, device=dev, progress=progress)
-    meta = {
-        "task": TASK,
-        "arch": init_info["arch"],
-        "arch_kwargs": _plain(init_info["arch_kwargs"]),
-        "head": {"module": "output", "out_channels": N_CLASSES, "activation": "logits",
-                 "classes": list(VOC_CLASSES), "ignore_index": IGNORE_INDEX, "loss": "cross_entropy"},
-        "input_size": [crop_size, crop_size],
-        "normalization": NORMALIZATION,
-        "output": OUTPUT_DESCRIPTION,
-        "init": init_info,
-        "config": arguments,
-        "dataset": {"voc": str(source.voc.resolve()), "sbd": str(source.sbd.resolve()) if source.sbd else None,
-                    "layout": "voc2012+sbd", "n_train": len(train_ids), "n_val": len(val_ids)},
-        "code_version": code_version(),
-        "backbone_pretrained": bool(init_info["backbone_pretrained"]),
-        "step": iterations,
-        "metrics": {"train_loss": last.get("loss"), "miou": scores["miou"], "pixel_acc": scores["pixel_acc"]},
-    }
-    checkpoint = save_checkpoint(run / "model.pt", model=model, meta=meta)
-    doc = {"task": TASK, "benchmark": "voc2012_val", "init": init_info["init"], "arch": init_info["arch"],
-           "miou": scores["miou"], "pixel_acc": scores["pixel_acc"], "mean_acc": scores["mean_acc"],
-           "iou": {VOC_CLASSES[k]: scores[f"iou_{k}"] for k in range(N_CLASSES)}, "n_images": scores["n_images"],
+    scores = evaluate_segmentation(trained.model, source, scored, device=trained.device, progress=progress)
+    meta = finetuned_meta(
+        trained, task=TASK,
+        head={"module": "output", "out_channels": N_CLASSES, "activation": "logits", "classes": list(VOC_CLASSES),
+              "ignore_index": IGNORE_INDEX, "loss": "cross_entropy"},
+        input_size=[crop_size, crop_size], output=OUTPUT_DESCRIPTION,
+        dataset={"voc": str(source.voc.resolve()), "sbd": str(source.sbd.resolve()) if source.sbd else None,
+                 "layout": "voc2012+sbd", "n_train": len(train_ids), "n_val": len(val_ids)},
+        metrics={"train_loss": last.get("loss"), "miou": scores["miou"], "pixel_acc": scores["pixel_acc"]})
+    checkpoint = save_checkpoint(run / "model.pt", model=trained.model, meta=meta)
+    doc = {"task": TASK, "benchmark": "voc2012_val", "init": trained.init_info["init"],
+           "arch": trained.init_info["arch"], "miou": scores["miou"], "pixel_acc": scores["pixel_acc"],
+           "mean_acc": scores["mean_acc"], "iou": {VOC_CLASSES[k]: scores[f"iou_{k}"] for k in range(N_CLASSES)},
+           "n_images": scores["n_images"],
            "settings": {"crop_size": crop_size, "iterations": iterations, "n_train": len(train_ids),
-                        "train_loss": last.get("loss")}}
+                        "train_loss": last.get("loss"), "resumed_from_step": trained.resumed_from}}
     (run / "metrics.json").write_text(json.dumps(_nan_to_none(doc), indent=2) + "\n")
     return FinetuneResult(run, checkpoint, doc)
 

@@ -243,6 +243,46 @@ class ReleaseConfig(_Section):
     revalidate_limit: int | None = Field(None, ge=1, description="check at most this many items per run")
 
 
+class FinetuneConfig(_Section):
+    """Fine-tuning (`redweb finetune`, the `finetune-depth` / `finetune-segment` deployments). Data paths
+    default to ``<data_root>/benchmarks/...``; a hyper-parameter left None takes the task's default
+    (``model.finetune_depth.finetune_depth`` / ``model.finetune_segment.finetune_segment``)."""
+
+    nyu: Path | None = Field(None, description="NYUv2 labeled .mat (default <data_root>/benchmarks/nyu_depth_v2_labeled.mat)")
+    split_file: Path | None = Field(None, description="depth: test indices (splits.mat or text); None: the official split")
+    voc: Path | None = Field(None, description="VOC 2012 folder (default <data_root>/benchmarks/VOCdevkit)")
+    sbd: Path | None = Field(
+        None, description="SBD benchmark_RELEASE (default <data_root>/benchmarks/benchmark_RELEASE when it exists)")
+    init: str = Field("imagenet", description="a redweb train checkpoint (path), imagenet or scratch")
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] | None = None
+    weights_path: Path | None = Field(None, description="ImageNet backbone state dict for init=imagenet")
+    iterations: int | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+    lr: float | None = Field(None, gt=0)
+    optimizer: str | None = Field(None, pattern="^(sgd|adam|adamw)$")
+    input_size: tuple[int, int] | None = Field(None, description="depth: training / inference size (H, W)")
+    augment_count: int | None = Field(None, gt=0, description="depth: offline-augmented training samples")
+    eval_crop: str | None = Field(None, pattern="^(eigen|none)$")
+    crop_size: int | None = Field(None, gt=0, description="segment: training crop")
+    eval_max_images: int | None = Field(None, gt=0)
+    device: str | None = None
+    num_workers: int | None = Field(None, ge=0)
+    seed: int | None = None
+    log_every: int | None = Field(None, gt=0)
+    checkpoint_every: int | None = Field(None, gt=0, description="steps between checkpoints/last.pt")
+
+
+class ExperimentRunConfig(_Section):
+    """The `experiment` deployment: which experiment file runs on which data (`redweb experiment run`)."""
+
+    file: Path = Field(Path("configs/experiments/table2.yaml"),
+                       description="experiment file; relative paths are taken from the working directory ($REDWEB_HOME)")
+    data: Path | None = Field(None, description="training data (default: the file's data:, else the shared export)")
+    toy: bool = Field(False, description="apply the file's toy: section (CPU, seconds)")
+    device: str | None = Field(None, description="overrides the file's base.device")
+
+
 class RedwebConfig(_Section):
     data_root: Path = Field(Path("data"), validate_default=True, description="made absolute at load time")
     database_url: SecretStr | None = Field(
@@ -256,6 +296,8 @@ class RedwebConfig(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     pipeline: PipelineConfig = PipelineConfig()
     release: ReleaseConfig = ReleaseConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    experiment: ExperimentRunConfig = ExperimentRunConfig()
 
     @field_validator("data_root")
     @classmethod

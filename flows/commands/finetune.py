@@ -10,8 +10,10 @@ weights the random initialisation stands in and the run says so), or `scratch`.
 depth: NYUv2's official 795/654 split (--split-file overrides the test list), offline augmentation
 to --augment-count samples, Tukey's biweight loss, Table 7's metrics (delta1-3, rel, log10, rms).
 segment: resnet101_fusion + 21-class head, VOC 2012 train + SBD (train_aug), mIoU on VOC val.
-The run folder (default <data root>/runs/finetune-<task>-<time>) gets model.pt, metrics.csv and
-metrics.json; the metrics are printed.
+The run folder (default <data root>/runs/finetune-<task>-<time>) gets model.pt, metrics.csv,
+metrics.json and checkpoints/last.pt (every --checkpoint-every steps); the metrics are printed.
+An interrupted run continues at its step: the same command with --run-dir RUN --resume.
+Defaults come from the config's `finetune` section (--set finetune.iterations=500); flags win.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="NYU.mat", help="depth: nyu_depth_v2_labeled.mat")
     parser.add_argument("--voc", metavar="DIR", help="segment: VOCdevkit (or VOCdevkit/VOC2012)")
     parser.add_argument("--sbd", metavar="DIR", help="segment: SBD benchmark_RELEASE (optional)")
-    parser.add_argument("--init", default="imagenet", help="CHECKPOINT | imagenet | scratch (default imagenet)")
+    parser.add_argument("--init", help="CHECKPOINT | imagenet | scratch (default finetune.init: imagenet)")
     parser.add_argument("--arch", help="architecture for imagenet/scratch (default resnet50_fusion / resnet101_fusion)")
     parser.add_argument("--arch-kwargs", type=json.loads, help='builder keywords as JSON, e.g. \'{"channels": 64}\'')
     parser.add_argument("--weights-path", help="ImageNet backbone state dict (.pth) for --init imagenet")
@@ -44,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--log-every", type=int)
+    parser.add_argument("--checkpoint-every", type=int, help="steps between RUN/checkpoints/last.pt (default 1000)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --run-dir from its checkpoints/last.pt")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -51,21 +56,34 @@ def run(args: argparse.Namespace, config) -> int:
     from datetime import datetime, timezone
     from pathlib import Path
 
-    from tasks.config import save_effective_config
+    from flows.commands import flow_inputs
 
     names = ("arch", "arch_kwargs", "weights_path", "iterations", "batch_size", "lr", "optimizer", "eval_max_images",
-             "device", "num_workers", "seed", "log_every")
+             "device", "num_workers", "seed", "log_every", "checkpoint_every")
     kwargs = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-    kwargs["init"] = args.init
+    from flows.options import finetune_data
+
+    init = kwargs["init"] = args.init or config.finetune.init
     kwargs["progress"] = not args.no_progress
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir) if args.run_dir else Path(config.data_root) / "runs" / f"finetune-{args.task}-{stamp}"
-    if args.init not in ("imagenet", "scratch") and not Path(args.init).is_file():
-        print(f"redweb finetune: --init {args.init!r} is neither imagenet, scratch nor a checkpoint file", file=sys.stderr)
+    if args.resume and not args.run_dir:
+        print("redweb finetune: --resume needs the --run-dir of the run to continue", file=sys.stderr)
         return 2
+    if (run_dir / "checkpoints" / "last.pt").exists() and not args.resume:
+        print(f"redweb finetune: {run_dir} already holds a checkpoint; pass --resume to continue it "
+              "or choose another --run-dir", file=sys.stderr)
+        return 2
+    kwargs["resume"] = bool(args.resume)
+    inputs = flow_inputs(args)
+    if init not in ("imagenet", "scratch") and not Path(init).is_file():
+        print(f"redweb finetune: --init {init!r} is neither imagenet, scratch nor a checkpoint file", file=sys.stderr)
+        return 2
+    # the data flags, else the finetune section's paths (else <data root>/benchmarks/...)
+    data = {k: getattr(args, k) or v for k, v in finetune_data(config, args.task).items()}
     if args.task == "depth":
-        if not args.data or not Path(args.data).is_file():
-            print(f"redweb finetune depth: --data must name the NYUv2 labeled .mat (got {args.data})", file=sys.stderr)
+        if not Path(data["data"]).is_file():
+            print(f"redweb finetune depth: --data must name the NYUv2 labeled .mat (got {data['data']})", file=sys.stderr)
             return 2
         if args.input_size:
             kwargs["input_size"] = args.input_size[0] if len(args.input_size) == 1 else tuple(args.input_size[:2])
@@ -75,25 +93,23 @@ def run(args: argparse.Namespace, config) -> int:
         from flows.finetune import finetune_depth_flow
         from model.finetune_depth import format_table7
 
-        save_effective_config(config, run_dir)
         try:
-            doc = finetune_depth_flow(args.data, str(run_dir), kwargs)
+            doc = finetune_depth_flow(**inputs, **data, run_dir=str(run_dir), kwargs=kwargs)
         except (FileNotFoundError, ValueError) as exc:
             print(f"redweb finetune depth: {exc}", file=sys.stderr)
             return 2
         print(format_table7(doc))
     else:
-        if not args.voc or not Path(args.voc).is_dir():
-            print(f"redweb finetune segment: --voc must name the VOC 2012 folder (got {args.voc})", file=sys.stderr)
+        if not Path(data["voc"]).is_dir():
+            print(f"redweb finetune segment: --voc must name the VOC 2012 folder (got {data['voc']})", file=sys.stderr)
             return 2
         if args.crop_size is not None:
             kwargs["crop_size"] = args.crop_size
         from flows.finetune import finetune_segment_flow
         from model.finetune_segment import format_segmentation
 
-        save_effective_config(config, run_dir)
         try:
-            doc = finetune_segment_flow(args.voc, str(run_dir), args.sbd, kwargs)
+            doc = finetune_segment_flow(**inputs, **data, run_dir=str(run_dir), kwargs=kwargs)
         except (FileNotFoundError, ValueError) as exc:
             print(f"redweb finetune segment: {exc}", file=sys.stderr)
             return 2

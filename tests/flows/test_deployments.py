@@ -9,6 +9,7 @@ nor in any row of the catalog.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -64,6 +66,8 @@ TOY_ENV = {
 # the order a day of work goes in: each run uses what the one before left in the catalog / data root
 ORDER = ("ingest", "process", "export", "train", "evaluate", "retrain-nightly", "retrain-on-accepted", "release",
          "revalidate-weekly", "pipeline")
+# the paper's experiments (issue 12), run by test_paper_deployments_run_with_no_parameters
+PAPER_ORDER = ("finetune-depth", "finetune-segment", "experiment")
 
 
 def _free_port() -> int:
@@ -105,6 +109,78 @@ def _catalog_rows_text(url: str) -> str:
     return text
 
 
+def _worker_env(home: Path, api: str, extra: dict[str, str]) -> dict[str, str]:
+    """What the server's and workers' processes see: no inherited Prefect/redweb/Flickr settings, the
+    repository on the path, Prefect's home and API, and ``extra`` (toy sizes, data root, sentinels)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REDWEB_", "FLICKR_"))}
+    env.update(extra)
+    env.update({
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "PYTHONPATH": str(REPO), "REDWEB_HOME": str(REPO),
+        "PREFECT_HOME": str(home), "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",  # only the runs this test starts
+        "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_TASK_RUN_TAG_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
+    })
+    return env
+
+
+@contextlib.contextmanager
+def _prefect_stack(env: dict[str, str], api: str, port: int, logs: Path, deploy: tuple[str, ...],
+                   pools: tuple[str, ...] = ("redweb-cpu", "redweb-gpu")):
+    """A real Prefect server, both work pools, ``prefect deploy *deploy`` from prefect.yaml and one process
+    worker per pool in ``pools``; yields ``(client, {name: deployment}, processes)``; stops them all."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    procs: list[subprocess.Popen] = []
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        out = open(logs / f"{name}.log", "wb")
+        proc = subprocess.Popen([PREFECT, *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    try:
+        server = start("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
+        _wait_healthy(api, server)
+        _prefect("work-pool", "create", "redweb-cpu", "--type", "process", env=env)
+        _prefect("work-pool", "create", "redweb-gpu", "--type", "process", env=env)
+        _prefect("work-pool", "set-concurrency-limit", "redweb-gpu", "1", env=env)
+        _prefect("concurrency-limit", "create", "gpu", "1", env=env)
+        _prefect("deploy", *deploy, env=env)
+        for pool in pools:
+            start(f"worker-{pool}", "worker", "start", "--pool", pool)
+        with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+            yield client, {d.name: d for d in client.read_deployments()}, procs
+    finally:
+        for proc in reversed(procs):  # the workers first, then the server they talk to
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def _run_to_final(client, deployment, procs: list[subprocess.Popen], logs: Path, declared: dict) -> Any:
+    """Start ``deployment`` with NO parameters and wait (10 min at most) until its run is final; it must
+    complete."""
+    run = client.create_flow_run_from_deployment(deployment.id)  # no parameters
+    assert not (run.parameters or {}).keys() - set(declared.get("parameters") or {})
+    deadline = time.time() + 600
+    while True:
+        run = client.read_flow_run(run.id)
+        if run.state is not None and run.state.is_final():
+            break
+        alive = [p for p in procs if p.poll() is None]
+        assert len(alive) == len(procs), "the Prefect server or a worker exited"
+        assert time.time() < deadline, f"{deployment.name}: still {run.state_name} after 10 min"
+        time.sleep(1)
+    assert run.state.is_completed(), (
+        f"{deployment.name} ended {run.state_name}: {run.state.message}\n"
+        + "".join(f.read_text()[-4000:] for f in sorted(logs.glob("worker-*.log"))))
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_every_deployment_runs_with_no_parameters(tmp_path, postgres_url):
@@ -113,7 +189,7 @@ def test_every_deployment_runs_with_no_parameters(tmp_path, postgres_url):
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     names = {d["name"]: d for d in spec["deployments"]}
-    assert set(ORDER) == set(names)
+    assert set(ORDER) | set(PAPER_ORDER) == set(names)  # the paper's deployments: the test below
 
     root = tmp_path / "data"
     root.mkdir()
@@ -132,44 +208,14 @@ def test_every_deployment_runs_with_no_parameters(tmp_path, postgres_url):
     fake = FakeFlickr(make_photos(4, seed=5, licenses=derivatives), api_key=SENTINELS["FLICKR_API_KEY"]).start()
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REDWEB_", "FLICKR_"))}
-    env.update(TOY_ENV)
-    env.update(SENTINELS)
-    env.update({
-        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "PYTHONPATH": str(REPO), "REDWEB_HOME": str(REPO),
-        "PREFECT_HOME": str(home), "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",  # only the runs this test starts
-        "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_TASK_RUN_TAG_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
-        "REDWEB_DATA_ROOT": str(root), "REDWEB_DATABASE_URL": catalog_url,
-        "REDWEB_FLICKR_REST_URL": fake.rest_url,
-    })
-    procs: list[subprocess.Popen] = []
+    env = _worker_env(home, api, {
+        **TOY_ENV, **SENTINELS, "REDWEB_DATA_ROOT": str(root), "REDWEB_DATABASE_URL": catalog_url,
+        "REDWEB_FLICKR_REST_URL": fake.rest_url})
     logs = tmp_path / "logs"
     logs.mkdir()
-
-    def start(name: str, *args: str) -> subprocess.Popen:
-        out = open(logs / f"{name}.log", "wb")
-        proc = subprocess.Popen([PREFECT, *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        procs.append(proc)
-        return proc
-
     try:
-        server = start("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
-        _wait_healthy(api, server)
-        _prefect("work-pool", "create", "redweb-cpu", "--type", "process", env=env)
-        _prefect("work-pool", "create", "redweb-gpu", "--type", "process", env=env)
-        _prefect("work-pool", "set-concurrency-limit", "redweb-gpu", "1", env=env)
-        _prefect("concurrency-limit", "create", "gpu", "1", env=env)
-        _prefect("deploy", "--all", env=env)
-        for pool in ("redweb-cpu", "redweb-gpu"):
-            start(f"worker-{pool}", "worker", "start", "--pool", pool)
-
-        from prefect.client.orchestration import get_client
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-            deployments = {d.name: d for d in client.read_deployments()}
-            assert set(ORDER) <= set(deployments)
+        with _prefect_stack(env, api, port, logs, ("--all",)) as (client, deployments, procs):
+            assert set(ORDER) | set(PAPER_ORDER) <= set(deployments)
             nightly = deployments["retrain-nightly"]
             assert nightly.work_pool_name == "redweb-gpu"
             assert "0 3 * * *" in [getattr(s.schedule, "cron", None) for s in nightly.schedules]
@@ -184,31 +230,10 @@ def test_every_deployment_runs_with_no_parameters(tmp_path, postgres_url):
                 if name == "retrain-on-accepted":  # a reviewer accepts one more map after the nightly retrain
                     with Catalog(postgres_url) as catalog:
                         catalog.transition(prepared[5], "accepted", actor="bob", reviewer="bob")
-                run = client.create_flow_run_from_deployment(deployments[name].id)  # no parameters
-                assert not (run.parameters or {}).keys() - set(names[name].get("parameters") or {})
-                deadline = time.time() + 600
-                while True:
-                    run = client.read_flow_run(run.id)
-                    if run.state is not None and run.state.is_final():
-                        break
-                    alive = [p for p in procs if p.poll() is None]
-                    assert len(alive) == len(procs), "the Prefect server or a worker exited"
-                    assert time.time() < deadline, f"{name}: still {run.state_name} after 10 min"
-                    time.sleep(1)
-                finished[name] = run.state_name
-                assert run.state.is_completed(), (
-                    f"{name} ended {run.state_name}: {run.state.message}\n"
-                    + "".join((logs / f"worker-{p}.log").read_text()[-4000:] for p in ("redweb-cpu", "redweb-gpu")))
+                finished[name] = _run_to_final(client, deployments[name], procs, logs, names[name]).state_name
             assert finished == {name: "Completed" for name in ORDER}
             parameters = [client.read_flow_run(r.id).parameters for r in client.read_flow_runs()]
     finally:
-        for proc in reversed(procs):  # the workers first, then the server they talk to
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
         fake.stop()
 
     # what the runs left: the flickr photos ingested and processed, an export, trained and promoted models
@@ -232,3 +257,74 @@ def test_every_deployment_runs_with_no_parameters(tmp_path, postgres_url):
     assert not any(n.decode() in str(p) for p in parameters for n in needles)
     rows = _catalog_rows_text(postgres_url)
     assert rows and not any(n.decode() in rows for n in needles)
+
+
+# toy sizes of the paper's experiments, as a team would set them for a smoke run
+PAPER_TOY_ENV = {
+    "REDWEB__FINETUNE__INIT": "scratch",
+    "REDWEB__FINETUNE__ARCH": "resnet18_fusion",
+    "REDWEB__FINETUNE__ARCH_KWARGS": "{channels: 16}",
+    "REDWEB__FINETUNE__ITERATIONS": "2",
+    "REDWEB__FINETUNE__BATCH_SIZE": "2",
+    "REDWEB__FINETUNE__NUM_WORKERS": "0",
+    "REDWEB__FINETUNE__DEVICE": "cpu",
+    "REDWEB__FINETUNE__INPUT_SIZE": "[16, 24]",
+    "REDWEB__FINETUNE__AUGMENT_COUNT": "6",
+    "REDWEB__FINETUNE__CROP_SIZE": "32",
+    "REDWEB__FINETUNE__LOG_EVERY": "1",
+    "REDWEB__FINETUNE__CHECKPOINT_EVERY": "1",
+    "REDWEB__EXPERIMENT__FILE": "configs/experiments/table3.yaml",
+    "REDWEB__EXPERIMENT__TOY": "true",
+}
+
+
+@pytest.mark.slow
+def test_paper_deployments_run_with_no_parameters(tmp_path):
+    """finetune-depth, finetune-segment and experiment from prefect.yaml, on a real server and a real
+    gpu-pool worker, with NO parameters: the data sits where the config's defaults point (NYUv2 .mat and
+    VOC + SBD under <data_root>/benchmarks/, the shared export), toy sizes come from the environment."""
+    import json
+
+    import pandas as pd
+
+    from model.data import make_synthetic_export
+    from tests.model.paper_data import make_nyu_mat, make_voc_sbd
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    names = {d["name"]: d for d in spec["deployments"]}
+    assert set(PAPER_ORDER) <= set(names)
+    assert all(names[n]["work_pool"]["name"] == "redweb-gpu" and "gpu" in names[n]["tags"] for n in PAPER_ORDER)
+
+    root = tmp_path / "data"
+    _mat, split = make_nyu_mat(root / "benchmarks" / "nyu_depth_v2_labeled.mat")
+    make_voc_sbd(root / "benchmarks")
+    make_synthetic_export(root / "exports" / "current", n=7, size=(36, 44), seed=4, val_fraction=0.3)
+    home = tmp_path / "prefect-home"
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = _worker_env(home, api, {**PAPER_TOY_ENV, **SENTINELS, "REDWEB_DATA_ROOT": str(root),
+                                  "REDWEB__FINETUNE__SPLIT_FILE": str(split),  # the toy .mat has 8 images
+                                  "TORCH_HOME": str(tmp_path / "torch-home")})
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    deploy = tuple(a for n in PAPER_ORDER for a in ("--name", n))
+    with _prefect_stack(env, api, port, logs, deploy, pools=("redweb-gpu",)) as (client, deployments, procs):
+        assert set(PAPER_ORDER) <= set(deployments)
+        for name in PAPER_ORDER:
+            _run_to_final(client, deployments[name], procs, logs, names[name])
+        parameters = [client.read_flow_run(r.id).parameters for r in client.read_flow_runs()]
+
+    depth, = root.glob("runs/finetune-depth-*/metrics.json")
+    doc = json.loads(depth.read_text())
+    assert doc["task"] == "metric_depth" and doc["n_images"] == 3 and doc["settings"]["iterations"] == 2
+    assert (depth.parent / "checkpoints" / "last.pt").is_file() and (depth.parent / "config.yaml").is_file()
+    segment, = root.glob("runs/finetune-segment-*/metrics.json")
+    doc = json.loads(segment.read_text())
+    assert doc["task"] == "segmentation" and 0 <= doc["miou"] <= 1 and doc["settings"]["n_train"] == 5  # SBD found
+    table = pd.read_csv(root / "runs" / "experiment-table3_losses" / "table.csv")
+    assert table["loss"].tolist() == ["l1", "l2", "ranking", "improved_ranking"]
+
+    needles = [v.encode() for v in SENTINELS.values()]
+    assert files_containing(root, needles) == [] and files_containing(home, needles) == []
+    assert files_containing(logs, needles) == []
+    assert not any(n.decode() in str(p) for p in parameters for n in needles)

@@ -58,7 +58,8 @@ def test_shipped_config_runs_end_to_end_at_toy_size(name, rows, toy_export, tmp_
 
 
 @pytest.mark.slow
-def test_finetune_commands_run_through_their_flows(tmp_path, data_root, prefect_test_server, monkeypatch):
+def test_finetune_commands_run_through_their_flows(tmp_path, data_root, prefect_test_server, monkeypatch,
+                                                   capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     mat, split = make_nyu_mat(tmp_path / "nyu" / "nyu_depth_v2_labeled.mat")
     tiny = ["--arch", "resnet18_fusion", "--arch-kwargs", '{"channels": 16}', "--iterations", "2", "--batch-size", "2",
@@ -66,7 +67,14 @@ def test_finetune_commands_run_through_their_flows(tmp_path, data_root, prefect_
     assert main(["finetune", "depth", "--data", str(mat), "--split-file", str(split), "--init", "scratch",
                  "--augment-count", "6", "--input-size", "16", "24", "--run-dir", str(tmp_path / "d"), *tiny]) == 0
     doc = json.loads((tmp_path / "d" / "metrics.json").read_text())
-    assert doc["task"] == "metric_depth" and doc["n_images"] == 3
+    assert doc["task"] == "metric_depth" and doc["n_images"] == 3 and doc["settings"]["resumed_from_step"] is None
+    assert (tmp_path / "d" / "checkpoints" / "last.pt").is_file()
+    again = ["finetune", "depth", "--data", str(mat), "--split-file", str(split), "--init", "scratch",
+             "--augment-count", "6", "--input-size", "16", "24", "--run-dir", str(tmp_path / "d"), *tiny]
+    assert main(again) == 2  # the run folder holds a run: not overwritten without --resume
+    assert "pass --resume" in capsys.readouterr().err
+    assert main([*again, "--resume"]) == 0  # finished: resumes at step 2, trains nothing, scores again
+    assert json.loads((tmp_path / "d" / "metrics.json").read_text())["settings"]["resumed_from_step"] == 2
     voc, sbd = make_voc_sbd(tmp_path / "seg")
     assert main(["finetune", "segment", "--voc", str(voc), "--sbd", str(sbd), "--init", "imagenet",
                  "--crop-size", "32", "--run-dir", str(tmp_path / "s"), *tiny]) == 0
@@ -79,3 +87,5 @@ def test_finetune_refuses_bad_inputs(tmp_path, capsys, data_root):
     assert "NYUv2 labeled .mat" in capsys.readouterr().err
     assert main(["finetune", "segment", "--voc", str(tmp_path)] + ["--init", "nothing.pt"]) == 2
     assert "neither imagenet" in capsys.readouterr().err
+    assert main(["finetune", "segment", "--voc", str(tmp_path), "--resume"]) == 2
+    assert "--resume needs the --run-dir" in capsys.readouterr().err

@@ -193,3 +193,74 @@ def test_finetune_segment_default_arch_is_resnet101(voc_sbd, tmp_path):
     result = finetune_segment(voc=voc, sbd=sbd, run_dir=tmp_path / "run", init="imagenet", crop_size=32,
                               eval_max_images=1, **{**TINY, "iterations": 1})
     assert load_checkpoint(result.checkpoint)["meta"]["arch"] == "resnet101_fusion"
+
+
+def _interrupt_at(monkeypatch, module, name: str, call: int) -> None:
+    """Make ``module.name`` (the task's loss) raise KeyboardInterrupt on its ``call``-th call: a run stopped
+    by Ctrl-C (or killed) in the middle of that training step."""
+    real, calls = getattr(module, name), []
+
+    def loss(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, loss)
+
+
+def _losses(run) -> list[str]:
+    import csv
+
+    with open(run / "metrics.csv", newline="") as f:
+        return [(r["step"], r["lr"], r["loss"]) for r in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("task", ["depth", "segment"])
+def test_an_interrupted_finetune_resumes_at_its_step_and_ends_as_an_uninterrupted_run(task, nyu, voc_sbd, tmp_path,
+                                                                                       monkeypatch):
+    import model.finetune_depth as depth_module
+    import model.finetune_segment as segment_module
+
+    mat, split = nyu
+    voc, sbd = voc_sbd
+    settings = {**TINY, "iterations": 6, "checkpoint_every": 2, "init": "scratch", "arch": "resnet18_fusion"}
+
+    def run_task(run, **changed):
+        kw = {**settings, **changed}
+        if task == "depth":
+            return finetune_depth(data=mat, split_file=str(split), augment_count=7, input_size=(16, 24), run_dir=run,
+                                  **kw)
+        return finetune_segment(voc=voc, sbd=sbd, crop_size=32, run_dir=run, **kw)
+
+    module, loss_name = ((depth_module, "tukey_biweight_loss") if task == "depth"
+                         else (segment_module, "segmentation_loss"))
+
+    straight = run_task(tmp_path / "straight")
+    assert load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["training"]["step"] == 6
+
+    stopped = tmp_path / "stopped"
+    with monkeypatch.context() as m:
+        _interrupt_at(m, module, loss_name, call=5)  # in step 5: steps 1-4 done, last.pt written at step 4
+        with pytest.raises(KeyboardInterrupt):
+            run_task(stopped)
+    assert load_checkpoint(stopped / "checkpoints" / "last.pt")["training"]["step"] == 4
+    assert not (stopped / "model.pt").exists()
+    assert [r[0] for r in _losses(stopped)] == ["1", "2", "3", "4"]
+
+    with pytest.raises(ValueError, match="iterations differ"):  # another run's settings: refused, nothing lost
+        run_task(stopped, resume=True, iterations=8)
+    assert load_checkpoint(stopped / "checkpoints" / "last.pt")["training"]["step"] == 4
+    resumed = run_task(stopped, resume=True)
+    assert resumed.metrics["settings"]["resumed_from_step"] == 4
+    assert straight.metrics["settings"]["resumed_from_step"] is None
+    # the same loss sequence (metrics.csv keeps steps 1-4, the resumed run appends 5-6) ...
+    assert _losses(stopped) == _losses(tmp_path / "straight") and len(_losses(stopped)) == 6
+    # ... the same weights, bit for bit, and the same scores
+    a, b = load_checkpoint(straight.checkpoint)["model"], load_checkpoint(resumed.checkpoint)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    key = "rms" if task == "depth" else "miou"
+    assert resumed.metrics[key] == straight.metrics[key]
+    # a finished run resumed again trains no further step and scores the same network
+    again = run_task(stopped, resume=True)
+    assert again.metrics["settings"]["resumed_from_step"] == 6 and again.metrics[key] == straight.metrics[key]
