@@ -287,12 +287,12 @@ def _fit_points(xs: np.ndarray, ys: np.ndarray, fx: np.ndarray, fy: np.ndarray, 
 
 def needs_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int = 320, min_consistency: float = 0.5,
                        min_shift_fraction: float = 0.15, min_rotation_deg: float = 0.5,
-                       min_scale_change: float = 0.01, min_ty_px: float = 3.0, min_keystone_px: float = 1.0) -> bool:
+                       min_scale_change: float = 0.01, min_ty_px: float = 3.0, coarse_keystone_px: float = 2.5) -> bool:
     """A cheap look (DIS "ultrafast" both ways at ``work_width`` px, ~10 ms) at whether keypoint
     pre-alignment could change anything: True when the coarse flow is mostly inconsistent (a wide
     baseline or a misalignment it cannot bridge) or shows a shift, rotation, scale or vertical offset
-    beyond ``fit_prealignment``'s thresholds, or a keystone (rows bent by ``min_keystone_px`` or more at
-    the corners beyond what the similarity explains). Keypoints cost ~0.25 s per 1-MP pair; most pairs skip them.
+    beyond ``fit_prealignment``'s thresholds, or a keystone (rows bent by ``coarse_keystone_px`` or more
+    at the corners beyond what the similarity explains). Keypoints cost ~0.25 s per 1-MP pair; most pairs skip them.
     """
     import cv2
 
@@ -317,10 +317,17 @@ def needs_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int =
             or abs(fit.scale - 1) >= min_scale_change or abs(fit.ty) / s >= min_ty_px):
         return True
     # keystone: what the similarity leaves in the rows, as the u v and v^2 terms a perspective adds
-    # (u, v in [-1, 1] from the centre), least squares over the consistent pixels; in full-size px
+    # (u, v in [-1, 1] from the centre), robust least squares (3 MAD) over the consistent pixels, in
+    # full-size px at the corners. This coarse estimate reads up to 1.8 px on rectified scenes (flow
+    # bias at occlusions), hence the higher bar; the keypoint fit then decides at 1 px
     _, vres = rectified_disparity(fwd, fit)
     hh, ww = ok.shape
     ys, xs = np.nonzero(ok)
     u, v = (xs - (ww - 1) / 2) / (ww / 2), (ys - (hh - 1) / 2) / (ww / 2)
-    coef, *_ = np.linalg.lstsq(np.stack([u * v, v * v, np.ones_like(u)], 1), vres[ys, xs], rcond=None)
-    return bool((abs(coef[0]) + abs(coef[1]) * (hh / ww) ** 2) / s >= min_keystone_px)
+    design, target = np.stack([u * v, v * v, np.ones_like(u)], 1), vres[ys, xs]
+    weights = np.ones(target.size)
+    for _ in range(4):
+        coef, *_ = np.linalg.lstsq(design * weights[:, None], target * weights, rcond=None)
+        resid = target - design @ coef
+        weights = (np.abs(resid) < 3 * 1.4826 * np.median(np.abs(resid)) + 1e-6).astype(np.float64)
+    return bool((abs(coef[0]) + abs(coef[1]) * (hh / ww) ** 2) / s >= coarse_keystone_px)
