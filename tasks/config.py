@@ -132,6 +132,9 @@ class ProcessConfig(_Section):
     depth_min_far_margin_px: float = Field(
         10.0, ge=0, description="the disparity offset stays at least this far below the far end (px): depth "
         "orderings finer than ~0.02 x this become ties (tasks/depth.py)")
+    disparity_smooth_px: float = Field(
+        5.0, ge=0, description="px: bilateral smoothing of the reliable disparities before depth (range 0.5 px of "
+        "disparity; 0 = off)")
     view_order_min_votes: int = Field(10, ge=1, description="occlusion runs needed to decide the view order")
     view_order_min_margin: float = Field(0.25, ge=0, le=1, description="|parallel - cross| / votes needed")
     vertical_tolerance_px: float = Field(_TRIAGE.vertical_tolerance_px, gt=0)

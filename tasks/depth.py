@@ -137,6 +137,23 @@ class DepthStats:
         return {"d_far": self.d_far, "d_near": self.d_near, "offset": self.offset, "range_ratio": self.range_ratio}
 
 
+def smooth_disparity(disparity: np.ndarray, reliable: np.ndarray, *, sigma_px: float = 5.0,
+                     range_px: float = 0.5) -> np.ndarray:
+    """Edge-preserving smoothing of the reliable disparities: a bilateral filter, ``sigma_px`` in the
+    image, ``range_px`` in disparity (about the sub-pixel matching noise), so that values of one surface
+    are averaged and a depth edge (a jump of several px) is left alone. Unreliable pixels neither take
+    part nor change. Matching errors are spatially correlated (patches of 30-60 px), so this takes off
+    only part of them: -0.1 points of mean ordinal error on the label audit (README)."""
+    if sigma_px <= 0:
+        return disparity
+    import cv2
+
+    d = np.ascontiguousarray(disparity, np.float32)
+    outside = np.where(reliable, d, np.float32(-1e4))  # out of every surface's range
+    k = 2 * int(np.ceil(1.5 * sigma_px)) + 1
+    return np.where(reliable, cv2.bilateralFilter(outside, k, range_px, sigma_px), d).astype(np.float32)
+
+
 def disparity_to_depth(disparity: np.ndarray, reliable: np.ndarray, *, range_ratio: float = 10.0,
                        min_far_margin_px: float = 0.0, far_percentile: float = 1.0,
                        near_percentile: float = 99.0) -> tuple[np.ndarray, DepthStats]:

@@ -28,7 +28,7 @@ from tasks import crop as crop_mod
 from tasks.catalog import PIPELINE_VERSION, Catalog, State, TransitionError
 from tasks.contracts import colorize_depth
 from tasks.correspondence import DEFAULT_BACKEND, FlowBackend, build_backend, consistency_mask, warp_by_flow
-from tasks.depth import disparity_to_depth, encode_depth, occlusion_votes
+from tasks.depth import disparity_to_depth, encode_depth, occlusion_votes, smooth_disparity
 from tasks.view_order import OrderDecision, combine, ground_cue, keystone_cue, occlusion_cue
 from tasks.rectify import (PreAlignment, apply_prealignment, fit_alignment, fit_prealignment, needs_prealignment,
                            rectified_disparity)
@@ -157,6 +157,7 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
                  discontinuity_max: float | None = None,
                  crf: bool = True, crf_iterations: int = 5, crf_max_side: int = 384,
                  depth_range_ratio: float = 10.0, depth_min_far_margin_px: float = 10.0,
+                 disparity_smooth_px: float = 5.0,
                  view_order_min_votes: int = 10,
                  view_order_min_margin: float = 0.25, vertical_tolerance_px: float = 2.0,
                  known_order: bool = False, order: str = "auto", prealign: bool = True) -> PairResult:
@@ -232,6 +233,7 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
 
     t = time.perf_counter()
     reliable_depth = consistent & ~sky_c
+    disparity = smooth_disparity(disparity, reliable_depth, sigma_px=disparity_smooth_px)
     g, stats = disparity_to_depth(disparity, reliable_depth, range_ratio=depth_range_ratio,
                                   min_far_margin_px=depth_min_far_margin_px)
     depth = encode_depth(g, sky_c)
@@ -395,7 +397,8 @@ def build_backends(*, correspondence: str = DEFAULT_BACKEND, correspondence_chec
 
 
 _PAIR_OPTIONS = ("fb_alpha", "fb_beta", "photometric_max", "discontinuity_max", "crf", "crf_iterations", "crf_max_side",
-                 "depth_range_ratio", "depth_min_far_margin_px", "view_order_min_votes", "view_order_min_margin",
+                 "depth_range_ratio", "depth_min_far_margin_px", "disparity_smooth_px", "view_order_min_votes",
+                 "view_order_min_margin",
                  "vertical_tolerance_px", "prealign")
 _THRESHOLDS = ("min_flow_consistency", "vertical_tolerance_px", "max_misaligned_fraction", "max_keypoint_residual_px",
                "min_disparity_range_px", "min_coverage", "min_crop_fraction", "auto_accept_score")

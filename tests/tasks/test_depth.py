@@ -132,3 +132,23 @@ def test_far_margin_by_hand():
     _, s = disparity_to_depth(wide, np.ones_like(wide, bool), range_ratio=10, min_far_margin_px=10,
                               far_percentile=0, near_percentile=100)
     assert s.offset == pytest.approx((10 * 2 - 200) / 9)
+
+
+def test_smooth_disparity_averages_within_surfaces_and_keeps_edges():
+    """Two planes 10 px apart with 0.2 px noise: the noise drops within each plane, the edge stays sharp
+    (no pixel takes a value between the planes), unreliable pixels neither change nor leak."""
+    from tasks.depth import smooth_disparity
+
+    rng = np.random.default_rng(0)
+    truth = np.where(np.arange(120)[None, :] < 60, 10.0, 20.0).repeat(80, 0).astype(np.float32)
+    noisy = truth + rng.normal(0, 0.2, truth.shape).astype(np.float32)
+    reliable = np.ones(truth.shape, bool)
+    reliable[:, 30] = False
+    noisy[:, 30] = 500.0  # an unreliable outlier column: must not leak into its neighbours
+    out = smooth_disparity(noisy, reliable, sigma_px=5.0, range_px=0.5)
+    inner = reliable.copy()
+    inner[:, 50:70] = False  # away from the edge
+    assert np.abs(out - truth)[inner].std() < 0.5 * np.abs(noisy - truth)[inner].std()
+    assert np.abs(out - truth)[reliable].max() < 1.5  # nothing mixed across the 10 px edge or from the outlier
+    assert np.array_equal(out[:, 30], noisy[:, 30])
+    assert np.array_equal(smooth_disparity(noisy, reliable, sigma_px=0.0), noisy)
