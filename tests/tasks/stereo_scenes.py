@@ -86,18 +86,24 @@ def motorcycle(width: int = 370) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return small[0], small[1], cv2.resize(gt, small[0].shape[1::-1], interpolation=cv2.INTER_NEAREST) * s
 
 
-def similarity_warp(image: np.ndarray, rotation_deg: float = 0.0, scale: float = 1.0, tx: float = 0.0,
-                    ty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` moved by a similarity about its centre: content at p goes to
-    s R(theta) (p - c) + c + (tx, ty) (x right, y down; positive angles turn +x towards +y).
-    Returns the warped image (black outside) and the forward 3x3 matrix."""
-    h, w = image.shape[:2]
+def _similarity_matrix(w: int, h: int, rotation_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:
+    """3x3: content at p goes to s R(theta) (p - c) + c + (tx, ty), c the centre of a w x h image."""
     c = np.array([(w - 1) / 2, (h - 1) / 2])
     t = np.radians(rotation_deg)
     lin = scale * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
     m = np.eye(3)
     m[:2, :2] = lin
     m[:2, 2] = c - lin @ c + (tx, ty)
+    return m
+
+
+def similarity_warp(image: np.ndarray, rotation_deg: float = 0.0, scale: float = 1.0, tx: float = 0.0,
+                    ty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` moved by a similarity about its centre: content at p goes to
+    s R(theta) (p - c) + c + (tx, ty) (x right, y down; positive angles turn +x towards +y).
+    Returns the warped image (black outside) and the forward 3x3 matrix."""
+    h, w = image.shape[:2]
+    m = _similarity_matrix(w, h, rotation_deg, scale, tx, ty)
     warped = cv2.warpAffine(image, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                             borderValue=0)
     return warped, m
@@ -109,12 +115,8 @@ def homography_warp(image: np.ndarray, rotation_deg: float = 0.0, scale: float =
     coordinates over the width, the denominator is 1 + px u + py v (a card photographed at an angle).
     Returns the warped image (black outside) and the forward 3x3 homography."""
     h, w = image.shape[:2]
+    sim = _similarity_matrix(w, h, rotation_deg, scale, tx, ty)
     c = np.array([(w - 1) / 2, (h - 1) / 2])
-    t = np.radians(rotation_deg)
-    lin = scale * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-    sim = np.eye(3)
-    sim[:2, :2] = lin
-    sim[:2, 2] = c - lin @ c + (tx, ty)
     norm = np.array([[1 / w, 0, -c[0] / w], [0, 1 / w, -c[1] / w], [0, 0, 1.0]])
     persp = np.linalg.inv(norm) @ np.array([[1, 0, 0], [0, 1, 0], [px, py, 1.0]]) @ norm
     m = persp @ sim
