@@ -1,6 +1,6 @@
 """Run the whole DAG offline on the embedded samples, on CPU, in a few minutes:
 
-  ingest (embedded samples) → process (DIS flow, heuristic sky + CRF, crop) → triage (auto-accept
+  ingest (embedded samples) → process (fused DIS + SGBM, heuristic sky + CRF, crop) → triage (auto-accept
   above a threshold, since nobody reviews) → export → train a small network (resnet18 fusion,
   random init) → evaluate on the export's held-out split against the baselines → report.
 
