@@ -350,8 +350,9 @@ def score_map(scene: Scene, packed: Packed, *, rd: np.ndarray, mask: np.ndarray,
     if eye == "none":
         raise ValueError(f"{packed.scene}/{packed.packing}: view box {list(view_box)} of frame {frame} matches no eye")
     geo = packed.eyes[eye]
-    gt = scene.disparity if eye == "left" else (right_disparity if right_disparity is not None
-                                                 else right_view_disparity(scene.disparity))
+    gts = {"left": scene.disparity,  # both eyes' GT: the map's and, for the ceiling, the other's
+           "right": right_disparity if right_disparity is not None else right_view_disparity(scene.disparity)}
+    gt = gts[eye]
     H, W = rd.shape
     x0, y0, x1, y1 = crop_source
     fx, fy = (x1 - x0) / W, (y1 - y0) / H
@@ -381,11 +382,7 @@ def score_map(scene: Scene, packed: Packed, *, rd: np.ndarray, mask: np.ndarray,
     # the ceiling: GT pixels whose point the other packed view shows (inside its crop, not occluded);
     # no correspondence method can label more
     other_eye = "right" if eye == "left" else "left"
-    other = packed.eyes[other_eye]
-    if other_eye == "left":
-        gt_other = scene.disparity
-    else:
-        gt_other = right_disparity if right_disparity is not None else right_view_disparity(scene.disparity)
+    other, gt_other = packed.eyes[other_eye], gts[other_eye]
     sxi, syi = np.rint(scx), np.rint(scy)  # the GT pixel sampled (right_view_disparity warps whole pixels)
     xo = sxi - gt_src if eye == "left" else sxi + gt_src
     (ox, oy), (ow, oh) = other.origin, other.size

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from tasks.contracts import resolve_device  # noqa: F401  (shared rule; tasks.sky imports it from here)
+from tasks.depth import smooth_disparity
 
 
 class FlowBackend(Protocol):
@@ -279,6 +280,23 @@ def consistency_mask(fwd: np.ndarray, bwd: np.ndarray, *, alpha: float = 0.01, b
     return ok & inside & np.isfinite(fwd).all(axis=-1)
 
 
+def mark_unmatched(flow: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Point ``flow`` (H, W, 2) at ``mask`` outside the image (x = -w - x or beyond), in place, so that
+    ``consistency_mask`` never keeps those pixels whatever the other direction says; returns ``flow``."""
+    w = flow.shape[1]
+    xs = np.broadcast_to(np.arange(w, dtype=np.float32), mask.shape)
+    flow[mask, 0] = -2.0 * w - xs[mask]
+    flow[mask, 1] = 0.0
+    return flow
+
+
+def local_range(u: np.ndarray, size: int = 5) -> np.ndarray:
+    """(H, W) max - min of ``u`` over ``size`` x ``size`` windows: large where the flow jumps."""
+    u = np.ascontiguousarray(u)
+    k = np.ones((size, size), np.uint8)
+    return cv2.dilate(u, k) - cv2.erode(u, k)
+
+
 # ---- SGBM on globally rectified views -----------------------------------------------------------
 _SGBM_MODES = {"sgbm": 0, "hh": 1, "3way": 2, "hh4": 3}  # cv2.StereoSGBM_MODE_* values
 
@@ -389,9 +407,7 @@ class SgbmBackend:
         valid = raw > (dmin - 1) * 16
         d = raw.astype(np.float32) / 16.0
         if self.smooth > 0:
-            far = np.where(valid, d, -1e4).astype(np.float32)  # invalid: out of every surface's range
-            k = 2 * int(np.ceil(1.5 * self.smooth)) + 1
-            d = np.where(valid, cv2.bilateralFilter(far, k, self.smooth_range, self.smooth), d)
+            d = smooth_disparity(d, valid, sigma_px=self.smooth, range_px=self.smooth_range)
         if self.edge_band is not None:
             k = np.ones((self.edge_window, self.edge_window), np.uint8)
             top = cv2.dilate(np.where(valid, d, -1e4).astype(np.float32), k)
@@ -401,9 +417,7 @@ class SgbmBackend:
         xr = xs - d
         tx = affine[0, 0] * xr + affine[0, 1] * ys + affine[0, 2]
         ty = affine[1, 0] * xr + affine[1, 1] * ys + affine[1, 2]
-        flow = np.stack([tx - xs, ty - ys], axis=-1).astype(np.float32)
-        flow[~valid, 0] = -2.0 * w - xs[~valid]  # lands at x = -w or beyond: never consistent
-        flow[~valid, 1] = 0.0
+        flow = mark_unmatched(np.stack([tx - xs, ty - ys], axis=-1).astype(np.float32), ~valid)
         return flow, valid, coarse_flows
 
     def matches(self, sources: Sequence[np.ndarray], targets: Sequence[np.ndarray]
@@ -460,12 +474,7 @@ class DisSgbmBackend:
             fused = f.copy()
             if self.disagree == "sgbm":
                 fused[valid & ~agree] = s[valid & ~agree]
-            bad = ~valid if self.disagree == "sgbm" else ~agree
-            w = a.shape[1]
-            xs = np.broadcast_to(np.arange(w, dtype=np.float32), bad.shape)
-            fused[bad, 0] = -2.0 * w - xs[bad]
-            fused[bad, 1] = 0.0
-            out.append(fused)
+            out.append(mark_unmatched(fused, ~valid if self.disagree == "sgbm" else ~agree))
         return out
 
 
@@ -587,16 +596,10 @@ class FusedBackend:
         if self.fill_smooth_px is not None:
             # SGBM has no answer (textureless walls fail its uniqueness test) but the flow is
             # self-consistent and smooth there, away from any depth edge: the flow
-            u = np.ascontiguousarray(f[..., 0])
-            k = np.ones((5, 5), np.uint8)
-            fill = ~valid & flow_ok & ((cv2.dilate(u, k) - cv2.erode(u, k)) < self.fill_smooth_px)
+            fill = ~valid & flow_ok & (local_range(f[..., 0]) < self.fill_smooth_px)
             fused[fill] = f[fill]
         if self.conflict == "out":
-            conflict = valid & ~agree & flow_ok
-            w = a.shape[1]
-            xs = np.broadcast_to(np.arange(w, dtype=np.float32), conflict.shape)
-            fused[conflict, 0] = -2.0 * w - xs[conflict]
-            fused[conflict, 1] = 0.0
+            mark_unmatched(fused, valid & ~agree & flow_ok)
         return fused.astype(np.float32)
 
 

@@ -27,7 +27,8 @@ import numpy as np
 from tasks import crop as crop_mod
 from tasks.catalog import PIPELINE_VERSION, Catalog, State, TransitionError
 from tasks.contracts import colorize_depth
-from tasks.correspondence import DEFAULT_BACKEND, FlowBackend, build_backend, consistency_mask, warp_by_flow
+from tasks.correspondence import (DEFAULT_BACKEND, FlowBackend, build_backend, consistency_mask, local_range,
+                                  warp_by_flow)
 from tasks.depth import disparity_to_depth, encode_depth, occlusion_votes, smooth_disparity
 from tasks.view_order import OrderDecision, combine, ground_cue, keystone_cue, occlusion_cue
 from tasks.rectify import (PreAlignment, apply_prealignment, fit_alignment, fit_prealignment, needs_prealignment,
@@ -87,9 +88,7 @@ def _reliable(left: np.ndarray, right: np.ndarray, fwd: np.ndarray, bwd: np.ndar
         consistent &= diff < photometric_max
     if discontinuity_max is not None:
         # the same fattening, seen in the flow: distrust a band where the disparity jumps
-        u = np.ascontiguousarray(fwd[..., 0])
-        k = np.ones((5, 5), np.uint8)
-        consistent &= (cv2.dilate(u, k) - cv2.erode(u, k)) < discontinuity_max
+        consistent &= local_range(fwd[..., 0]) < discontinuity_max
     return consistent, raw
 
 

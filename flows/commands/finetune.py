@@ -90,30 +90,22 @@ def run(args: argparse.Namespace, config) -> int:
         for n in ("augment_count", "split_file", "eval_crop"):
             if getattr(args, n) is not None:
                 kwargs[n] = getattr(args, n)
-        from flows.finetune import finetune_depth_flow
-        from model.finetune_depth import format_table7
-
-        try:
-            doc = finetune_depth_flow(**inputs, **data, run_dir=str(run_dir), kwargs=kwargs)
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"redweb finetune depth: {exc}", file=sys.stderr)
-            return 2
-        print(format_table7(doc))
+        from flows.finetune import finetune_depth_flow as flow
+        from model.finetune_depth import format_table7 as render
     else:
         if not Path(data["voc"]).is_dir():
             print(f"redweb finetune segment: --voc must name the VOC 2012 folder (got {data['voc']})", file=sys.stderr)
             return 2
         if args.crop_size is not None:
             kwargs["crop_size"] = args.crop_size
-        from flows.finetune import finetune_segment_flow
-        from model.finetune_segment import format_segmentation
-
-        try:
-            doc = finetune_segment_flow(**inputs, **data, run_dir=str(run_dir), kwargs=kwargs)
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"redweb finetune segment: {exc}", file=sys.stderr)
-            return 2
-        print(format_segmentation(doc))
+        from flows.finetune import finetune_segment_flow as flow
+        from model.finetune_segment import format_segmentation as render
+    try:
+        doc = flow(**inputs, **data, run_dir=str(run_dir), kwargs=kwargs)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"redweb finetune {args.task}: {exc}", file=sys.stderr)
+        return 2
+    print(render(doc))
     print(f"checkpoint: {doc['checkpoint']}")
     print(f"metrics: {run_dir / 'metrics.json'}")
     return 0
