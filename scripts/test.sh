@@ -36,6 +36,13 @@ export REDWEB_CHROMIUM=${REDWEB_CHROMIUM:-/usr/bin/chromium}
 export PREFECT_HOME="$PGDIR/prefect-home"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180
+# Free space: tests delete their own tmp_path when they pass, but module fixtures and one test at a time
+# still need ~2 GB under $TMPDIR. A full disk shows as hundreds of unrelated errors, so say it first.
+tmp_free_mb=$(df -Pm "${TMPDIR:-/tmp}" | awk 'NR==2 {print $4}')
+if [ "${tmp_free_mb:-0}" -lt 3000 ]; then
+  echo "[test] only ${tmp_free_mb} MB free under ${TMPDIR:-/tmp}: the tests need about 3000 MB (set TMPDIR elsewhere)" >&2
+  exit 1
+fi
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?
