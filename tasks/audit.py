@@ -7,7 +7,10 @@ frame and divider, a resize, JPEG). The packed files then go through the code a 
 ``tasks.ingest.ingest`` on a ``local:`` folder (format detection, splitting; near-duplicate
 detection off, since the packings of one scene are near-duplicates by design),
 ``tasks.process.process_batch`` (correspondence, view order, sky, crop, depth, triage) and
-``tasks.export.export_dataset`` (the RDs/masks a user trains on). Every exported pixel is traced
+``tasks.export.export_dataset`` (the RDs/masks a user trains on). The opt-in stress packing
+(``STRESS_PACKINGS``: ``hard``) adds the damage of a bad camera or a bad re-upload on top (JPEG
+quality 10-40, a right view blurred by 0.5-3 px and at 0.6-1.4 times the exposure, sensor noise on
+both): some of its maps are bad, so triage's auto-reject precision has something to be measured on. Every exported pixel is traced
 back through the export resize, the crop box, the view's box in the packed file, the packing and
 the degradation to the scene's pixel, so the map is scored against GT exactly where it was made.
 
@@ -49,8 +52,15 @@ from tasks.scenes import Scene
 
 log = logging.getLogger(__name__)
 
-PACKINGS = ("sbs", "cross", "ou", "mpo")
-EXPECTED_FORMAT = {"sbs": "side_by_side", "cross": "side_by_side", "ou": "over_under", "mpo": "mpo"}
+PACKINGS = ("sbs", "cross", "ou", "mpo")  # the default audit: how web stereo arrives
+# opt-in stress packing: a parallel side-by-side pair as it arrives from a bad camera or a bad re-upload
+# (heavy JPEG, a defocused / shaken right view, sensor noise, an exposure mismatch). Some of its maps
+# are bad by the audit's truth, which is what makes the auto-reject precision measurable at all: on the
+# four packings above no map is bad
+STRESS_PACKINGS = ("hard",)
+ALL_PACKINGS = PACKINGS + STRESS_PACKINGS
+EXPECTED_FORMAT = {"sbs": "side_by_side", "cross": "side_by_side", "ou": "over_under", "mpo": "mpo",
+                   "hard": "side_by_side"}
 BAD_ERROR = 0.10
 BAD_COVERAGE = 0.30
 KEPT_STATES = ("pending_review", "auto_accepted", "accepted")
@@ -69,14 +79,39 @@ class Degradation:
     border: int  # black frame around the packed image and divider between the views (px)
     scale: float  # resize of the whole packed image
     jpeg_quality: int
+    # the stress packing's damage (``STRESS_PACKINGS``); none for the others
+    blur_px: float = 0.0  # Gaussian sigma on the right view (defocus, shake), px of the scene
+    noise: float = 0.0  # Gaussian sensor noise on both views, grey levels (independent per view)
+    gain: float = 1.0  # the right view's exposure against the left
 
 
 def degradation(name: str, packing: str) -> Degradation:
     rng = np.random.default_rng(zlib.crc32(f"{name}/{packing}".encode()))
     sign = 1 if rng.random() < 0.5 else -1
-    return Degradation(shift_x_permille=sign * int(rng.integers(10, 41)), shift_y=int(rng.choice([-2, -1, 1, 2])),
-                       border=0 if packing == "mpo" else int(rng.choice([0, 6, 12])),
-                       scale=round(float(rng.uniform(0.8, 1.0)), 3), jpeg_quality=int(rng.integers(80, 93)))
+    base = dict(shift_x_permille=sign * int(rng.integers(10, 41)), shift_y=int(rng.choice([-2, -1, 1, 2])),
+                border=0 if packing == "mpo" else int(rng.choice([0, 6, 12])),
+                scale=round(float(rng.uniform(0.8, 1.0)), 3), jpeg_quality=int(rng.integers(80, 93)))
+    if packing in STRESS_PACKINGS:
+        base.update(jpeg_quality=int(rng.integers(10, 41)), blur_px=round(float(rng.uniform(0.5, 3.0)), 2),
+                    noise=round(float(rng.uniform(2.0, 10.0)), 1), gain=round(float(rng.uniform(0.6, 1.4)), 2))
+    return Degradation(**base)
+
+
+def _damage(view: np.ndarray, deg: Degradation, eye: str, seed: int) -> np.ndarray:
+    """The stress packing's per-view damage: blur and exposure on the right view, noise on both."""
+    import cv2
+
+    if deg.blur_px <= 0 and deg.noise <= 0 and deg.gain == 1.0:
+        return view
+    out = view.astype(np.float32)
+    if eye == "right":
+        if deg.blur_px > 0:
+            out = cv2.GaussianBlur(out, (0, 0), deg.blur_px)
+        out *= deg.gain
+    if deg.noise > 0:
+        rng = np.random.default_rng(seed + (eye == "right"))
+        out += rng.normal(0.0, deg.noise, out.shape).astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 @dataclass
@@ -132,8 +167,8 @@ def pack_scene(scene: Scene, packing: str) -> Packed:
     import cv2
     from PIL import Image
 
-    if packing not in PACKINGS:
-        raise ValueError(f"unknown packing {packing!r}; known: {', '.join(PACKINGS)}")
+    if packing not in ALL_PACKINGS:
+        raise ValueError(f"unknown packing {packing!r}; known: {', '.join(ALL_PACKINGS)}")
     deg = degradation(scene.name, packing)
     h, w = scene.left.shape[:2]
     dx = int(round(deg.shift_x_permille / 1000 * w))
@@ -142,8 +177,10 @@ def pack_scene(scene: Scene, packing: str) -> Packed:
     # different crops of the two views: the right view's content moves by (dx, dy) against the left
     origin_l = (max(0, dx), max(0, dy))
     origin_r = (max(0, -dx), max(0, -dy))
-    views = {"left": scene.left[origin_l[1]:origin_l[1] + vh, origin_l[0]:origin_l[0] + vw],
-             "right": scene.right[origin_r[1]:origin_r[1] + vh, origin_r[0]:origin_r[0] + vw]}
+    seed = zlib.crc32(f"{scene.name}/{packing}/noise".encode())
+    views = {"left": _damage(scene.left[origin_l[1]:origin_l[1] + vh, origin_l[0]:origin_l[0] + vw], deg, "left", seed),
+             "right": _damage(scene.right[origin_r[1]:origin_r[1] + vh, origin_r[0]:origin_r[0] + vw], deg, "right",
+                              seed)}
     origins = {"left": origin_l, "right": origin_r}
     b = deg.border
     if packing == "mpo":
@@ -153,7 +190,7 @@ def pack_scene(scene: Scene, packing: str) -> Packed:
         order, canvas_size = ("left", "right"), (vw + 2 * b, 2 * vh + 3 * b)
         offsets = {"left": (b, b), "right": (b, 2 * b + vh)}
     else:
-        order = ("left", "right") if packing == "sbs" else ("right", "left")
+        order = ("right", "left") if packing == "cross" else ("left", "right")
         canvas_size = (2 * vw + 3 * b, vh + 2 * b)
         offsets = {order[0]: (b, b), order[1]: (2 * b + vw, b)}
     out_w = max(16, int(round(canvas_size[0] * deg.scale)))

@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-PIPELINE_VERSION = "2"  # bump when a stage changes its outputs; items record the version that made them
+PIPELINE_VERSION = "3"  # bump when a stage changes its outputs; items record the version that made them
 # 2: view order from several cues, keypoint pre-alignment, fused DIS + SGBM correspondence (issue 15)
 
 

@@ -75,41 +75,113 @@ def downscale(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """Per-channel ``gain * right + offset`` that brings the right view onto the left view's exposure,
+    fitted where the flow matches (``fit_exposure``)."""
+
+    gain: tuple[float, ...]
+    offset: tuple[float, ...]
+
+    def differs(self, gain_tolerance: float = 0.05, offset_tolerance: float = 5.0) -> bool:
+        """Whether the views differ in exposure enough to disturb matching (5 % gain or 5 grey levels)."""
+        return bool(np.any(np.abs(np.asarray(self.gain) - 1.0) > gain_tolerance)
+                    or np.any(np.abs(np.asarray(self.offset)) > offset_tolerance))
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, C) image -> float32 image at the reference exposure."""
+        return image.astype(np.float32) * np.float32(self.gain) + np.float32(self.offset)
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {"gain": [round(g, 4) for g in self.gain], "offset": [round(o, 2) for o in self.offset]}
+
+
+def fit_exposure(image: np.ndarray, reference: np.ndarray, mask: np.ndarray, *, max_samples: int = 20_000,
+                 seed: int = 0) -> Exposure | None:
+    """``Exposure`` mapping ``image`` (H, W, C) onto ``reference`` at ``mask``'s pixels (the two show the
+    same points there): least squares per channel, refitted three times without the residuals beyond
+    3 MAD of the previous fit (occlusion edges, specularities). None when fewer than 100 pixels are given or a gain is
+    implausible (outside [1/3, 3]: the "matches" are not matches)."""
+    ys, xs = np.nonzero(mask)
+    if xs.size < 100:
+        return None
+    if xs.size > max_samples:
+        pick = np.random.default_rng(seed).choice(xs.size, max_samples, replace=False)
+        ys, xs = ys[pick], xs[pick]
+    gains, offsets = [], []
+    for c in range(image.shape[2]):
+        a, b = image[ys, xs, c].astype(np.float64), reference[ys, xs, c].astype(np.float64)
+        keep = np.ones(a.size, bool)
+        for _ in range(4):
+            A = np.stack([a[keep], np.ones(int(keep.sum()))], axis=1)
+            (g, o), *_ = np.linalg.lstsq(A, b[keep], rcond=None)
+            r = np.abs(g * a + o - b)
+            keep = r <= 3.0 * max(float(np.median(r)) / 0.6745, 1.0)
+        if not 1 / 3 <= g <= 3:
+            return None
+        gains.append(float(g))
+        offsets.append(float(o))
+    return Exposure(tuple(gains), tuple(offsets))
+
+
 def _reliable(left: np.ndarray, right: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, *, fb_alpha: float,
-              fb_beta: float, photometric_max: float | None, discontinuity_max: float | None) -> tuple[np.ndarray, float]:
-    """Consistency mask and its raw share before the extra checks."""
+              fb_beta: float, photometric_max: float | None,
+              discontinuity_max: float | None) -> tuple[np.ndarray, float, Exposure | None]:
+    """Consistency mask, its raw share before the extra checks, and the right view's exposure against
+    the left one (fitted on the forward-backward consistent pixels)."""
     consistent = consistency_mask(fwd, bwd, alpha=fb_alpha, beta=fb_beta)
     raw = float(consistent.mean())
+    warped, _ = warp_by_flow(right.astype(np.float32), fwd)
+    exposure = fit_exposure(warped, left, consistent)
     if photometric_max is not None:
         # fb-consistent yet wrong: smooth flows drag the near surface's motion over the far one
-        # next to it (edge fattening); the warped colour then differs
-        warped, _ = warp_by_flow(right.astype(np.float32), fwd)
+        # next to it (edge fattening); the warped colour then differs. Compared after exposure
+        # compensation: web pairs from two cameras (or the two halves of a faded stereo card) differ
+        # in gain and offset, which would otherwise reject every pixel of a good pair
+        if exposure is not None:
+            warped = exposure.apply(warped)
         diff = np.abs(cv2.blur(warped, (3, 3)) - cv2.blur(left.astype(np.float32), (3, 3))).mean(axis=2)
         consistent &= diff < photometric_max
     if discontinuity_max is not None:
         # the same fattening, seen in the flow: distrust a band where the disparity jumps
         consistent &= local_range(fwd[..., 0]) < discontinuity_max
-    return consistent, raw
+    return consistent, raw, exposure
 
 
 def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_alpha: float, fb_beta: float,
              photometric_max: float | None, discontinuity_max: float | None = None) -> dict[str, Any]:
-    """Flow both ways and everything that follows from it for one view order."""
+    """Flow both ways and everything that follows from it for one view order.
+
+    When the matched pixels show the views at different exposures (``Exposure.differs``: two cameras,
+    the faded half of a stereo card), the flow runs a second time on the right view brought to the
+    left one's exposure: brightness constancy (DIS and its variational refinement) holds again. Only
+    what the matcher sees changes, never the exported view."""
+    t_flow = t_check = 0.0
+    matched, rematched = right, False
+    while True:
+        t = time.perf_counter()
+        fwd, bwd = backend.flow([left, matched], [matched, left])
+        t_flow += time.perf_counter() - t
+        mode = getattr(backend, "last_mode", None)  # what a combining backend did with this pair
+        t = time.perf_counter()
+        finite = bool(np.isfinite(fwd).all() and np.isfinite(bwd).all())
+        fwd = np.nan_to_num(fwd, nan=0.0, posinf=0.0, neginf=0.0)
+        bwd = np.nan_to_num(bwd, nan=0.0, posinf=0.0, neginf=0.0)
+        consistent, raw_consistency, exposure = _reliable(
+            left, right, fwd, bwd, fb_alpha=fb_alpha, fb_beta=fb_beta, photometric_max=photometric_max,
+            discontinuity_max=discontinuity_max)
+        t_check += time.perf_counter() - t
+        if rematched or exposure is None or not exposure.differs():
+            break
+        matched = np.clip(np.rint(exposure.apply(right)), 0, 255).astype(np.uint8)
+        rematched = True
     t = time.perf_counter()
-    fwd, bwd = backend.flow([left, right], [right, left])
-    t_flow = time.perf_counter() - t
-    mode = getattr(backend, "last_mode", None)  # what a combining backend did with this pair
-    t = time.perf_counter()
-    finite = bool(np.isfinite(fwd).all() and np.isfinite(bwd).all())
-    fwd = np.nan_to_num(fwd, nan=0.0, posinf=0.0, neginf=0.0)
-    bwd = np.nan_to_num(bwd, nan=0.0, posinf=0.0, neginf=0.0)
-    consistent, raw_consistency = _reliable(left, right, fwd, bwd, fb_alpha=fb_alpha, fb_beta=fb_beta,
-                                            photometric_max=photometric_max, discontinuity_max=discontinuity_max)
     alignment = fit_alignment(fwd, consistent)
     disparity, vres = rectified_disparity(fwd, alignment)
     return dict(fwd=fwd, bwd=bwd, consistent=consistent, raw_consistency=raw_consistency, finite=finite,
                 alignment=alignment, disparity=disparity, vres=vres, t_flow=t_flow, mode=mode,
-                t_check=time.perf_counter() - t)
+                exposure={**exposure.as_dict(), "rematched": rematched} if exposure is not None else None,
+                t_check=t_check + time.perf_counter() - t)
 
 
 def _flow_to_given_right(fwd: np.ndarray, pre: PreAlignment | None) -> np.ndarray:
@@ -199,8 +271,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
         # per-view products are recomputed (no second flow run)
         left, right = right, left
         fwd, bwd = a["bwd"], a["fwd"]
-        consistent, a_raw = _reliable(left, right, fwd, bwd, fb_alpha=fb_alpha, fb_beta=fb_beta,
-                                      photometric_max=photometric_max, discontinuity_max=discontinuity_max)
+        consistent, a_raw, _ = _reliable(left, right, fwd, bwd, fb_alpha=fb_alpha, fb_beta=fb_beta,
+                                         photometric_max=photometric_max, discontinuity_max=discontinuity_max)
         alignment = fit_alignment(fwd, consistent)
         disparity, vres = rectified_disparity(fwd, alignment)
         a.update(fwd=fwd, bwd=bwd, consistent=consistent, alignment=alignment, disparity=disparity, vres=vres,
@@ -258,7 +330,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     q["view_order_uncertain"] = bool(decision.uncertain)
     q["view_order_source"] = decision.source
     info = {"alignment": a["alignment"].as_dict(), "view_order_votes": decision.as_dict(), "depth": stats.as_dict(),
-            "prealign": pre.as_dict(), "correspondence": {"backend": getattr(backend, "name", ""), "mode": a.get("mode")}}
+            "prealign": pre.as_dict(), "correspondence": {"backend": getattr(backend, "name", ""), "mode": a.get("mode")},
+            "exposure": a.get("exposure")}
     return PairResult(image=image, depth=depth, reliable=consistent | sky_c, sky=sky_c, box=box,
                       processed_size=(w, h), swapped_views=swapped_views, view_order=view_order, quality=q,
                       timings=timings, info=info, disparity=disparity)

@@ -242,6 +242,36 @@ def test_packed_views_hold_the_scene_pixels(scene, packing):
     assert pack_scene(scene, packing).data == packed.data
 
 
+def test_the_stress_packing_damages_only_what_it_says(scene):
+    """``hard``: the sbs layout and the same geometry, plus heavy JPEG, a blurred and re-exposed right
+    view and noise on both, all deterministic; the four default packings carry none of it."""
+    packed = pack_scene(scene, "hard")
+    deg = packed.degradation
+    assert packed.expected_format == "side_by_side" and "hard" not in audit.PACKINGS
+    assert 10 <= deg.jpeg_quality <= 40 and 0.5 <= deg.blur_px <= 3.0 and 2 <= deg.noise <= 10 and 0.6 <= deg.gain <= 1.4
+    assert pack_scene(scene, "hard").data == packed.data
+    assert packed.eyes["left"].file_box()[0] < packed.eyes["right"].file_box()[0]  # left eye first
+    for p in audit.PACKINGS:
+        d = pack_scene(scene, p).degradation
+        assert (d.blur_px, d.noise, d.gain) == (0.0, 0.0, 1.0)
+    frame = decode_frames(packed)[0].astype(np.float32)
+    views = {}
+    for eye, view in (("left", scene.left), ("right", scene.right)):
+        geo = packed.eyes[eye]
+        x0, y0, x1, y1 = geo.file_box()
+        X, Y = np.meshgrid(np.arange(int(x0) + 3, int(x1) - 3), np.arange(int(y0) + 3, int(y1) - 3))
+        sx, sy = geo.file_to_scene(X.astype(float), Y.astype(float))
+        ref = cv2.remap(view.astype(np.float32), sx.astype(np.float32), sy.astype(np.float32), cv2.INTER_LINEAR)
+        views[eye] = (frame[Y, X], ref)
+    # the right view's exposure is the scene's times the gain (the mean survives blur, noise and JPEG)
+    got, ref = views["right"]
+    assert got.mean() / ref.mean() == pytest.approx(deg.gain, rel=0.05)
+    # and it is blurred: less high-frequency energy than the left view's, against the same scene content
+    hf = {eye: float(np.abs(cv2.Laplacian(g, cv2.CV_32F)).mean() / np.abs(cv2.Laplacian(r, cv2.CV_32F)).mean())
+          for eye, (g, r) in views.items()}
+    assert hf["right"] < 0.8 * hf["left"], hf
+
+
 def test_unknown_packing(scene):
     with pytest.raises(ValueError, match="unknown packing 'anaglyph'"):
         pack_scene(scene, "anaglyph")

@@ -149,3 +149,44 @@ def test_batch_records_failures_and_never_raises(catalog, data_root, motorcycle)
     assert catalog.get(good).pipeline_version == PIPELINE_VERSION
     with pytest.raises(TypeError, match="unknown process options"):
         process_batch(catalog.url, [good], data_root, no_such_option=1)
+
+
+def test_fit_exposure_recovers_gain_and_offset_despite_outliers():
+    from tasks.process import fit_exposure
+
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(20, 230, (80, 90, 3)).astype(np.float32)
+    gain, offset = np.array([0.7, 0.8, 1.3]), np.array([12.0, -5.0, 3.0])
+    image = ((ref - offset) / gain).astype(np.float32)  # gain * image + offset = ref
+    image[:10] = rng.uniform(0, 255, (10, 90, 3))  # 12 % mismatched pixels (occlusion edges)
+    e = fit_exposure(image, ref, np.ones((80, 90), bool))
+    np.testing.assert_allclose(e.gain, gain, rtol=0.01)
+    np.testing.assert_allclose(e.offset, offset, atol=1.0)
+    assert e.differs()
+    same = fit_exposure(ref + 1.0, ref, np.ones((80, 90), bool))
+    assert not same.differs()  # one grey level: nothing to compensate
+    assert fit_exposure(image, ref, np.zeros((80, 90), bool)) is None  # no matches, no fit
+
+
+def test_a_pair_at_different_exposures_keeps_its_labels(motorcycle, monkeypatch):
+    """The right view darker and offset (two cameras, a faded stereo-card half): the photometric check
+    compares after exposure compensation and the flow reruns on the compensated view, so the pair keeps
+    about the coverage of the same pair at one exposure; without either, most pixels are lost."""
+    import tasks.process as proc
+
+    left, right, _ = motorcycle
+    dim = np.clip(right.astype(np.float32) * 0.6 + 20, 0, 255).astype(np.uint8)
+    backend, sky = build_backend("fused"), build_sky("heuristic")
+
+    def coverage(r):
+        res = proc.process_pair(left, r, backend, sky, crf=False)
+        return res.quality["match_coverage"], res.info["exposure"]
+
+    same, e_same = coverage(right)
+    dimmed, e_dim = coverage(dim)
+    assert not e_same["rematched"] and e_dim["rematched"]
+    assert e_dim["gain"] == pytest.approx([1 / 0.6] * 3, rel=0.1)
+    assert dimmed > same - 0.05, (same, dimmed)
+    monkeypatch.setattr(proc, "fit_exposure", lambda *a, **k: None)  # the check and the flow as before
+    before, _ = coverage(dim)
+    assert before < 0.5 * same, (same, before)
