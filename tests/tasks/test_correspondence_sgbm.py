@@ -141,7 +141,7 @@ def test_fused_rule_per_pixel_on_hand_made_flows():
     bwd[..., 0] = d_flow
     bwd[:, 10:20, 0] = 40.0  # where columns 15..24 land (x - 5): the flow is inconsistent there
     for conflict, fill in (("out", 0.5), ("sgbm", 0.5), ("out", None)):
-        fused = FusedBackend(conflict=conflict, fill_smooth_px=fill)
+        fused = FusedBackend(conflict=conflict, fill_smooth_px=fill, min_kept=0.0)  # the rule alone, no fallback
         fused.flow_backend = _FixedFlow(fwd, bwd)
         fused.sgbm = _FixedSgbm(d_sgbm, valid)
         out, _ = fused.flow([img, img], [img, img])
@@ -186,6 +186,35 @@ def test_fused_returns_the_flow_alone_on_unrectified_rows():
     assert fused.last_mode == "fused"
 
 
+def test_fused_falls_back_to_the_flow_where_sgbm_fails(monkeypatch):
+    """SGBM valid on only a sliver of the pair (blur, noise, heavy JPEG defeat its uniqueness and
+    speckle tests): the fused flows would keep far fewer consistent pixels than the dense flow alone,
+    so the pair gets the dense flow, recorded as ``flow_fallback``; where SGBM works it is used."""
+    from tasks.correspondence import SgbmBackend
+
+    s = make_scene(96, 160, d_bg=3, d_fg=8, sky_rows=0)
+    fused = build_backend("fused")
+    fused.flow([s.left, s.right], [s.right, s.left])
+    assert fused.last_mode == "fused"
+    real_match = SgbmBackend.match
+
+    def failing(self, a, b, **kw):
+        flow, valid, coarse = real_match(self, a, b, **kw)
+        valid[:, : 2 * valid.shape[1] // 3] = False  # SGBM finds nothing in two thirds of the view
+        flow[~valid] = -1e4
+        return flow, valid, coarse
+
+    monkeypatch.setattr(SgbmBackend, "match", failing)
+    monkeypatch.setattr(fused, "fill_smooth_px", None)  # no DIS fill either: the fused flows lose most pixels
+    got = fused.flow([s.left, s.right], [s.right, s.left])
+    assert fused.last_mode == "flow_fallback"
+    want = build_backend("dis").flow([s.left, s.right], [s.right, s.left])
+    assert all(np.array_equal(g, w_) for g, w_ in zip(got, want))
+    monkeypatch.setattr(fused, "min_kept", 0.0)  # the fallback off: the fused flows, with their losses
+    got = fused.flow([s.left, s.right], [s.right, s.left])
+    assert fused.last_mode == "fused" and consistency_mask(*got).mean() < 0.5 * consistency_mask(*want).mean()
+
+
 @pytest.mark.parametrize("dx", [0, 8])
 def test_fused_recovers_disparity_of_either_sign_and_catches_the_occlusion(dx):
     s = make_scene(96, 160, d_bg=2, d_fg=7, sky_rows=0)
@@ -221,4 +250,4 @@ def test_fused_network_flow_random_weights_on_cpu():
     fused = build_backend("fused:raft_small", device="cpu")
     fwd, bwd = fused.flow([s.left, s.right], [s.right, s.left])
     assert fwd.shape == (64, 96, 2) and np.isfinite(fwd).all() and np.isfinite(bwd).all()
-    assert fused.last_mode in ("fused", "flow") and fused.device == "cpu"
+    assert fused.last_mode in ("fused", "flow", "flow_fallback") and fused.device == "cpu"
