@@ -83,8 +83,8 @@ class Exposure:
     gain: tuple[float, ...]
     offset: tuple[float, ...]
 
-    def differs(self, gain_tolerance: float = 0.05, offset_tolerance: float = 5.0) -> bool:
-        """Whether the views differ in exposure enough to disturb matching (5 % gain or 5 grey levels)."""
+    def differs(self, gain_tolerance: float = 0.02, offset_tolerance: float = 2.0) -> bool:
+        """Whether the views differ in exposure by more than JPEG's own noise (2 % gain or 2 grey levels)."""
         return bool(np.any(np.abs(np.asarray(self.gain) - 1.0) > gain_tolerance)
                     or np.any(np.abs(np.asarray(self.offset)) > offset_tolerance))
 
@@ -99,8 +99,9 @@ class Exposure:
 def fit_exposure(image: np.ndarray, reference: np.ndarray, mask: np.ndarray, *, max_samples: int = 20_000,
                  seed: int = 0) -> Exposure | None:
     """``Exposure`` mapping ``image`` (H, W, C) onto ``reference`` at ``mask``'s pixels (the two show the
-    same points there): least squares per channel, refitted three times without the residuals beyond
-    3 MAD of the previous fit (occlusion edges, specularities). None when fewer than 100 pixels are given or a gain is
+    same points there): per channel, the gain is the ratio of the two spreads and the offset matches the
+    means, refitted three times without the residuals beyond 3 MAD of the previous fit (occlusion edges,
+    specularities). None when fewer than 100 pixels are given or a gain is
     implausible (outside [1/3, 3]: the "matches" are not matches)."""
     ys, xs = np.nonzero(mask)
     if xs.size < 100:
@@ -113,8 +114,10 @@ def fit_exposure(image: np.ndarray, reference: np.ndarray, mask: np.ndarray, *, 
         a, b = image[ys, xs, c].astype(np.float64), reference[ys, xs, c].astype(np.float64)
         keep = np.ones(a.size, bool)
         for _ in range(4):
-            A = np.stack([a[keep], np.ones(int(keep.sum()))], axis=1)
-            (g, o), *_ = np.linalg.lstsq(A, b[keep], rcond=None)
+            # the ratio of spreads, not a regression slope: misregistration and noise in either view
+            # would bias a slope towards 0
+            g = float(b[keep].std() / max(float(a[keep].std()), 1e-3))
+            o = float(b[keep].mean() - g * a[keep].mean())
             r = np.abs(g * a + o - b)
             keep = r <= 3.0 * max(float(np.median(r)) / 0.6745, 1.0)
         if not 1 / 3 <= g <= 3:
@@ -122,6 +125,19 @@ def fit_exposure(image: np.ndarray, reference: np.ndarray, mask: np.ndarray, *, 
         gains.append(float(g))
         offsets.append(float(o))
     return Exposure(tuple(gains), tuple(offsets))
+
+
+def coarse_exposure(left: np.ndarray, right: np.ndarray, *, work_width: int = 320) -> Exposure | None:
+    """The right view's exposure against the left one from a cheap look (DIS "ultrafast" both ways at
+    ``work_width`` px, about 15 ms): the colours of the consistent pixels of the two small views."""
+    h, w = left.shape[:2]
+    s = min(1.0, work_width / w)
+    a, b = ((cv2.resize(v, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else v) for v in (left, right))
+    ga, gb = (cv2.cvtColor(np.ascontiguousarray(v), cv2.COLOR_RGB2GRAY) for v in (a, b))
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+    fwd, bwd = dis.calc(ga, gb, None), dis.calc(gb, ga, None)
+    warped, inside = warp_by_flow(b.astype(np.float32), fwd)
+    return fit_exposure(warped, a.astype(np.float32), consistency_mask(fwd, bwd, alpha=0.05, beta=1.0) & inside)
 
 
 def _reliable(left: np.ndarray, right: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, *, fb_alpha: float,
@@ -152,36 +168,31 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_al
              photometric_max: float | None, discontinuity_max: float | None = None) -> dict[str, Any]:
     """Flow both ways and everything that follows from it for one view order.
 
-    When the matched pixels show the views at different exposures (``Exposure.differs``: two cameras,
-    the faded half of a stereo card), the flow runs a second time on the right view brought to the
-    left one's exposure: brightness constancy (DIS and its variational refinement) holds again. Only
-    what the matcher sees changes, never the exported view."""
-    t_flow = t_check = 0.0
-    matched, rematched = right, False
-    while True:
-        t = time.perf_counter()
-        fwd, bwd = backend.flow([left, matched], [matched, left])
-        t_flow += time.perf_counter() - t
-        mode = getattr(backend, "last_mode", None)  # what a combining backend did with this pair
-        t = time.perf_counter()
-        finite = bool(np.isfinite(fwd).all() and np.isfinite(bwd).all())
-        fwd = np.nan_to_num(fwd, nan=0.0, posinf=0.0, neginf=0.0)
-        bwd = np.nan_to_num(bwd, nan=0.0, posinf=0.0, neginf=0.0)
-        consistent, raw_consistency, exposure = _reliable(
-            left, right, fwd, bwd, fb_alpha=fb_alpha, fb_beta=fb_beta, photometric_max=photometric_max,
-            discontinuity_max=discontinuity_max)
-        t_check += time.perf_counter() - t
-        if rematched or exposure is None or not exposure.differs():
-            break
-        matched = np.clip(np.rint(exposure.apply(right)), 0, 255).astype(np.uint8)
-        rematched = True
+    When a cheap first look (``coarse_exposure``) shows the views at different exposures
+    (``Exposure.differs``: two cameras, the faded half of a stereo card, a 4-grey-level offset between
+    ETH3D's two cameras), the matcher sees the right view brought to the left one's exposure, so that
+    brightness constancy (DIS and its variational refinement) holds. Only what the matcher sees
+    changes, never the exported view."""
     t = time.perf_counter()
+    pre_exposure = coarse_exposure(left, right)
+    compensated = pre_exposure is not None and pre_exposure.differs()
+    matched = np.clip(np.rint(pre_exposure.apply(right)), 0, 255).astype(np.uint8) if compensated else right
+    fwd, bwd = backend.flow([left, matched], [matched, left])
+    t_flow = time.perf_counter() - t
+    mode = getattr(backend, "last_mode", None)  # what a combining backend did with this pair
+    t = time.perf_counter()
+    finite = bool(np.isfinite(fwd).all() and np.isfinite(bwd).all())
+    fwd = np.nan_to_num(fwd, nan=0.0, posinf=0.0, neginf=0.0)
+    bwd = np.nan_to_num(bwd, nan=0.0, posinf=0.0, neginf=0.0)
+    consistent, raw_consistency, exposure = _reliable(
+        left, right, fwd, bwd, fb_alpha=fb_alpha, fb_beta=fb_beta, photometric_max=photometric_max,
+        discontinuity_max=discontinuity_max)
     alignment = fit_alignment(fwd, consistent)
     disparity, vres = rectified_disparity(fwd, alignment)
     return dict(fwd=fwd, bwd=bwd, consistent=consistent, raw_consistency=raw_consistency, finite=finite,
                 alignment=alignment, disparity=disparity, vres=vres, t_flow=t_flow, mode=mode,
-                exposure={**exposure.as_dict(), "rematched": rematched} if exposure is not None else None,
-                t_check=t_check + time.perf_counter() - t)
+                exposure={**exposure.as_dict(), "compensated": compensated} if exposure is not None else None,
+                t_check=time.perf_counter() - t)
 
 
 def _flow_to_given_right(fwd: np.ndarray, pre: PreAlignment | None) -> np.ndarray:

@@ -184,7 +184,7 @@ def test_a_pair_at_different_exposures_keeps_its_labels(motorcycle, monkeypatch)
 
     same, e_same = coverage(right)
     dimmed, e_dim = coverage(dim)
-    assert not e_same["rematched"] and e_dim["rematched"]
+    assert not e_same["compensated"] and e_dim["compensated"]
     assert e_dim["gain"] == pytest.approx([1 / 0.6] * 3, rel=0.1)
     assert dimmed > same - 0.05, (same, dimmed)
     monkeypatch.setattr(proc, "fit_exposure", lambda *a, **k: None)  # the check and the flow as before
