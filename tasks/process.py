@@ -204,6 +204,7 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_al
         exposure, rematched = fine, True
         t = time.perf_counter()
     exposure = fine
+    t = time.perf_counter()
     alignment = fit_alignment(fwd, consistent)
     disparity, vres = rectified_disparity(fwd, alignment)
     return dict(fwd=fwd, bwd=bwd, consistent=consistent, raw_consistency=raw_consistency, finite=finite,
