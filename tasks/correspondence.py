@@ -27,8 +27,6 @@ pixels whose forward flow is undone by the backward flow (Sundaram et al. 2010, 
 from __future__ import annotations
 
 import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -106,21 +104,6 @@ def build_backend(name: str, **kwargs: Any) -> FlowBackend:
                    ", ptlflow:<model name> or fused:<backend>")
 
 
-def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-    """``[fn(x) for x in items]`` on up to ``min(len(items), cv2.getNumThreads(), cores)`` threads.
-
-    OpenCV's matchers release the GIL but parallelise poorly inside one call (DIS's variational
-    refinement, SGBM's 3-way passes: about 1.1 cores of 2 on a 1-MP pair), so the two directions of a
-    pair run side by side. ``cv2.setNumThreads(1)`` (a worker that runs pairs concurrently itself)
-    makes this sequential."""
-    items = list(items)
-    workers = max(1, min(len(items), cv2.getNumThreads(), os.cpu_count() or 1))
-    if workers == 1:
-        return [fn(x) for x in items]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redweb-match") as pool:
-        return list(pool.map(fn, items))
-
-
 # ---- DIS ------------------------------------------------------------------------------------------
 _DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
 
@@ -147,14 +130,14 @@ class DisBackend:
             dis.setVariationalRefinementIterations(self.variational_iterations)
         return dis
 
-    def _one(self, pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        a, b = pair
-        ga = cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_RGB2GRAY)
-        gb = cv2.cvtColor(np.ascontiguousarray(b), cv2.COLOR_RGB2GRAY)
-        return self._make().calc(ga, gb, None).astype(np.float32)  # one object per pair: not thread-safe
-
     def flow(self, sources: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return parallel_map(self._one, list(zip(sources, targets)))
+        dis = self._make()  # one per call: DIS objects are not thread-safe
+        out = []
+        for a, b in zip(sources, targets):
+            ga = cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_RGB2GRAY)
+            gb = cv2.cvtColor(np.ascontiguousarray(b), cv2.COLOR_RGB2GRAY)
+            out.append(dis.calc(ga, gb, None).astype(np.float32))
+        return out
 
 
 CORRESPONDENCE.register("dis", DisBackend)
@@ -607,10 +590,8 @@ class FusedBackend:
             if j is not None:
                 jobs.append((j, b, a, geo_ba))
             modes.append("fused")
-        # SGBM of the two directions side by side (they are independent)
-        for (k, *_), fused in zip(jobs, parallel_map(lambda job: self._fuse(job[1], job[2], flows[job[0]], job[3]),
-                                                      jobs)):
-            out[k] = fused
+        for k, a, b, geometry in jobs:
+            out[k] = self._fuse(a, b, flows[k], geometry)
         # SGBM failing on a pair (blur, noise, heavy JPEG: its uniqueness and speckle tests reject most
         # pixels) must not cost the pair the flow's labels: fall back to the flow alone when the fused
         # flows keep under ``min_kept`` of the flow's own consistent pixels

@@ -79,35 +79,3 @@ def test_torchvision_raft_weights_from_a_local_file(tmp_path):
     (f,) = backend.flow([s.left], [s.right])
     assert f.shape == (124, 130, 2) and np.isfinite(f).all()
 
-
-@pytest.mark.parametrize("name", ["dis", "fused"])
-def test_both_directions_run_side_by_side_and_give_the_sequential_result(name, monkeypatch):
-    import os
-    import threading
-
-    import cv2
-
-    import tasks.correspondence as corr
-
-    s = make_scene(96, 128, d_bg=2, d_fg=9, sky_rows=0)
-    seen: set[str] = set()
-    inner = corr.parallel_map
-
-    def spy(fn, items):
-        return inner(lambda x: (seen.add(threading.current_thread().name), fn(x))[1], items)
-
-    monkeypatch.setattr(corr, "parallel_map", spy)
-    before = cv2.getNumThreads()
-    try:
-        cv2.setNumThreads(2)
-        threaded = build_backend(name).flow([s.left, s.right], [s.right, s.left])
-        if (os.cpu_count() or 1) >= 2:  # the two directions ran on pool threads
-            assert any(t.startswith("redweb-match") for t in seen)
-        seen.clear()
-        cv2.setNumThreads(1)  # a worker that runs pairs concurrently itself: one thread per pair
-        sequential = build_backend(name).flow([s.left, s.right], [s.right, s.left])
-        assert seen == {threading.current_thread().name}
-    finally:
-        cv2.setNumThreads(before)
-    for a, b in zip(threaded, sequential):
-        np.testing.assert_array_equal(a, b)
