@@ -78,4 +78,3 @@ def test_torchvision_raft_weights_from_a_local_file(tmp_path):
     s = make_scene(124, 130)  # RAFT's correlation pyramid needs >= 128 px: padded to 128 x 136, unpadded
     (f,) = backend.flow([s.left], [s.right])
     assert f.shape == (124, 130, 2) and np.isfinite(f).all()
-
