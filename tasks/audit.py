@@ -10,9 +10,10 @@ detection off, since the packings of one scene are near-duplicates by design),
 ``tasks.export.export_dataset`` (the RDs/masks a user trains on). The opt-in stress packing
 (``STRESS_PACKINGS``: ``hard``) adds the damage of a bad camera or a bad re-upload on top (JPEG
 quality 10-40, a right view blurred by 0.5-3 px and at 0.6-1.4 times the exposure, sensor noise on
-both): some of its maps are bad, so triage's auto-reject precision has something to be measured on. Every exported pixel is traced
-back through the export resize, the crop box, the view's box in the packed file, the packing and
-the degradation to the scene's pixel, so the map is scored against GT exactly where it was made.
+both): some of its maps are bad, so triage's auto-reject precision has something to be measured on.
+Every exported pixel is traced back through the export resize, the crop box, the view's box in the
+packed file, the packing and the degradation to the scene's pixel, so the map is scored against GT
+exactly where it was made.
 
 Scores per (scene, packing) — ``score_map`` for the arithmetic:
 
@@ -93,7 +94,8 @@ def degradation(name: str, packing: str) -> Degradation:
                 scale=round(float(rng.uniform(0.8, 1.0)), 3), jpeg_quality=int(rng.integers(80, 93)))
     if packing in STRESS_PACKINGS:
         base.update(jpeg_quality=int(rng.integers(10, 41)), blur_px=round(float(rng.uniform(0.5, 3.0)), 2),
-                    noise=round(float(rng.uniform(2.0, 10.0)), 1), gain=round(float(rng.uniform(0.6, 1.4)), 2))
+                    noise=round(float(rng.uniform(2.0, 10.0)), 1),
+                    gain=round(float(rng.uniform(0.6, 1.4)), 2))
     return Degradation(**base)
 
 
@@ -178,9 +180,9 @@ def pack_scene(scene: Scene, packing: str) -> Packed:
     origin_l = (max(0, dx), max(0, dy))
     origin_r = (max(0, -dx), max(0, -dy))
     seed = zlib.crc32(f"{scene.name}/{packing}/noise".encode())
-    views = {"left": _damage(scene.left[origin_l[1]:origin_l[1] + vh, origin_l[0]:origin_l[0] + vw], deg, "left", seed),
-             "right": _damage(scene.right[origin_r[1]:origin_r[1] + vh, origin_r[0]:origin_r[0] + vw], deg, "right",
-                              seed)}
+    crops = {"left": scene.left[origin_l[1]:origin_l[1] + vh, origin_l[0]:origin_l[0] + vw],
+             "right": scene.right[origin_r[1]:origin_r[1] + vh, origin_r[0]:origin_r[0] + vw]}
+    views = {eye: _damage(view, deg, eye, seed) for eye, view in crops.items()}
     origins = {"left": origin_l, "right": origin_r}
     b = deg.border
     if packing == "mpo":

@@ -104,8 +104,8 @@ def fit_exposure(image: np.ndarray, reference: np.ndarray, mask: np.ndarray, *, 
                  seed: int = 0) -> Exposure | None:
     """``Exposure`` mapping ``image`` (H, W, C) onto ``reference`` at ``mask``'s pixels (the two show the
     same points there): least squares per channel, refitted three times without the residuals beyond
-    3 MAD of the previous fit (occlusion edges, specularities). None when fewer than 100 pixels are given or a gain is
-    implausible (outside [1/3, 3]: the "matches" are not matches)."""
+    3 MAD of the previous fit (occlusion edges, specularities). None when fewer than 100 pixels are
+    given or a gain is implausible (outside [1/3, 3]: the "matches" are not matches)."""
     ys, xs = np.nonzero(mask)
     if xs.size < 100:
         return None
@@ -136,12 +136,14 @@ def coarse_exposure(left: np.ndarray, right: np.ndarray, *, work_width: int = 32
     ``work_width`` px, about 15 ms): the colours of the consistent pixels of the two small views."""
     h, w = left.shape[:2]
     s = min(1.0, work_width / w)
-    a, b = ((cv2.resize(v, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else v) for v in (left, right))
+    a, b = ((cv2.resize(v, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else v)
+            for v in (left, right))
     ga, gb = (cv2.cvtColor(np.ascontiguousarray(v), cv2.COLOR_RGB2GRAY) for v in (a, b))
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
     fwd, bwd = dis.calc(ga, gb, None), dis.calc(gb, ga, None)
     warped, inside = warp_by_flow(b.astype(np.float32), fwd)
-    return fit_exposure(warped, a.astype(np.float32), consistency_mask(fwd, bwd, alpha=0.05, beta=1.0) & inside)
+    matched = consistency_mask(fwd, bwd, alpha=0.05, beta=1.0) & inside
+    return fit_exposure(warped, a.astype(np.float32), matched)
 
 
 def _reliable(left: np.ndarray, right: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, *, fb_alpha: float,
@@ -359,7 +361,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     q["view_order_uncertain"] = bool(decision.uncertain)
     q["view_order_source"] = decision.source
     info = {"alignment": a["alignment"].as_dict(), "view_order_votes": decision.as_dict(), "depth": stats.as_dict(),
-            "prealign": pre.as_dict(), "correspondence": {"backend": getattr(backend, "name", ""), "mode": a.get("mode")},
+            "prealign": pre.as_dict(),
+            "correspondence": {"backend": getattr(backend, "name", ""), "mode": a.get("mode")},
             "exposure": a.get("exposure")}
     return PairResult(image=image, depth=depth, reliable=consistent | sky_c, sky=sky_c, box=box,
                       processed_size=(w, h), swapped_views=swapped_views, view_order=view_order, quality=q,

@@ -21,8 +21,10 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", action="append", default=[], metavar="DIR",
                         help="scene folder or folder of scene folders (repeatable)")
-    parser.add_argument("--packings", default="sbs,cross,ou,mpo", help="comma-separated subset of sbs,cross,ou,mpo (the default audit) and hard (an opt-in stress "
-                             "packing with heavy damage, where triage's auto-reject precision can be measured)")
+    parser.add_argument("--packings", default="sbs,cross,ou,mpo",
+                        help="comma-separated subset of sbs,cross,ou,mpo (the default audit) and hard "
+                             "(an opt-in stress packing with heavy damage, where triage's auto-reject "
+                             "precision can be measured)")
     parser.add_argument("--out", metavar="DIR", help="where audit.json and report.html go")
     parser.add_argument("--json", action="store_true", help="print the audit JSON instead of the table")
     parser.add_argument("--pairs", type=int, default=100_000, help="random pixel pairs per map for the ordinal error")
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace, config) -> int:
     packings = [p for p in args.packings.split(",") if p]
     unknown = [p for p in packings if p not in ALL_PACKINGS]
     if unknown or not packings:
-        print(f"redweb audit: --packings {args.packings!r}: unknown {unknown}; choose from {','.join(ALL_PACKINGS)}",
+        print(f"redweb audit: --packings {args.packings!r}: unknown {unknown}; "
+              f"choose from {','.join(ALL_PACKINGS)}",
               file=sys.stderr)
         return 2
     try:

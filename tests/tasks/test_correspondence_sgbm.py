@@ -141,7 +141,8 @@ def test_fused_rule_per_pixel_on_hand_made_flows():
     bwd[..., 0] = d_flow
     bwd[:, 10:20, 0] = 40.0  # where columns 15..24 land (x - 5): the flow is inconsistent there
     for conflict, fill in (("out", 0.5), ("sgbm", 0.5), ("out", None)):
-        fused = FusedBackend(conflict=conflict, fill_smooth_px=fill, min_kept=0.0)  # the rule alone, no fallback
+        # the rule alone, without the per-pair fallback
+        fused = FusedBackend(conflict=conflict, fill_smooth_px=fill, min_kept=0.0)
         fused.flow_backend = _FixedFlow(fwd, bwd)
         fused.sgbm = _FixedSgbm(d_sgbm, valid)
         out, _ = fused.flow([img, img], [img, img])
