@@ -571,10 +571,9 @@ class FusedBackend:
                     partner[k], partner[j] = j, k
                     break
         out: list[np.ndarray | None] = [None] * len(flows)
-        jobs: list[tuple[int, np.ndarray, np.ndarray, tuple]] = []  # (index, a, b, geometry) to fuse
         modes = []
         for k, (a, b) in enumerate(zip(sources, targets)):
-            if out[k] is not None or any(job[0] == k for job in jobs):
+            if out[k] is not None:
                 continue
             j = partner.get(k)
             back = flows[j] if j is not None else np.nan_to_num(self.flow_backend.flow([b], [a])[0])
@@ -586,22 +585,17 @@ class FusedBackend:
                     out[j] = flows[j]
                 modes.append("flow")
                 continue
-            jobs.append((k, a, b, geo_ab))
+            out[k] = self._fuse(a, b, flows[k], geo_ab)
             if j is not None:
-                jobs.append((j, b, a, geo_ba))
+                out[j] = self._fuse(b, a, flows[j], geo_ba)
+                # SGBM failing on the pair (blur, noise, heavy JPEG: its uniqueness and speckle tests
+                # reject most pixels) must not cost it the flow's labels: the flow alone when the fused
+                # flows keep under ``min_kept`` of the flow's own consistent pixels (geometry's)
+                if consistency_mask(out[k], out[j]).mean() < self.min_kept * geo_ab[3].mean():
+                    out[k], out[j] = flows[k], flows[j]
+                    modes.append("flow_fallback")
+                    continue
             modes.append("fused")
-        for k, a, b, geometry in jobs:
-            out[k] = self._fuse(a, b, flows[k], geometry)
-        # SGBM failing on a pair (blur, noise, heavy JPEG: its uniqueness and speckle tests reject most
-        # pixels) must not cost the pair the flow's labels: fall back to the flow alone when the fused
-        # flows keep under ``min_kept`` of the flow's own consistent pixels
-        for k, j in ((job[0], partner.get(job[0])) for job in jobs):
-            if j is None or k > j:
-                continue
-            own = float(consistency_mask(flows[k], flows[j]).mean())
-            if float(consistency_mask(out[k], out[j]).mean()) < self.min_kept * own:
-                out[k], out[j] = flows[k], flows[j]
-                modes[modes.index("fused")] = "flow_fallback"
         self.last_mode = modes[0] if len(set(modes)) == 1 else ",".join(modes)
         return out  # type: ignore[return-value]
 

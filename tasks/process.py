@@ -31,8 +31,8 @@ from tasks.correspondence import (DEFAULT_BACKEND, FlowBackend, build_backend, c
                                   warp_by_flow)
 from tasks.depth import disparity_to_depth, encode_depth, occlusion_votes, smooth_disparity
 from tasks.view_order import OrderDecision, combine, ground_cue, keystone_cue, occlusion_cue
-from tasks.rectify import (PreAlignment, apply_prealignment, fit_alignment, fit_prealignment, needs_prealignment,
-                           rectified_disparity)
+from tasks.rectify import (PreAlignment, apply_prealignment, coarse_flows, fit_alignment, fit_prealignment,
+                           needs_prealignment, rectified_disparity)
 from tasks.sky import SkyBackend, build_sky, detect_sky
 from tasks.triage import TriageThresholds, quality_figures, triage
 
@@ -83,10 +83,13 @@ class Exposure:
     gain: tuple[float, ...]
     offset: tuple[float, ...]
 
+    @classmethod
+    def identity(cls, channels: int) -> "Exposure":
+        return cls((1.0,) * channels, (0.0,) * channels)
+
     def differs(self, gain_tolerance: float = 0.02, offset_tolerance: float = 2.0) -> bool:
         """Whether the views differ in exposure by more than JPEG's own noise (2 % gain or 2 grey levels)."""
-        same = Exposure((1.0,) * len(self.gain), (0.0,) * len(self.offset))
-        return self.differs_from(same, gain_tolerance, offset_tolerance)
+        return self.differs_from(Exposure.identity(len(self.gain)), gain_tolerance, offset_tolerance)
 
     def differs_from(self, other: "Exposure", gain_tolerance: float, offset_tolerance: float) -> bool:
         return bool(np.any(np.abs(np.asarray(self.gain) / np.asarray(other.gain) - 1.0) > gain_tolerance)
@@ -138,12 +141,9 @@ def coarse_exposure(left: np.ndarray, right: np.ndarray, *, work_width: int = 32
     s = min(1.0, work_width / w)
     a, b = ((cv2.resize(v, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else v)
             for v in (left, right))
-    ga, gb = (cv2.cvtColor(np.ascontiguousarray(v), cv2.COLOR_RGB2GRAY) for v in (a, b))
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-    fwd, bwd = dis.calc(ga, gb, None), dis.calc(gb, ga, None)
+    fwd, _, ok = coarse_flows(*(cv2.cvtColor(np.ascontiguousarray(v), cv2.COLOR_RGB2GRAY) for v in (a, b)))
     warped, inside = warp_by_flow(b.astype(np.float32), fwd)
-    matched = consistency_mask(fwd, bwd, alpha=0.05, beta=1.0) & inside
-    return fit_exposure(warped, a.astype(np.float32), matched)
+    return fit_exposure(warped, a.astype(np.float32), ok & inside)
 
 
 def _reliable(left: np.ndarray, right: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, *, fb_alpha: float,
@@ -179,40 +179,43 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_al
     ETH3D's two cameras), the matcher sees the right view brought to the left one's exposure, so that
     brightness constancy (DIS and its variational refinement) holds. Only what the matcher sees
     changes, never the exported view."""
-    t_flow = t_check = 0.0
-    t = time.perf_counter()
-    exposure = coarse_exposure(left, right)
-    rematched = False
-    while True:
-        compensated = exposure is not None and exposure.differs()
-        matched = np.clip(np.rint(exposure.apply(right)), 0, 255).astype(np.uint8) if compensated else right
+    timings = {"flow": 0.0, "check": 0.0}
+
+    def attempt(seen: Exposure | None) -> dict[str, Any]:
+        """Flow and checks with the matcher seeing the right view at exposure ``seen``."""
+        t = time.perf_counter()
+        compensated = seen is not None and seen.differs()
+        matched = np.clip(np.rint(seen.apply(right)), 0, 255).astype(np.uint8) if compensated else right
         fwd, bwd = backend.flow([left, matched], [matched, left])
-        t_flow += time.perf_counter() - t
-        mode = getattr(backend, "last_mode", None)  # what a combining backend did with this pair
+        timings["flow"] += time.perf_counter() - t
         t = time.perf_counter()
-        finite = bool(np.isfinite(fwd).all() and np.isfinite(bwd).all())
-        fwd = np.nan_to_num(fwd, nan=0.0, posinf=0.0, neginf=0.0)
-        bwd = np.nan_to_num(bwd, nan=0.0, posinf=0.0, neginf=0.0)
-        consistent, raw_consistency, fine = _reliable(
-            left, right, fwd, bwd, fb_alpha=fb_alpha, fb_beta=fb_beta, photometric_max=photometric_max,
-            discontinuity_max=discontinuity_max)
-        t_check += time.perf_counter() - t
-        # the coarse look can be far off where little of the small views matches (scanned cards with
-        # borders, strong vignetting): when the fit on the full flow's matches disagrees with what the
-        # matcher saw by more than 5 %, match once more at that exposure
-        seen = exposure if compensated else Exposure((1.0,) * right.shape[2], (0.0,) * right.shape[2])
-        if rematched or fine is None or not fine.differs_from(seen, 0.05, 5.0):
-            break
-        exposure, rematched = fine, True
-        t = time.perf_counter()
-    exposure = fine
+        r = dict(finite=bool(np.isfinite(fwd).all() and np.isfinite(bwd).all()),
+                 fwd=np.nan_to_num(fwd, nan=0.0, posinf=0.0, neginf=0.0),
+                 bwd=np.nan_to_num(bwd, nan=0.0, posinf=0.0, neginf=0.0),
+                 mode=getattr(backend, "last_mode", None),  # what a combining backend did with this pair
+                 compensated=compensated, seen=seen if compensated else Exposure.identity(right.shape[2]))
+        r["consistent"], r["raw_consistency"], r["exposure"] = _reliable(
+            left, right, r["fwd"], r["bwd"], fb_alpha=fb_alpha, fb_beta=fb_beta,
+            photometric_max=photometric_max, discontinuity_max=discontinuity_max)
+        timings["check"] += time.perf_counter() - t
+        return r
+
+    r = attempt(coarse_exposure(left, right))
+    # the coarse look can be far off where little of the small views matches (scanned cards with
+    # borders, strong vignetting): when the fit on the full flow's matches disagrees with what the
+    # matcher saw by more than 5 %, match once more at that exposure
+    rematched = r["exposure"] is not None and r["exposure"].differs_from(r["seen"], 0.05, 5.0)
+    if rematched:
+        r = attempt(r["exposure"])
+    fwd, bwd, consistent, exposure = r["fwd"], r["bwd"], r["consistent"], r["exposure"]
     t = time.perf_counter()
     alignment = fit_alignment(fwd, consistent)
     disparity, vres = rectified_disparity(fwd, alignment)
-    return dict(fwd=fwd, bwd=bwd, consistent=consistent, raw_consistency=raw_consistency, finite=finite,
-                alignment=alignment, disparity=disparity, vres=vres, t_flow=t_flow, mode=mode,
-                exposure={**exposure.as_dict(), "compensated": compensated, "rematched": rematched}
-                if exposure is not None else None, t_check=t_check + time.perf_counter() - t)
+    return dict(fwd=fwd, bwd=bwd, consistent=consistent, raw_consistency=r["raw_consistency"],
+                finite=r["finite"], alignment=alignment, disparity=disparity, vres=vres, t_flow=timings["flow"],
+                mode=r["mode"],
+                exposure={**exposure.as_dict(), "compensated": r["compensated"], "rematched": rematched}
+                if exposure is not None else None, t_check=timings["check"] + time.perf_counter() - t)
 
 
 def _flow_to_given_right(fwd: np.ndarray, pre: PreAlignment | None) -> np.ndarray:

@@ -285,6 +285,19 @@ def _fit_points(xs: np.ndarray, ys: np.ndarray, fx: np.ndarray, fy: np.ndarray, 
     return fit, weights > 0
 
 
+def coarse_flows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cheap look both ``needs_prealignment`` and the exposure estimate (``tasks.process``) take:
+    DIS "ultrafast" both ways on small grey views -> (a -> b, b -> a, consistent pixels at a loose
+    alpha 0.05, beta 1 px)."""
+    import cv2
+
+    from tasks.correspondence import consistency_mask
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+    fwd, bwd = dis.calc(a, b, None), dis.calc(b, a, None)
+    return fwd, bwd, consistency_mask(fwd, bwd, alpha=0.05, beta=1.0)
+
+
 def needs_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int = 320, min_consistency: float = 0.5,
                        min_shift_fraction: float = 0.15, min_rotation_deg: float = 0.5,
                        min_scale_change: float = 0.01, min_ty_px: float = 3.0, coarse_keystone_px: float = 2.5) -> bool:
@@ -296,8 +309,6 @@ def needs_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int =
     """
     import cv2
 
-    from tasks.correspondence import consistency_mask
-
     h, w = left.shape[:2]
     s = min(1.0, work_width / w)
 
@@ -306,9 +317,7 @@ def needs_prealignment(left: np.ndarray, right: np.ndarray, *, work_width: int =
         return cv2.resize(g, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else g
 
     a, b = small(left), small(right)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-    fwd, bwd = dis.calc(a, b, None), dis.calc(b, a, None)
-    ok = consistency_mask(fwd, bwd, alpha=0.05, beta=1.0)
+    fwd, bwd, ok = coarse_flows(a, b)
     if ok.mean() < min_consistency:
         return True
     fit = fit_alignment(fwd, ok, max_rotation_deg=10.0, max_scale_change=0.35)
