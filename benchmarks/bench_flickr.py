@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.catalog import Catalog  # noqa: E402
-from tasks.sources import flickr  # noqa: E402
+from tasks.catalog.catalog import Catalog  # noqa: E402
+from tasks.ingest.sources import flickr  # noqa: E402
 from tests.fakeflickr import FakeFlickr, Faults, make_photos  # noqa: E402
 
 

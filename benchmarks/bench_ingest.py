@@ -4,7 +4,7 @@
 
 Prints (1) per-file detection (expected vs detected, the winning similarity), (2) accuracy over
 the sample set plus a false-positive check on scikit-image's other real photos (each must be
-`mono`), (3) time per step (decode, detect, pHash) and end-to-end `tasks.ingest.ingest` items/s
+`mono`), (3) time per step (decode, detect, pHash) and end-to-end `tasks.ingest.run.ingest` items/s
 on a fresh SQLite catalog (no Prefect).
 """
 from __future__ import annotations
@@ -27,12 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     from skimage import data
 
-    from tasks.catalog import Catalog
-    from tasks.dedup import phash64
-    from tasks.imageio import decode_image, is_jps
-    from tasks.ingest import ingest
-    from tasks.samples import build_samples, load_manifest
-    from tasks.stereo_formats import detect_stereo_format, extract_views
+    from tasks.catalog.catalog import Catalog
+    from tasks.ingest.dedup import phash64
+    from tasks.ingest.imageio import decode_image, is_jps
+    from tasks.ingest.run import ingest
+    from tasks.ingest.samples import build_samples, load_manifest
+    from tasks.ingest.stereo_formats import detect_stereo_format, extract_views
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     t0 = time.perf_counter()
@@ -115,9 +115,10 @@ def anaglyph_table() -> None:
     default backend) on the channel views vs on the true grey pair, against Middlebury GT."""
     import numpy as np
 
-    from tasks.correspondence import DisBackend, bidirectional_flow, consistency_mask
-    from tasks.samples import _CROPS, _Crop, crop_pair
-    from tasks.stereo_formats import anaglyph_views
+    from tasks.labels.consistency import consistency_mask
+    from tasks.labels.correspondence import DisBackend, bidirectional_flow
+    from tasks.ingest.samples import _CROPS, _Crop, crop_pair
+    from tasks.ingest.stereo_formats import anaglyph_views
 
     backend = DisBackend()
     print("\nanaglyph split (DIS, full-resolution crops; bad3 = |d - GT| > 3 px on left-right consistent pixels)")

@@ -23,7 +23,7 @@ import numpy as np
 def make_pairs(root: Path, n: int, h: int, w: int, seed: int = 0) -> str:
     from skimage.data import stereo_motorcycle
 
-    from tasks.catalog import Catalog, State
+    from tasks.catalog.catalog import Catalog, State
 
     left, right, _ = stereo_motorcycle()
     rng = np.random.default_rng(seed)
@@ -59,9 +59,9 @@ def main() -> None:
 
     from flows.options import process_options
     from flows.process import process_flow
-    from tasks.catalog import Catalog
+    from tasks.catalog.catalog import Catalog
     from tasks.config import load_config
-    from tasks.process import process_batch
+    from tasks.labels.process import process_batch
 
     _, _, options = process_options(load_config(environ={}))
     base = Path(tempfile.mkdtemp(prefix="bench-orch-"))

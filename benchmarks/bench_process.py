@@ -1,6 +1,6 @@
 """Benchmark of the process stage on real stereo with ground truth (prints tables; not a test).
 
-Labels: the label audit (``tasks.audit``, the code behind ``redweb audit``) run once per backend /
+Labels: the label audit (``tasks.audit.audit``, the code behind ``redweb audit``) run once per backend /
 option spec on the same scenes, side by side in one table, so the benchmark and the audit never
 disagree. Each scene is packed the way web stereo arrives (parallel and cross-eyed side by side,
 over-under, MPO, with a deterministic web degradation), then ingested, processed, triaged and
@@ -40,9 +40,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.correspondence import build_backend, is_gpu_backend  # noqa: E402
-from tasks.process import process_pair, read_rgb, write_maps  # noqa: E402
-from tasks.sky import build_sky, detect_sky  # noqa: E402
+from tasks.labels.correspondence import build_backend, is_gpu_backend  # noqa: E402
+from tasks.labels.process import process_pair, read_rgb, write_maps  # noqa: E402
+from tasks.labels.sky import build_sky, detect_sky  # noqa: E402
 
 
 def write_motorcycle_scene(root: Path) -> Path:
@@ -76,8 +76,8 @@ def spec_overrides(spec: str) -> list[str]:
 
 def audit_spec(spec: str, scenes, work: Path, *, packings: list[str], n_pairs: int, config_file: str | None,
                overrides: list[str], report_dir: Path | None, details: bool) -> dict:
-    """One audit of ``scenes`` with the config of ``spec``; returns its summary (tasks.audit.summarize)."""
-    from tasks import audit
+    """One audit of ``scenes`` with the config of ``spec``; returns its summary (tasks.audit.audit.summarize)."""
+    from tasks.audit.audit import audit
     from tasks.config import load_config
 
     config = load_config(config_file, data_root=work / "unused-data-root", overrides=[*overrides, *spec_overrides(spec)])
@@ -103,12 +103,12 @@ def bench_audit(specs: list[str], scene_dirs: list[str], tmp: Path, *, packings:
                 max_frames: int | None = None, report_dir: Path | None = None, details: bool = False) -> None:
     import pandas as pd
 
-    from tasks.scenes import read_scenes
+    from tasks.audit.scenes import read_scenes
 
     dirs = scene_dirs or [str(write_motorcycle_scene(tmp / "scenes"))]
     scenes = [s for d in dirs for s in read_scenes(d, legacy_scale=legacy_scale, max_frames=max_frames)]
     names = ", ".join(s.name for s in scenes)
-    print(f"\n## Labels: label audit (tasks.audit) of {len(scenes)} scene(s) x {len(packings)} packing(s) "
+    print(f"\n## Labels: label audit (tasks.audit.audit) of {len(scenes)} scene(s) x {len(packings)} packing(s) "
           f"({','.join(packings)}), {n_pairs} pairs per map\nscenes: {names}"
           + (f"\noverrides for every spec: {list(overrides)}" if overrides else ""))
     records = []
@@ -144,7 +144,7 @@ def bench_audit(specs: list[str], scene_dirs: list[str], tmp: Path, *, packings:
 def speed_setup(spec: str, config_file: str | None, overrides: list[str]):
     """The backend and process_pair options a spec's config gives (same spec syntax as the audit)."""
     from tasks.config import load_config
-    from tasks.process import _PAIR_OPTIONS
+    from tasks.labels.process import _PAIR_OPTIONS
 
     cfg = load_config(config_file, data_root=Path(tempfile.gettempdir()), overrides=[*overrides, *spec_overrides(spec)])
     p = cfg.process
@@ -199,9 +199,9 @@ import json, resource, sys, time
 sys.path.insert(0, sys.argv[4])
 import cv2
 from pathlib import Path
-from tasks.catalog import Catalog
-from tasks.ingest import ingest
-from tasks.process import process_batch
+from tasks.catalog.catalog import Catalog
+from tasks.ingest.run import ingest
+from tasks.labels.process import process_batch
 cv2.setNumThreads(2)
 path, root, spec = sys.argv[1:4]
 url = f"sqlite:///{root}/catalog.db"
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from tasks.config import ConfigError
-    from tasks.scenes import SceneError
+    from tasks.audit.scenes import SceneError
 
     torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))

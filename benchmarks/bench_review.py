@@ -35,7 +35,7 @@ def timed(fn, repeat: int) -> tuple[float, float]:
 
 
 def fill(catalog, n: int, maps: dict[str, str]) -> list[str]:
-    from tasks.catalog import Item
+    from tasks.catalog.catalog import Item
 
     now = datetime.now(timezone.utc)
     ids = []
@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
 
     from review_ui.images import ImageCache
-    from tasks.catalog import Catalog
-    from tasks.contracts import SKY_VALUE
-    from tasks.export import export_dataset
-    from tasks.review_store import QueueFilter, ReviewStore
+    from tasks.catalog.catalog import Catalog
+    from core.rules import SKY_VALUE
+    from tasks.publish.export import export_dataset
+    from tasks.review.store import QueueFilter, ReviewStore
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_review_"))
     root = tmp / "data"
@@ -136,13 +136,13 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(("colourized depth, cached", *timed(lambda: cache.path_for(item, "depth"), args.repeat)))
 
         if args.export:
-            from tasks.catalog import State
+            from tasks.catalog.catalog import State
 
             ex_ids = ids[-args.export:]
             with catalog.session() as s:
                 from sqlalchemy import update
 
-                from tasks.catalog import Item
+                from tasks.catalog.catalog import Item
 
                 s.execute(update(Item).where(Item.id.in_(ex_ids)).values(state=State.ACCEPTED.value, reviewer="bench"))
             out = tmp / "export"
@@ -173,9 +173,9 @@ def browser_bench(n: int, keys: str, think: float = 0.0) -> None:
     from playwright.sync_api import sync_playwright
 
     from review_ui.app import create_app
-    from tasks.catalog import Catalog, State
-    from tasks.contracts import SKY_VALUE
-    from tasks.review_store import ReviewStore
+    from tasks.catalog.catalog import Catalog, State
+    from core.rules import SKY_VALUE
+    from tasks.review.store import ReviewStore
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_review_keys_"))
     root = tmp / "data"

@@ -13,7 +13,7 @@ def _key(text: str) -> str:
 
 def publish_catalog_counts(catalog_url: str, *, stage: str) -> dict:
     """Counts per state and per reason code, as two table artifacts. Returns the status dict."""
-    from tasks.catalog import REASONS, Catalog
+    from tasks.catalog.catalog import REASONS, Catalog
 
     with Catalog(catalog_url) as catalog:
         status = catalog.status().as_dict()
@@ -33,7 +33,7 @@ def publish_catalog_counts(catalog_url: str, *, stage: str) -> dict:
 
 def publish_quality_histogram(catalog_url: str, *, stage: str, bins: int = 10) -> None:
     """Histogram of triage scores (and the share per final state) as a markdown artifact."""
-    from tasks.catalog import Catalog
+    from tasks.catalog.catalog import Catalog
 
     with Catalog(catalog_url) as catalog:
         scores = catalog.scores()

@@ -1,7 +1,7 @@
-"""Audit flow: the label audit (tasks/audit.py) as one Prefect flow run.
+"""Audit flow: the label audit (tasks/audit/audit.py) as one Prefect flow run.
 
 Takes the flow interface of DESIGN.md (``config_file``, ``data_root``, ``overrides``, all optional)
-plus its own arguments; everything heavy is plain code in ``tasks.audit``.
+plus its own arguments; everything heavy is plain code in ``tasks.audit.audit``.
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
     import tempfile
 
     from flows.options import run_dir_for
-    from tasks import audit
+    from tasks.audit.audit import audit
     from tasks.config import config_to_dict
-    from tasks.scenes import read_scenes
+    from tasks.audit.scenes import read_scenes
 
     config = _load(config, config_file, data_root, overrides)
     found = [s for path in scenes for s in read_scenes(path, legacy_scale=legacy_scale, max_frames=max_frames)]

@@ -1,4 +1,4 @@
-"""Export flow: catalog items in the chosen states -> ReDWeb-layout dataset (tasks/export.py)."""
+"""Export flow: catalog items in the chosen states -> ReDWeb-layout dataset (tasks/publish/export.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,11 +9,11 @@ from prefect import flow
 from flows.options import export_dir_for, export_options, flow_config
 from flows.policy import redweb_task
 from tasks.config import Overrides
-from tasks.export import export_dataset
+from tasks.publish.export import export_dataset
 
 
 def _export(catalog_url: str, data_root: str, out_dir: str, **options) -> dict:
-    from tasks.catalog import Catalog
+    from tasks.catalog.catalog import Catalog
 
     with Catalog(catalog_url) as catalog:
         return export_dataset(catalog, data_root, out_dir, **options).summary()

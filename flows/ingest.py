@@ -1,6 +1,6 @@
 """Ingest flow: a source's items into the catalog, downloaded, checked, deduplicated and split.
 
-The recipe (the work is in ``tasks.ingest``): register the source's items (Flickr: crawl) ->
+The recipe (the work is in ``tasks.ingest.run``): register the source's items (Flickr: crawl) ->
 fetch them in batches (network kind: retries with backoff) -> detect layouts and write views in
 batches (cpu kind) -> one sequential near-duplicate pass that moves items to ``split``. The
 effective config and a summary go to ``<data_root>/runs/ingest-<timestamp>/``.
@@ -39,9 +39,9 @@ def ingest_flow(config_file: str | None = None, data_root: str | None = None, ov
 
     Returns {"run_dir", "batch", "source", "items", "outcome": {state: n} over this source's items,
     "status": the whole catalog's status object}."""
-    from tasks.catalog import Catalog
+    from tasks.catalog.catalog import Catalog
     from tasks.config import save_effective_config
-    from tasks.ingest import decide_batch, fetch_batch, parse_source, register_from_url, split_batch
+    from tasks.ingest.run import decide_batch, fetch_batch, parse_source, register_from_url, split_batch
 
     config = flow_config(config_file, data_root, overrides)
     parse_source(source)  # fail fast on a malformed source, before anything is written

@@ -42,7 +42,7 @@ def export_dir_for(config: RedwebConfig) -> Path:
 
 # ---- per stage -------------------------------------------------------------------------------------
 def flickr_options(config: RedwebConfig) -> dict[str, Any]:
-    """Keyword arguments of ``tasks.sources.flickr.discover`` from ``config.flickr`` (secrets unwrapped here,
+    """Keyword arguments of ``tasks.ingest.sources.flickr.discover`` from ``config.flickr`` (secrets unwrapped here,
     inside the task that needs them)."""
     f = config.flickr
     return dict(rest_url=f.rest_url, api_key=f.api_key.get_secret_value(), api_secret=f.api_secret.get_secret_value(),
@@ -54,7 +54,7 @@ def flickr_options(config: RedwebConfig) -> dict[str, Any]:
 
 
 def ingest_options(config: RedwebConfig) -> dict[str, dict[str, Any]]:
-    """{"register", "fetch", "split", "decide"}: keyword arguments of the ``tasks.ingest`` steps."""
+    """{"register", "fetch", "split", "decide"}: keyword arguments of the ``tasks.ingest.run`` steps."""
     ing, root = config.ingest, str(config.data_root)
     return {
         "register": dict(data_root=root, extensions=list(ing.extensions),
@@ -76,7 +76,7 @@ def process_options(config: RedwebConfig) -> tuple[str, int, dict[str, Any]]:
 
 
 def export_options(config: RedwebConfig) -> dict[str, Any]:
-    """Keyword arguments of ``tasks.export.export_dataset`` (states included) from ``config.export``."""
+    """Keyword arguments of ``tasks.publish.export.export_dataset`` (states included) from ``config.export``."""
     e = config.export
     return dict(states=list(e.states), fmt=e.format, val_fraction=e.val_fraction, max_side=e.max_side,
                 jpeg_quality=e.jpeg_quality)
@@ -89,7 +89,7 @@ def train_options(config: RedwebConfig) -> dict[str, Any]:
 
 def evaluate_options(config: RedwebConfig) -> dict[str, Any]:
     """Protocol keyword arguments of ``model.evaluate`` from ``config.evaluate`` (device resolved)."""
-    from tasks.contracts import resolve_device
+    from core.rules import resolve_device
 
     ev = config.evaluate
     return dict(alignment=ev.alignment, sigma=ev.sigma, pairs_per_image=ev.pairs_per_image, seed=ev.seed,
@@ -100,7 +100,7 @@ def evaluate_options(config: RedwebConfig) -> dict[str, Any]:
 
 def predict_options(config: RedwebConfig) -> dict[str, Any]:
     """Keyword arguments of ``model.predict.predict_files`` from ``config.evaluate``."""
-    from tasks.contracts import resolve_device
+    from core.rules import resolve_device
 
     ev = config.evaluate
     return dict(device=resolve_device(ev.device), batch_size=ev.batch_size, max_side=ev.max_side)

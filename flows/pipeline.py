@@ -44,7 +44,7 @@ def redweb_pipeline(
     from flows.process import process_flow_for
     from flows.train import train_flow
     from tasks.config import override_items, save_effective_config
-    from tasks.pipeline_report import write_pipeline_report
+    from tasks.publish.pipeline_report import write_pipeline_report
 
     scale = {k: v for k, v in (("pipeline.dask_address", dask_address), ("pipeline.workers", workers))
              if v is not None}

@@ -1,6 +1,6 @@
 """Process flow: stereo pairs in the catalog -> relative depth maps, in batches.
 
-The work is ``tasks.process.process_batch`` (plain code); this flow picks the ids, cuts them into
+The work is ``tasks.labels.process.process_batch`` (plain code); this flow picks the ids, cuts them into
 batches and runs each batch as a task with the project policy: network backends get the ``gpu``
 kind (one job per GPU through the tag's concurrency limit), DIS the ``cpu`` kind. Backends and
 thresholds come from the ``process`` config section (``flows.options.process_options``).
@@ -25,9 +25,9 @@ def process_flow(config_file: str | None = None, data_root: str | None = None, o
                  ids: list[str] | None = None, limit: int | None = None, reprocess: bool = False,
                  progress: bool = False) -> dict[str, int]:
     """Process every pair not yet processed (or ``ids``); returns counts per resulting state."""
-    from tasks.catalog import Catalog
-    from tasks.correspondence import is_gpu_backend
-    from tasks.process import process_batch, select_items
+    from tasks.catalog.catalog import Catalog
+    from tasks.labels.correspondence import is_gpu_backend
+    from tasks.labels.process import process_batch, select_items
 
     config = flow_config(config_file, data_root, overrides)
     url, root = config.catalog_url, str(config.data_root)

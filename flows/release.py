@@ -1,6 +1,6 @@
 """Publishing flows: versioned releases, source re-validation (weekly deployment), takedown.
 
-The work is in ``tasks.release`` and ``tasks.revalidate``; each flow builds the config once
+The work is in ``tasks.publish.release`` and ``tasks.publish.revalidate``; each flow builds the config once
 (DESIGN.md "Flows") and runs one task with the project policy. Secrets reach the Flickr client from
 the environment through the config, never as parameters.
 """
@@ -16,8 +16,8 @@ from flows.policy import redweb_task
 
 
 def _release(catalog_url: str, data_root: str, name: str, **options: Any) -> dict:
-    from tasks.catalog import Catalog
-    from tasks.release import create_release
+    from tasks.catalog.catalog import Catalog
+    from tasks.publish.release import create_release
 
     with Catalog(catalog_url) as catalog:
         sheet = create_release(catalog, data_root, name, **options)
@@ -35,7 +35,7 @@ def release_flow(config_file: str | None = None, data_root: str | None = None, o
     from datetime import datetime, timezone
 
     from tasks.config import config_to_dict
-    from tasks.release import redact_config
+    from tasks.publish.release import redact_config
 
     config = flow_config(config_file, data_root, overrides)
     name = name or datetime.now(timezone.utc).strftime("r%Y%m%dT%H%M%SZ")
@@ -58,8 +58,8 @@ CLIENT_OPTIONS = ("rest_url", "api_key", "api_secret", "licenses", "max_calls_pe
 
 
 def _revalidate(catalog_url: str, **options: Any) -> dict:
-    from tasks.catalog import Catalog
-    from tasks.revalidate import revalidate_flickr
+    from tasks.catalog.catalog import Catalog
+    from tasks.publish.revalidate import revalidate_flickr
 
     with Catalog(catalog_url) as catalog:
         return revalidate_flickr(catalog, **options).as_dict()
@@ -91,8 +91,8 @@ def revalidate_flow(config_file: str | None = None, data_root: str | None = None
 
 
 def _withdraw(catalog_url: str, refs: list[str], owner: str | None, **options: Any) -> dict:
-    from tasks.catalog import Catalog
-    from tasks.revalidate import resolve_refs, withdraw_items
+    from tasks.catalog.catalog import Catalog
+    from tasks.publish.revalidate import resolve_refs, withdraw_items
 
     with Catalog(catalog_url) as catalog:
         ids = resolve_refs(catalog, refs, owner=owner)

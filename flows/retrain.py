@@ -28,7 +28,7 @@ def _last_retrain(models_dir: Path) -> datetime | None:
 
 def count_new_accepted(catalog_url: str, since: datetime | None) -> int:
     """Items that entered ``accepted`` after ``since`` (all accepted items when None), from the event log."""
-    from tasks.catalog import Catalog, State
+    from tasks.catalog.catalog import Catalog, State
 
     with Catalog(catalog_url) as catalog:
         return catalog.count_entered(State.ACCEPTED, since=since)

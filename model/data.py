@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tasks.contracts import IMAGENET_MEAN, IMAGENET_STD, SKY_VALUE  # noqa: F401  (SKY_VALUE: re-exported)
-from tasks.contracts import split_for as _hash_split  # the export's split rule, for layouts without one
+from core.rules import IMAGENET_MEAN, IMAGENET_STD, SKY_VALUE  # noqa: F401  (SKY_VALUE: re-exported)
+from core.rules import split_for as _hash_split  # the export's split rule, for layouts without one
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 

@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from model import metrics as M
-from tasks.contracts import METRIC_NAMES
+from core.rules import METRIC_NAMES
 from model.benchmarks import DenseSample, DiwSample, glob_escape, read_image, read_map
 
 log = logging.getLogger(__name__)

@@ -40,12 +40,12 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tasks.contracts import DEPTH_ERROR_NAMES, METRIC_NAMES
+from core.rules import DEPTH_ERROR_NAMES, METRIC_NAMES
 
 log = logging.getLogger(__name__)
 
 #: Columns taken from the evaluation document into the table, when present.
-RESULT_METRICS = (*METRIC_NAMES[:5], "wkdr_chen2016_tau", *DEPTH_ERROR_NAMES)  # the shared names (tasks.contracts)
+RESULT_METRICS = (*METRIC_NAMES[:5], "wkdr_chen2016_tau", *DEPTH_ERROR_NAMES)  # the shared names (core.rules)
 GRID_ALIASES = {"n_images": "n_train_images"}
 
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from model.checkpoint import load_checkpoint
-from tasks.contracts import resolve_device as _resolve_device
+from core.rules import resolve_device as _resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def build_init_model(
 
 
 def resolve_device(device: str) -> torch.device:
-    return torch.device(_resolve_device(device))  # the shared rule (tasks.contracts)
+    return torch.device(_resolve_device(device))  # the shared rule (core.rules)
 
 
 def make_optimizer(model: nn.Module, *, optimizer: str, lr: float, backbone_lr_mult: float, momentum: float,

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tasks.contracts import DEPTH_ERROR_NAMES, SIGMA, ordinal_labels  # noqa: F401  (re-exported)
+from core.rules import DEPTH_ERROR_NAMES, SIGMA, ordinal_labels  # noqa: F401  (re-exported)
 
 #: DESIGN.md's ordinal equality threshold: g_i / g_j > 1 + sigma means i is farther.
 DEFAULT_SIGMA = SIGMA

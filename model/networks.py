@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tasks.contracts import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
+from core.rules import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tasks.contracts import IMAGENET_MEAN, IMAGENET_STD, colorize_depth, resolve_device  # noqa: F401
+from core.rules import IMAGENET_MEAN, IMAGENET_STD, colorize_depth, resolve_device  # noqa: F401
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tasks.contracts import DEPTH_ERROR_NAMES, METRIC_NAMES
+from core.rules import DEPTH_ERROR_NAMES, METRIC_NAMES
 
 #: Metrics shown in tables, in this order; lower is better except for the deltas.
 TABLE_METRICS = METRIC_NAMES

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from tasks.contracts import SIGMA
-from tasks.contracts import ordinal_labels as _ordinal_labels
+from core.rules import SIGMA
+from core.rules import ordinal_labels as _ordinal_labels
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from model.data import CenterCrop, RandomCropFlip, dataset_fingerprint, detect_l
 from model.losses import PAIR_LOSSES, PIXEL_LOSSES, improved_ranking_loss, pixel_l1_loss, pixel_l2_loss
 from model.registry import build_model
 from model.sampling import ordinal_error, sample_pairs
-from tasks.contracts import resolve_device
+from core.rules import resolve_device
 
 log = logging.getLogger(__name__)
 

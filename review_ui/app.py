@@ -10,7 +10,7 @@ It builds one ``ReviewContext`` (review_ui/context.py) and includes three router
   ``/api/decide``, ``/api/skip``, ``/api/undo``, ``/api/bulk``, ``/api/lease`` (page heartbeat),
   ``/api/flip`` (swap the view order and re-derive the maps).
 
-Item states change only through ``tasks.review_store.ReviewStore`` -> ``Catalog.transition``.
+Item states change only through ``tasks.review.store.ReviewStore`` -> ``Catalog.transition``.
 """
 from __future__ import annotations
 
@@ -75,8 +75,8 @@ def create_app(
     Sign-in: after ``login_free_attempts`` failures per account or per address, locked for
     ``login_lockout_s`` doubling per further failure, at most ``login_lockout_max_s``.
     """
-    from tasks.catalog import REASONS, Catalog
-    from tasks.review_store import ReviewStore
+    from tasks.catalog.catalog import REASONS, Catalog
+    from tasks.review.store import ReviewStore
 
     data_root = Path(data_root).resolve()
     catalog = Catalog(catalog_url)

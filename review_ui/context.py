@@ -28,8 +28,8 @@ from pydantic import BaseModel, ValidationError
 from review_ui.images import ImageCache
 from review_ui.security import SESSION_COOKIE, SessionData, SessionSigner, password_fingerprint
 from review_ui.throttle import LoginThrottle
-from tasks.catalog import Catalog
-from tasks.review_store import QueueFilter, ReviewStore
+from tasks.catalog.catalog import Catalog
+from tasks.review.store import QueueFilter, ReviewStore
 
 log = logging.getLogger(__name__)
 SORTS = {"oldest": "oldest first", "score_asc": "score, low first", "score_desc": "score, high first"}
@@ -104,9 +104,9 @@ class ReviewContext:
     # ---- view-order flip ------------------------------------------------------------------------
     def rederive(self, item_id: str) -> str:
         """Run the process stage on ``item_id`` keeping its views as stored (after a reviewer's flip)."""
-        from tasks.correspondence import DEFAULT_BACKEND
-        from tasks.process import _PAIR_OPTIONS, _THRESHOLDS, build_backends, process_item
-        from tasks.triage import TriageThresholds
+        from tasks.labels.correspondence import DEFAULT_BACKEND
+        from tasks.labels.process import _PAIR_OPTIONS, _THRESHOLDS, build_backends, process_item
+        from tasks.labels.triage import TriageThresholds
 
         o = self.process_options
         with self._backends_lock:  # built once, on the first flip (network backends are slow to load)

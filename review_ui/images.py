@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.contracts import SKY_VALUE  # noqa: F401  (re-exported)
+from core.rules import SKY_VALUE  # noqa: F401  (re-exported)
 
 ITEM_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 KINDS = ("image", "depth", "mask", "sky", "thumb")
@@ -68,8 +68,8 @@ def _imread(path: Path, flags: int) -> np.ndarray:
 
 def depth_colours(t: np.ndarray) -> np.ndarray:
     """t (H, W) in [0, 1] (0 = near, 1 = far) -> BGR uint8 (H, W, 3): near yellow ... far dark purple
-    (``tasks.contracts.colour_levels`` with viridis, the colouring every map of the project uses)."""
-    from tasks.contracts import colour_levels
+    (``core.rules.colour_levels`` with viridis, the colouring every map of the project uses)."""
+    from core.rules import colour_levels
 
     return colour_levels(1.0 - np.clip(t, 0, 1), "viridis")[..., ::-1]
 
@@ -82,10 +82,10 @@ def _stripes(shape: tuple[int, int], period: int = 6, width: int = 2) -> np.ndar
 def colorize_depth(depth: np.ndarray, reliable: np.ndarray | None = None) -> np.ndarray:
     """uint16 (H, W), larger = farther, sky = 65535 -> BGR uint8 (H, W, 3) in the scheme above.
 
-    ``tasks.contracts.colorize_depth`` (viridis, near = yellow, 2nd..98th percentile of non-sky values)
+    ``core.rules.colorize_depth`` (viridis, near = yellow, 2nd..98th percentile of non-sky values)
     plus magenta stripes on pixels outside ``reliable`` (H, W) bool that are not sky.
     """
-    from tasks.contracts import colorize_depth as colourise
+    from core.rules import colorize_depth as colourise
 
     depth = depth[..., 0] if depth.ndim == 3 else depth
     sky = depth == SKY_VALUE

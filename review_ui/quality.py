@@ -1,6 +1,6 @@
 """The item page's quality panel and view-order flag: human names, the configured thresholds, good/bad marks.
 
-Figures are those ``tasks.triage.quality_figures`` writes into ``item.quality``; thresholds are the
+Figures are those ``tasks.labels.triage.quality_figures`` writes into ``item.quality``; thresholds are the
 ``process`` config section's (the same numbers triage used), so "bad" here means "triage would
 reject on this figure". Unknown keys are shown as they are, after the known ones.
 """
@@ -69,7 +69,7 @@ def quality_rows(item, options: Mapping) -> list[dict]:
                          ok=None if auto is None else item.score >= auto))
     q.pop("score", None)  # the same number as item.score: shown once
     if q.get("keypoint_residual_px") is not None:
-        # triage (tasks/triage.py): with keypoint evidence only a majority of dense pixels off their row rejects
+        # triage (tasks/labels/triage.py): with keypoint evidence only a majority of dense pixels off their row rejects
         options = {**options, "max_misaligned_fraction": 0.5}
     elif "keypoint_residual_px" in q:
         q.pop("keypoint_residual_px")  # too few keypoint matches to say anything

@@ -26,10 +26,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from model.config import EvaluateConfig, TrainConfig
-from tasks.correspondence import DEFAULT_BACKEND
-from tasks.export import export_dataset
-from tasks.sources.flickr import discover as flickr_discover
-from tasks.triage import TriageThresholds
+from tasks.labels.correspondence import DEFAULT_BACKEND
+from tasks.publish.export import export_dataset
+from tasks.ingest.sources.flickr import discover as flickr_discover
+from tasks.labels.triage import TriageThresholds
 
 FLICKR_REST_URL_DEFAULT = "https://api.flickr.com/services/rest/"
 
@@ -131,7 +131,7 @@ class ProcessConfig(_Section):
                            "left one from keypoint matches before the dense correspondence")
     depth_min_far_margin_px: float = Field(
         10.0, ge=0, description="the disparity offset stays at least this far below the far end (px): depth "
-        "orderings finer than ~0.02 x this become ties (tasks/depth.py)")
+        "orderings finer than ~0.02 x this become ties (tasks/labels/depth.py)")
     disparity_smooth_px: float = Field(
         5.0, ge=0, description="px: bilateral smoothing of the reliable disparities before depth (range 0.5 px of "
         "disparity; 0 = off)")
@@ -152,7 +152,7 @@ class ProcessConfig(_Section):
     jpeg_quality: int = Field(95, ge=50, le=100)
 
     def triage_thresholds(self) -> TriageThresholds:
-        """The thresholds ``tasks.triage`` takes, from this section (whose defaults are TriageThresholds')."""
+        """The thresholds ``tasks.labels.triage`` takes, from this section (whose defaults are TriageThresholds')."""
         from dataclasses import fields
 
         return TriageThresholds(**{f.name: getattr(self, f.name) for f in fields(TriageThresholds)})

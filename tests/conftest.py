@@ -51,7 +51,7 @@ def catalog_url(request, tmp_path: Path) -> str:
 
 @pytest.fixture
 def catalog(catalog_url):
-    from tasks.catalog import Catalog
+    from tasks.catalog.catalog import Catalog
 
     with Catalog(catalog_url) as cat:
         yield cat

@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config) -> int:
     from flows.audit import run_audit_command
-    from tasks.audit import ALL_PACKINGS
-    from tasks.scenes import SceneError
+    from tasks.audit.audit import ALL_PACKINGS
+    from tasks.audit.scenes import SceneError
 
     if not args.scenes and not args.photos:
         print("redweb audit: give --scenes DIR (scenes with GT) and/or --photos PATH", file=sys.stderr)

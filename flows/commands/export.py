@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, config) -> int:
     from flows.commands import flow_inputs
     from flows.export import export_flow
-    from tasks.catalog import State
+    from tasks.catalog.catalog import State
 
     states = [s.strip() for s in args.states.split(",") if s.strip()] if args.states else list(config.export.states)
     try:

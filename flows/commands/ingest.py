@@ -22,8 +22,8 @@ def run(args: argparse.Namespace, config) -> int:
     import json
     import sys
 
-    from tasks.catalog import REASONS
-    from tasks.ingest import parse_source
+    from tasks.catalog.catalog import REASONS
+    from tasks.ingest.run import parse_source
 
     try:
         kind, arg = parse_source(args.source)

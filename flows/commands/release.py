@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config) -> int:
-    from tasks.release import ReleaseError, diff_releases, list_releases, verify_release
+    from tasks.publish.release import ReleaseError, diff_releases, list_releases, verify_release
 
     try:
         if args.action == "create":
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, config) -> int:
                 print(df.to_string(index=False))
             return 0
         if args.action == "diff":
-            from tasks.catalog import Catalog
+            from tasks.catalog.catalog import Catalog
 
             with Catalog(config.catalog_url) as catalog:
                 diff = diff_releases(config.data_root, *args.names, catalog=catalog)
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace, config) -> int:
 
 def _create(args: argparse.Namespace, config) -> int:
     from flows.release import release_flow
-    from tasks.catalog import State
+    from tasks.catalog.catalog import State
 
     states = None
     if args.from_states:

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config) -> int:
     from flows.release import revalidate_flow
-    from tasks.sources.flickr import FlickrCrawlError
+    from tasks.ingest.sources.flickr import FlickrCrawlError
 
     if args.older_than is not None and args.older_than < 0:
         print("redweb revalidate: --older-than must be >= 0")

@@ -42,8 +42,8 @@ def _read_password() -> str:
 
 
 def run(args: argparse.Namespace, config) -> int:
-    from tasks.catalog import Catalog
-    from tasks.review_store import ReviewError, ReviewStore
+    from tasks.catalog.catalog import Catalog
+    from tasks.review.store import ReviewError, ReviewStore
 
     rc = config.review
     if args.add_user or args.remove_user or args.list_users:

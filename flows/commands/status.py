@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config) -> int:
-    from tasks.catalog import REASONS, Catalog
+    from tasks.catalog.catalog import REASONS, Catalog
 
     with Catalog(config.catalog_url) as catalog:
         counts = catalog.status()

@@ -16,7 +16,7 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tasks.catalog import WITHDRAW_REASONS
+    from tasks.catalog.catalog import WITHDRAW_REASONS
 
     parser.add_argument("refs", nargs="*", metavar="ID|URL", help="items to withdraw")
     parser.add_argument("--owner", metavar="NSID", help="withdraw every item of this owner account")
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config) -> int:
     from flows.release import withdraw_flow
-    from tasks.revalidate import WithdrawError
+    from tasks.publish.revalidate import WithdrawError
 
     if not args.refs and not args.owner:
         print("redweb withdraw: give item ids / URLs or --owner NSID")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from review_ui.context import Ctx, Writer, clip, json_body
 from review_ui.images import ITEM_ID
-from tasks.review_store import ReviewConflict, ReviewError
+from tasks.review.store import ReviewConflict, ReviewError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")

@@ -7,8 +7,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from review_ui.context import SORTS, Ctx, Me, filter_of, filter_qs, link, page_number
 from review_ui.images import ITEM_ID, KINDS
 from review_ui.quality import quality_rows, view_order_flag
-from tasks.catalog import REASONS, State
-from tasks.review_store import QueueFilter
+from tasks.catalog.catalog import REASONS, State
+from tasks.review.store import QueueFilter
 
 router = APIRouter()
 _MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}

@@ -184,7 +184,7 @@ def _run_to_final(client, deployment, procs: list[subprocess.Popen], logs: Path,
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_every_deployment_runs_with_no_parameters(tmp_path, postgres_url):
-    from tasks.catalog import Catalog
+    from tasks.catalog.catalog import Catalog
     from tests.review_ui.maps import make_processed
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())

@@ -67,7 +67,7 @@ def _cli(data_root: Path, capsys) -> dict:
 
 
 def _check_final(data_root: Path, fake: FakeFlickr, failures: dict[str, str]) -> dict:
-    from tasks.catalog import Catalog
+    from tasks.catalog.catalog import Catalog
 
     with Catalog(f"sqlite:///{data_root / 'catalog.db'}") as catalog:
         items = catalog.items(catalog.ids(source="flickr"))

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tasks.samples import expected_status
+from tasks.ingest.samples import expected_status
 
 SIDE = 128
 
@@ -15,7 +15,7 @@ def prebuilt(tmp_path_factory, data_root):
     """The samples at SIDE px, built once per session and copied in (the flow would build them too)."""
     import shutil
 
-    from tasks.samples import build_samples
+    from tasks.ingest.samples import build_samples
 
     shared = build_samples(tmp_path_factory.getbasetemp() / "samples-128" / "samples", max_view_side=SIDE)
     shutil.copytree(shared, data_root / "samples")

@@ -9,7 +9,7 @@ import pytest
 
 from flows.cli import main
 from flows.pipeline import redweb_pipeline
-from tasks.catalog import Catalog
+from tasks.catalog.catalog import Catalog
 
 SMALL_TRAIN = ["train.iterations=6", "train.input_size=64", "train.arch_kwargs={channels: 32}", "train.n_pairs=200",
                "train.val_every=3", "train.checkpoint_every=3", "train.tensorboard=false",

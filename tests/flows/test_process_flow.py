@@ -20,7 +20,7 @@ def pair():
 
 def test_process_flow_runs_batches_and_records_states(prefect_test_server, tmp_path, data_root, pair):
     from flows.process import process_flow
-    from tasks.catalog import Catalog
+    from tasks.catalog.catalog import Catalog
 
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
     with Catalog(url) as catalog:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from flows.release import release_flow, revalidate_flow  # imports Prefect before capsys swaps the streams
-from tasks.catalog import Catalog, item_id_for
-from tasks.release import sha256_file
+from tasks.catalog.catalog import Catalog, item_id_for
+from tasks.publish.release import sha256_file
 from tests.fakeflickr import Faults, make_photos
 from tests.flows.test_ingest_flickr import OVERRIDES, flickr_env  # noqa: F401 - the fixture
 
@@ -118,7 +118,7 @@ def test_crawl_release_revalidate_release(prefect_test_server, data_root, flickr
 def test_deployment_entry_points_run_without_parameters(prefect_test_server, data_root, monkeypatch):
     """What prefect.yaml's `revalidate-weekly` and `release` run: no parameters, config from the
     environment. An empty catalog asks Flickr nothing and makes an empty, valid release."""
-    from tasks.release import verify_release
+    from tasks.publish.release import verify_release
 
     monkeypatch.setenv("REDWEB_FLICKR_REST_URL", "http://127.0.0.1:9/services/rest/")  # nothing listens there
     report = revalidate_flow()

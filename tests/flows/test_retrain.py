@@ -9,7 +9,7 @@ import torch
 from flows.retrain import count_new_accepted, retrain_flow, retrain_when_enough_accepted
 from model.checkpoint import load_model
 from model.promotion import current_model
-from tasks.catalog import Catalog
+from tasks.catalog.catalog import Catalog
 from tests.review_ui.maps import make_processed
 
 TINY = ["train.arch=resnet18_fusion", "train.arch_kwargs={channels: 16}", "train.pretrained=false",

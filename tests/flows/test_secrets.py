@@ -42,7 +42,7 @@ def test_sentinel_secrets_reach_no_file_log_or_parameter(prefect_test_server, da
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_API_URL, PREFECT_HOME
 
-    from tasks.catalog import Catalog
+    from tasks.catalog.catalog import Catalog
 
     derivatives = sorted({i for i, _, _ in FLICKR_LICENSES} - NO_DERIVATIVES)
     fake = FakeFlickr(make_photos(4, seed=9, licenses=derivatives), api_key=SENTINELS["FLICKR_API_KEY"]).start()

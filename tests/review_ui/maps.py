@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tasks.catalog import PIPELINE_VERSION, Catalog, State
+from tasks.catalog.catalog import PIPELINE_VERSION, Catalog, State
 
 
 def write_maps(data_root: Path, item_id: str, *, width: int, height: int, seed: int) -> dict[str, str]:

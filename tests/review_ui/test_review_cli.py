@@ -6,9 +6,9 @@ import io
 import pytest
 
 from flows.cli import main
-from tasks.catalog import Catalog
+from tasks.catalog.catalog import Catalog
 from tasks.config import ConfigError, load_config
-from tasks.review_store import ReviewStore
+from tasks.review.store import ReviewStore
 
 
 def test_add_user_from_env_and_stdin(data_root, monkeypatch, capsys):

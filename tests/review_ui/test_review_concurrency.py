@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 import pytest
 
 from review_ui.app import create_app
-from tasks.catalog import Catalog
-from tasks.review_store import ReviewStore, id_fraction
+from tasks.catalog.catalog import Catalog
+from tasks.review.store import ReviewStore, id_fraction
 from tests.review_ui.conftest import PASSWORD, serve, sign_in
 from tests.review_ui.maps import make_processed
 

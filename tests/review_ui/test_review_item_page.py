@@ -10,8 +10,8 @@ import numpy as np
 
 from review_ui.app import create_app
 from review_ui.images import SKY_RGB, UNRELIABLE_RGB, colorize_depth
-from tasks.catalog import Catalog, State
-from tasks.review_store import ReviewStore
+from tasks.catalog.catalog import Catalog, State
+from tasks.review.store import ReviewStore
 from tests.review_ui.conftest import PASSWORD, serve, sign_in
 from tests.review_ui.maps import make_processed
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from review_ui.app import create_app
-from tasks.catalog import Catalog, State
-from tasks.review_store import ReviewStore
+from tasks.catalog.catalog import Catalog, State
+from tasks.review.store import ReviewStore
 from tests.review_ui.conftest import PASSWORD, serve
 from tests.review_ui.maps import make_processed
 from tests.review_ui.test_review_browser import (  # noqa: F401 - fixtures
@@ -153,7 +153,7 @@ def test_heartbeat_keeps_the_lease_and_a_taken_item_turns_read_only(page, tmp_pa
         with Catalog(url) as cat:
             from sqlalchemy import update
 
-            from tasks.review_store import Lease
+            from tasks.review.store import Lease
 
             with cat.session() as s:
                 s.execute(update(Lease).where(Lease.item_id == ids[1]).values(reviewer="bob"))
@@ -198,9 +198,9 @@ def _real_item(cat: Catalog, root: Path, name: str = "moto") -> str:
     process stage keeps the given order, so its depth comes out inverted until a reviewer flips it."""
     from skimage import data
 
-    from tasks.correspondence import build_backend
-    from tasks.process import process_item
-    from tasks.sky import build_sky
+    from tasks.labels.correspondence import build_backend
+    from tasks.labels.process import process_item
+    from tasks.labels.sky import build_sky
 
     left, right, _ = data.stereo_motorcycle()
     s = 256 / left.shape[1]

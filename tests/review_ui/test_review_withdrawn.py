@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from review_ui.app import create_app
-from tasks.catalog import Catalog
-from tasks.review_store import ReviewStore
+from tasks.catalog.catalog import Catalog
+from tasks.review.store import ReviewStore
 from tests.review_ui.conftest import PASSWORD, serve, sign_in
 from tests.review_ui.maps import make_processed
 

@@ -1,5 +1,5 @@
 """scikit-image's Middlebury motorcycle (real stereo with GT) written in every scene layout that
-``tasks.scenes`` reads, the way each dataset publishes it (test helpers; nothing from ../shared).
+``tasks.audit.scenes`` reads, the way each dataset publishes it (test helpers; nothing from ../shared).
 
 ``motorcycle(width)`` gives (left, right, disparity) downscaled to ``width`` px (disparity scaled
 with it, NaN = unknown). Each ``write_*`` writes one folder and returns the disparity a correct

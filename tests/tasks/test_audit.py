@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from tasks import audit
-from tasks.audit import (AuditRow, EyeGeometry, disagreement_map, ordinal_error, pack_scene, right_view_disparity,
+from tasks.audit.audit import audit
+from tasks.audit.audit import (AuditRow, EyeGeometry, disagreement_map, ordinal_error, pack_scene, right_view_disparity,
                          summarize)
-from tasks.scenes import Scene
+from tasks.audit.scenes import Scene
 from tests.tasks.gt_layouts import motorcycle
 
 
@@ -362,16 +362,16 @@ def test_audit_end_to_end_on_the_motorcycle(e2e_scene, tmp_path):
 def test_a_flipped_view_order_is_reported(e2e_scene, tmp_path, monkeypatch):
     """Force the data decision to the wrong order: the audit must see the right eye exported as the left
     and the depth inverted."""
-    import tasks.process
-    from tasks.view_order import OrderDecision
+    import tasks.labels.process
+    from tasks.labels.view_order import OrderDecision
 
-    decide = tasks.process.decide_order
+    decide = tasks.labels.process.decide_order
 
     def flipped(*args, **kwargs):
         d = decide(*args, **kwargs)  # the file is parallel sbs: force the data decision to cross-eyed
         return OrderDecision("cross_eyed", False, "data", -abs(d.evidence), d.cues)
 
-    monkeypatch.setattr(tasks.process, "decide_order", flipped)
+    monkeypatch.setattr(tasks.labels.process, "decide_order", flipped)
     rows, _ = run(e2e_scene, tmp_path, ["sbs"], keep_images=False)
     (r,) = rows
     assert r.view_order == "cross_eyed"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from tasks.catalog import (
+from tasks.catalog.catalog import (
     NEEDS_REASON,
     TRANSITIONS,
     Catalog,
@@ -83,7 +83,7 @@ def test_old_catalog_opens_in_new_version(catalog_url):
     from alembic.script import ScriptDirectory
     from alembic.config import Config
     from pathlib import Path
-    import tasks.catalog as mod
+    import tasks.catalog.catalog as mod
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(mod.__file__).with_name("migrations")))

@@ -9,7 +9,7 @@ from datetime import timezone
 import pytest
 import sqlalchemy as sa
 
-from tasks.catalog import (NEEDS_REASON, REASONS, TRANSITIONS, WITHDRAW_REASONS, Catalog, State, TransitionError,
+from tasks.catalog.catalog import (NEEDS_REASON, REASONS, TRANSITIONS, WITHDRAW_REASONS, Catalog, State, TransitionError,
                            make_engine, migrate, schema_head, utcnow)
 
 # DESIGN.md's states before `withdrawn`, with their moves: growing the machine must not change them
@@ -69,7 +69,7 @@ def test_withdraw_needs_a_withdraw_reason(catalog):
 
 
 def test_export_refuses_withdrawn(catalog, tmp_path):
-    from tasks.export import export_dataset
+    from tasks.publish.export import export_dataset
 
     with pytest.raises(ValueError, match="withdrawn"):
         export_dataset(catalog, tmp_path / "data", tmp_path / "out", states=["accepted", "withdrawn"])

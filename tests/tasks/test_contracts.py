@@ -1,10 +1,10 @@
-"""The shared rules (tasks/contracts.py), worked out by hand, and that every package uses the same ones."""
+"""The shared rules (core/rules.py), worked out by hand, and that every package uses the same ones."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tasks import contracts as C
+from core import rules as C
 
 
 def test_ordinal_labels_numpy_and_torch_agree_with_the_ratio_rule():
@@ -26,15 +26,15 @@ def test_every_package_uses_the_shared_rules():
     import model.predict
     import model.report
     import review_ui.images
-    import tasks.correspondence
-    import tasks.depth
-    import tasks.export
-    import tasks.review_store
+    import tasks.labels.correspondence
+    import tasks.labels.depth
+    import tasks.publish.export
+    import tasks.review.store
 
-    assert tasks.depth.SKY_VALUE == model.data.SKY_VALUE == review_ui.images.SKY_VALUE == C.SKY_VALUE == 65535
-    assert tasks.depth.ordinal_labels is C.ordinal_labels
-    assert tasks.export.split_for is C.split_for and tasks.review_store.id_fraction is C.id_fraction
-    assert tasks.correspondence.resolve_device is C.resolve_device is model.predict.resolve_device
+    assert tasks.labels.depth.SKY_VALUE == model.data.SKY_VALUE == review_ui.images.SKY_VALUE == C.SKY_VALUE == 65535
+    assert tasks.labels.depth.ordinal_labels is C.ordinal_labels
+    assert tasks.publish.export.split_for is C.split_for and tasks.review.store.id_fraction is C.id_fraction
+    assert tasks.labels.correspondence.resolve_device is C.resolve_device is model.predict.resolve_device
     assert model.networks.IMAGENET_MEAN is model.predict.IMAGENET_MEAN is C.IMAGENET_MEAN
     assert model.evaluate.METRIC_ORDER is model.report.TABLE_METRICS is C.METRIC_NAMES
     assert model.metrics.DEPTH_ERROR_NAMES == ("rms", "rel", "log10", "delta1", "delta2", "delta3")
@@ -70,7 +70,7 @@ def test_colouriser_orders_near_and_far_and_marks_sky():
 
 
 def test_pipeline_report_step_summaries_are_text():
-    from tasks.pipeline_report import _steps_table, summary_text
+    from tasks.publish.pipeline_report import _steps_table, summary_text
 
     assert summary_text({"items": 31, "outcome": {"split": 20, "rejected": 11}, "wkdr": 0.41234}) == \
         "items: 31; outcome: split 20, rejected 11; wkdr: 0.4123"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.correspondence import (CORRESPONDENCE, Registry, build_backend, consistency_mask, is_gpu_backend,
-                                  warp_by_flow)
+from tasks.labels.consistency import consistency_mask, warp_by_flow
+from tasks.labels.correspondence import CORRESPONDENCE, Registry, build_backend, is_gpu_backend
 from tests.tasks.stereo_scenes import make_scene
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from tasks.correspondence import CORRESPONDENCE, build_backend, consistency_mask, is_gpu_backend
+from tasks.labels.consistency import consistency_mask
+from tasks.labels.correspondence import CORRESPONDENCE, build_backend, is_gpu_backend
 from tests.tasks.stereo_scenes import make_scene
 
 
@@ -72,9 +73,9 @@ def test_process_pair_with_sgbm_flips_a_cross_eyed_pair_and_orders_depth_like_th
     import cv2
     from skimage import data
 
-    from tasks.depth import SKY_VALUE
-    from tasks.process import process_pair
-    from tasks.sky import build_sky
+    from tasks.labels.depth import SKY_VALUE
+    from tasks.labels.process import process_pair
+    from tasks.labels.sky import build_sky
 
     left, right, disp = data.stereo_motorcycle()
     s = 320 / left.shape[1]
@@ -125,7 +126,7 @@ def test_fused_rule_per_pixel_on_hand_made_flows():
     """agree -> mean; SGBM valid, flow off and flow inconsistent -> SGBM; flow off but consistent -> out
     (``conflict='out'``) or SGBM (``'sgbm'``); SGBM invalid -> the flow where it is consistent and smooth
     (``fill_smooth_px``), else out."""
-    from tasks.correspondence import FusedBackend
+    from tasks.labels.correspondence import FusedBackend
 
     h, w = 40, 60
     img = np.zeros((h, w, 3), np.uint8)
@@ -169,7 +170,7 @@ def test_fused_rule_per_pixel_on_hand_made_flows():
 def test_fused_returns_the_flow_alone_on_unrectified_rows():
     """Rows not rectified (a vertical offset that varies across the image, as on scanned stereo
     cards): SGBM's 1-D search cannot work, the dense flow comes back unchanged."""
-    from tasks.correspondence import FusedBackend
+    from tasks.labels.correspondence import FusedBackend
 
     s = make_scene(96, 160, d_bg=3, d_fg=8, sky_rows=0)
     h, w = s.left.shape[:2]
@@ -191,7 +192,7 @@ def test_fused_falls_back_to_the_flow_where_sgbm_fails(monkeypatch):
     """SGBM valid on only a sliver of the pair (blur, noise, heavy JPEG defeat its uniqueness and
     speckle tests): the fused flows would keep far fewer consistent pixels than the dense flow alone,
     so the pair gets the dense flow, recorded as ``flow_fallback``; where SGBM works it is used."""
-    from tasks.correspondence import SgbmBackend
+    from tasks.labels.correspondence import SgbmBackend
 
     s = make_scene(96, 160, d_bg=3, d_fg=8, sky_rows=0)
     fused = build_backend("fused")
@@ -231,7 +232,7 @@ def test_fused_recovers_disparity_of_either_sign_and_catches_the_occlusion(dx):
 
 
 def test_fused_names_and_options():
-    from tasks.correspondence import DEFAULT_BACKEND, FusedBackend
+    from tasks.labels.correspondence import DEFAULT_BACKEND, FusedBackend
 
     assert DEFAULT_BACKEND == "fused" and "fused" in CORRESPONDENCE.names()
     assert not is_gpu_backend("fused") and not is_gpu_backend("fused:dis") and is_gpu_backend("fused:raft")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.crop import box_to_source, content_box, crop, intersect, matched_box
+from tasks.labels.crop import box_to_source, content_box, crop, intersect, matched_box
 from tests.tasks.stereo_scenes import texture
 
 

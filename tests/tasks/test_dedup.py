@@ -1,4 +1,4 @@
-"""tasks.dedup: hashes by hand, near-duplicate search, and duplicates across sources and runs."""
+"""tasks.ingest.dedup: hashes by hand, near-duplicate search, and duplicates across sources and runs."""
 from __future__ import annotations
 
 import io
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.catalog import State, item_id_for
-from tasks.dedup import find_near_duplicate, hamming, nearest, phash64, phash_hex, sha256_bytes, sha256_file
-from tasks.samples import _CROPS, crop_pair
+from tasks.catalog.catalog import State, item_id_for
+from tasks.ingest.dedup import find_near_duplicate, hamming, nearest, phash64, phash_hex, sha256_bytes, sha256_file
+from tasks.ingest.samples import _CROPS, crop_pair
 
 
 def test_sha256_and_hamming_by_hand(tmp_path):
@@ -58,7 +58,7 @@ def test_nearest_matches_brute_force():
 
 @pytest.fixture(scope="module")
 def sample_dir(tmp_path_factory):
-    from tasks.samples import build_samples
+    from tasks.ingest.samples import build_samples
 
     return build_samples(tmp_path_factory.getbasetemp() / "samples-128" / "samples", max_view_side=128)
 
@@ -69,8 +69,8 @@ def test_duplicates_across_sources_and_runs(catalog, tmp_path, sample_dir):
     the re-encoded file is a near-duplicate, because its byte-twin is not an original."""
     import shutil
 
-    from tasks.ingest import ingest
-    from tasks.samples import load_manifest
+    from tasks.ingest.run import ingest
+    from tasks.ingest.samples import load_manifest
 
     root = tmp_path / "data"
     shutil.copytree(sample_dir, root / "samples")
@@ -102,7 +102,7 @@ def test_duplicates_across_sources_and_runs(catalog, tmp_path, sample_dir):
 
 
 def test_ordered_index_only_looks_back_and_skips_removed():
-    from tasks.dedup import OrderedHashIndex
+    from tasks.ingest.dedup import OrderedHashIndex
 
     hashes = {"a": 0b1111, "b": 0b1110, "c": 0b0000_1111_0000, "d": 0b1100}
     index = OrderedHashIndex(hashes, {"a": 0, "b": 1, "c": 2, "d": 3})

@@ -5,10 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from tasks.correspondence import build_backend, consistency_mask
-from tasks.depth import (MAX_DEPTH_VALUE, SKY_VALUE, decide_view_order, disparity_to_depth, encode_depth,
+from tasks.labels.consistency import consistency_mask
+from tasks.labels.correspondence import build_backend
+from tasks.labels.depth import (MAX_DEPTH_VALUE, SKY_VALUE, decide_view_order, disparity_to_depth, encode_depth,
                          ordinal_labels)
-from tasks.rectify import Alignment, fit_alignment, rectified_disparity
+from tasks.labels.rectify import Alignment, fit_alignment, rectified_disparity
 
 
 def _similarity_flow(h, w, disparity, rotation_deg, scale, ty):
@@ -137,7 +138,7 @@ def test_far_margin_by_hand():
 def test_smooth_disparity_averages_within_surfaces_and_keeps_edges():
     """Two planes 10 px apart with 0.2 px noise: the noise drops within each plane, the edge stays sharp
     (no pixel takes a value between the planes), unreliable pixels neither change nor leak."""
-    from tasks.depth import smooth_disparity
+    from tasks.labels.depth import smooth_disparity
 
     rng = np.random.default_rng(0)
     truth = np.where(np.arange(120)[None, :] < 60, 10.0, 20.0).repeat(80, 0).astype(np.float32)

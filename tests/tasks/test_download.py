@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.download import backoff_delay, fetch_url, parse_retry_after, remove_stale_parts
+from tasks.ingest.download import backoff_delay, fetch_url, parse_retry_after, remove_stale_parts
 from tests.fakeflickr import FakeFlickr, Faults, make_photos, stereo_jpeg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,7 +158,7 @@ def test_existing_file_replaced_only_by_a_complete_one(serve, tmp_path):
 def test_kill_9_mid_download_leaves_no_partial_file_under_the_final_name(serve, tmp_path):
     fake = serve(Faults(image_permanent={IDS[10]: "trickle"}, slow_s=30))
     dest = tmp_path / "raw" / "l.jpg"
-    code = ("import sys; from pathlib import Path; from tasks.download import fetch_url; "
+    code = ("import sys; from pathlib import Path; from tasks.ingest.download import fetch_url; "
             "fetch_url(sys.argv[1], Path(sys.argv[2]), timeout=60, retries=0)")
     proc = subprocess.Popen([sys.executable, "-c", code, fake.image_url(IDS[10]), str(dest)], cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)})

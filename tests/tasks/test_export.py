@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tasks.catalog import Catalog
-from tasks.export import (
+from tasks.catalog.catalog import Catalog
+from tasks.publish.export import (
     HEAD_COLUMNS,
     STATE_FILE,
     TAIL_COLUMNS,
@@ -138,7 +138,7 @@ def test_crash_midway_leaves_a_consistent_export(setup, tmp_path, monkeypatch):
     before = read_manifest(out)
     decide(catalog, ids[4], "accepted")
     decide(catalog, ids[0], "rejected", reason="other")
-    import tasks.export as ex
+    import tasks.publish.export as ex
 
     real = ex._write_item
 

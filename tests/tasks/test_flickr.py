@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.catalog import Catalog, State, item_id_for
-from tasks.sources import flickr
+from tasks.catalog.catalog import Catalog, State, item_id_for
+from tasks.ingest.sources import flickr
 from tests.fakeflickr import FLICKR_LICENSES, NO_DERIVATIVES, FakeFlickr, Faults, make_photos
 
 REPO = Path(__file__).resolve().parents[2]
@@ -277,8 +277,8 @@ def test_new_uploads_crawled_after_a_finished_crawl(catalog, serve):
 
 _RUNNER = """
 import sys
-from tasks.catalog import Catalog
-from tasks.sources import flickr
+from tasks.catalog.catalog import Catalog
+from tasks.ingest.sources import flickr
 with Catalog(sys.argv[1]) as cat:
     flickr.discover(cat, rest_url=sys.argv[2], api_key="fake-key", api_secret="s", tags=sys.argv[3].split(","),
                     text="", tag_mode="any", licenses=None, per_page=25, max_results_per_query=4000,

@@ -1,4 +1,4 @@
-"""tasks.imageio: every kind of bad file gets its reason; every pixel format becomes RGB uint8."""
+"""tasks.ingest.imageio: every kind of bad file gets its reason; every pixel format becomes RGB uint8."""
 from __future__ import annotations
 
 import io
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.imageio import ImageError, decode_image, is_jps
-from tasks.samples import decompression_bomb_png
+from tasks.ingest.imageio import ImageError, decode_image, is_jps
+from tasks.ingest.samples import decompression_bomb_png
 
 
 def _rgb(h: int = 80, w: int = 120, seed: int = 0) -> np.ndarray:
@@ -44,7 +44,7 @@ def test_bad_inputs_have_reasons(tmp_path):
 
 
 def test_corrupt_png_is_not_silently_accepted():
-    from tasks.samples import _corrupt_png
+    from tasks.ingest.samples import _corrupt_png
 
     # PNG's getexif() loads pixels itself: the decode error must still surface as "corrupt"
     assert _reason(_corrupt_png(_rgb())) == "corrupt"
@@ -106,7 +106,7 @@ def test_mpo_keeps_every_frame_and_jps_marker():
     assert err(out.frames[0], a) < 12 and err(out.frames[1], b) < 12 and err(out.frames[1], a) > 40
     assert len(decode_image(data, all_frames=False).frames) == 1
 
-    from tasks.samples import _with_jps_segment
+    from tasks.ingest.samples import _with_jps_segment
 
     jpeg = _encode(Image.fromarray(a), "JPEG")
     assert not is_jps(jpeg) and is_jps(_with_jps_segment(jpeg))

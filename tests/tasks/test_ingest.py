@@ -1,4 +1,4 @@
-"""tasks.ingest end to end on the embedded samples, local folders and URL lists (SQLite + PostgreSQL)."""
+"""tasks.ingest.run end to end on the embedded samples, local folders and URL lists (SQLite + PostgreSQL)."""
 from __future__ import annotations
 
 import functools
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.catalog import State, item_id_for
-from tasks.ingest import ingest, parse_source
-from tasks.samples import build_samples, expected_status, load_manifest
+from tasks.catalog.catalog import State, item_id_for
+from tasks.ingest.run import ingest, parse_source
+from tasks.ingest.samples import build_samples, expected_status, load_manifest
 
 SIDE = 128  # sample views at most 128 px: fast, still real content
 
@@ -102,7 +102,7 @@ def test_local_folder_source(catalog, tmp_path, sample_dir):
 
 
 def test_vanished_file_is_recorded_and_the_run_goes_on(catalog, tmp_path, sample_dir):
-    from tasks.ingest import fetch_items, register_source
+    from tasks.ingest.run import fetch_items, register_source
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -227,10 +227,10 @@ def test_sigkill_mid_ingest_then_resume(catalog_url, root):
     import sys
     import time
 
-    from tasks.catalog import Catalog
+    from tasks.catalog.catalog import Catalog
 
     repo = Path(__file__).resolve().parents[2]
-    code = ("import sys; from tasks.catalog import Catalog; from tasks.ingest import ingest; "
+    code = ("import sys; from tasks.catalog.catalog import Catalog; from tasks.ingest.run import ingest; "
             f"ingest(Catalog(sys.argv[1]), 'samples', data_root=sys.argv[2], samples_max_view_side={SIDE})")
     with Catalog(catalog_url) as catalog:  # migrated here first: two processes must not both create the schema
         proc = subprocess.Popen([sys.executable, "-c", code, catalog_url, str(root)], cwd=repo,

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from tasks.catalog import PIPELINE_VERSION, State
-from tasks.correspondence import build_backend
-from tasks.depth import SKY_VALUE
-from tasks.process import process_batch, process_item, select_items
-from tasks.sky import build_sky
+from tasks.catalog.catalog import PIPELINE_VERSION, State
+from tasks.labels.correspondence import build_backend
+from tasks.labels.depth import SKY_VALUE
+from tasks.labels.process import process_batch, process_item, select_items
+from tasks.labels.sky import build_sky
 from tests.tasks.stereo_scenes import texture
 
 W = 256
@@ -152,7 +152,7 @@ def test_batch_records_failures_and_never_raises(catalog, data_root, motorcycle)
 
 
 def test_fit_exposure_recovers_gain_and_offset_despite_outliers():
-    from tasks.process import fit_exposure
+    from tasks.labels.process import fit_exposure
 
     rng = np.random.default_rng(0)
     ref = rng.uniform(20, 230, (80, 90, 3)).astype(np.float32)
@@ -172,7 +172,7 @@ def test_a_pair_at_different_exposures_keeps_its_labels(motorcycle, monkeypatch)
     """The right view darker and offset (two cameras, a faded stereo-card half): the photometric check
     compares after exposure compensation and the flow reruns on the compensated view, so the pair keeps
     about the coverage of the same pair at one exposure; without either, most pixels are lost."""
-    import tasks.process as proc
+    import tasks.labels.process as proc
 
     left, right, _ = motorcycle
     dim = np.clip(right.astype(np.float32) * 0.6 + 20, 0, 255).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""tasks/rectify.py pre-alignment from keypoint matches: the motorcycle's right view moved by known
+"""tasks/labels/rectify.py pre-alignment from keypoint matches: the motorcycle's right view moved by known
 similarities (rotated, scaled, offset, shifted by a wide baseline) is brought back onto the left
 view's rows; the left view is never warped, so crop boxes still map straight back to source pixels."""
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks import crop as crop_mod
-from tasks.correspondence import build_backend
-from tasks.process import process_pair
-from tasks.rectify import PreAlignment, apply_prealignment, fit_prealignment
-from tasks.sky import build_sky
+from tasks.labels import crop as crop_mod
+from tasks.labels.correspondence import build_backend
+from tasks.labels.process import process_pair
+from tasks.labels.rectify import PreAlignment, apply_prealignment, fit_prealignment
+from tasks.labels.sky import build_sky
 from tests.tasks.stereo_scenes import homography_warp, motorcycle, similarity_warp, texture
 
 # (rotation deg, scale, tx, ty) of the right view: a scanned stereo card's half with a wide baseline,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.catalog import PIPELINE_VERSION, Catalog
-from tasks.release import (ReleaseError, create_release, diff_releases, find_audit, list_releases, load_datasheet,
+from tasks.catalog.catalog import PIPELINE_VERSION, Catalog
+from tasks.publish.release import (ReleaseError, create_release, diff_releases, find_audit, list_releases, load_datasheet,
                            sha256_file, verify_release)
 from tests.review_ui.maps import make_processed
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.catalog import item_id_for
-from tasks.revalidate import (WithdrawError, due_for_check, flickr_photo_id, resolve_refs, revalidate_flickr,
+from tasks.catalog.catalog import item_id_for
+from tasks.publish.revalidate import (WithdrawError, due_for_check, flickr_photo_id, resolve_refs, revalidate_flickr,
                               withdraw_items)
-from tasks.sources import flickr
-from tasks.sources.flickr import FlickrCrawlError
+from tasks.ingest.sources import flickr
+from tasks.ingest.sources.flickr import FlickrCrawlError
 from tests.fakeflickr import FLICKR_LICENSES, NO_DERIVATIVES, FakeFlickr, Faults, make_photos
 from tests.tasks.test_flickr import KEY, FakeClock, crawl
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import tasks.review_store as rs
-from tasks.catalog import State
-from tasks.review_store import ReviewConflict, ReviewError, ReviewStore
+import tasks.review.store as rs
+from tasks.catalog.catalog import State
+from tasks.review.store import ReviewConflict, ReviewError, ReviewStore
 from tests.review_ui.maps import make_processed
 
 

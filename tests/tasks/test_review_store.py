@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tasks.catalog import State
-from tasks.review_store import (
+from tasks.catalog.catalog import State
+from tasks.review.store import (
     QueueFilter,
     ReviewConflict,
     ReviewError,
@@ -211,7 +211,7 @@ def test_progress_counters(catalog, tmp_path, clock):
 
 
 def test_migration_0002_downgrades_and_upgrades(catalog_url):
-    from tasks.catalog import make_engine, migrate
+    from tasks.catalog.catalog import make_engine, migrate
 
     engine = make_engine(catalog_url)
     migrate(engine)
@@ -220,10 +220,10 @@ def test_migration_0002_downgrades_and_upgrades(catalog_url):
     from alembic import command
     from alembic.config import Config
 
-    import tasks.catalog
+    import tasks.catalog.catalog
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(tasks.catalog.__file__).with_name("migrations")))
+    cfg.set_main_option("script_location", str(Path(tasks.catalog.catalog.__file__).with_name("migrations")))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0001")

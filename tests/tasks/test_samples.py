@@ -1,11 +1,11 @@
-"""tasks.samples: the embedded sample set is complete, deterministic, offline, and its GT is aligned."""
+"""tasks.ingest.samples: the embedded sample set is complete, deterministic, offline, and its GT is aligned."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tasks.dedup import hamming, phash64
-from tasks.samples import _CROPS, build_samples, crop_pair, expected_status, load_manifest
+from tasks.ingest.dedup import hamming, phash64
+from tasks.ingest.samples import _CROPS, build_samples, crop_pair, expected_status, load_manifest
 
 
 @pytest.fixture(scope="module")

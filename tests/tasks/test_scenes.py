@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.scenes import SceneError, detect_layout, read_pfm, read_scene_folder, read_scenes
+from tasks.audit.scenes import SceneError, detect_layout, read_pfm, read_scene_folder, read_scenes
 from tests.tasks.gt_layouts import (motorcycle, write_all_layouts, write_eth3d, write_generic, write_kitti,
                                     write_legacy, write_middlebury2014, write_pfm, write_png)
 

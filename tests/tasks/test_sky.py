@@ -6,7 +6,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from tasks.sky import SKY, build_sky, detect_sky, refine_with_crf
+from tasks.labels.sky import SKY, build_sky, detect_sky, refine_with_crf
 from tests.tasks.stereo_scenes import make_scene
 
 

@@ -1,12 +1,12 @@
-"""tasks.stereo_formats on the embedded samples (real Middlebury views, ~128 px) and by hand."""
+"""tasks.ingest.stereo_formats on the embedded samples (real Middlebury views, ~128 px) and by hand."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tasks.imageio import decode_image, is_jps
-from tasks.samples import _CROPS, build_samples, crop_pair, load_manifest
-from tasks.stereo_formats import (anaglyph_score, detect_stereo_format, extract_views, looks_like_stereo, split_regions,
+from tasks.ingest.imageio import decode_image, is_jps
+from tasks.ingest.samples import _CROPS, build_samples, crop_pair, load_manifest
+from tasks.ingest.stereo_formats import (anaglyph_score, detect_stereo_format, extract_views, looks_like_stereo, split_regions,
                                   stereo_match_evidence, view_similarity)
 
 MIN_SIM = 0.36  # IngestConfig.stereo_min_similarity default
@@ -134,8 +134,9 @@ def test_split_regions_finds_off_centre_divider():
 def test_anaglyph_split_gives_usable_disparity(samples):
     """Split mode: red = left, cyan = right. DIS on those grey views must find the GT disparity on
     the pixels that pass the left-right consistency check about as well as on the true grey pair."""
-    from tasks.correspondence import DisBackend, bidirectional_flow, consistency_mask
-    from tasks.stereo_formats import anaglyph_views
+    from tasks.labels.consistency import consistency_mask
+    from tasks.labels.correspondence import DisBackend, bidirectional_flow
+    from tasks.ingest.stereo_formats import anaglyph_views
 
     image, _ = _layout(samples, "anaglyph.jpg")
     layout = detect_stereo_format(image.frames, min_similarity=MIN_SIM, split_anaglyph=True)

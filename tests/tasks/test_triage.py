@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.triage import TriageThresholds, quality_figures, score, triage
+from tasks.labels.triage import TriageThresholds, quality_figures, score, triage
 
 GOOD = dict(coverage=0.85, match_coverage=0.85, sky_fraction=0.1, misaligned_fraction=0.01,
             vertical_residual_median_px=0.2, disparity_range_px=30.0, flow_finite=True, raw_consistency=0.8,

@@ -1,4 +1,4 @@
-"""tasks/view_order.py: each cue on constructed scenes where it must win or abstain, their combination
+"""tasks/labels/view_order.py: each cue on constructed scenes where it must win or abstain, their combination
 with and without a format prior, and the decision end to end on real views (Middlebury motorcycle)."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from tasks.catalog import Catalog, State
-from tasks.correspondence import build_backend
-from tasks.process import process_item, process_pair
-from tasks.sky import build_sky
-from tasks.view_order import Cue, combine, ground_cue, keystone_cue, occlusion_cue
+from tasks.catalog.catalog import Catalog, State
+from tasks.labels.correspondence import build_backend
+from tasks.labels.process import process_item, process_pair
+from tasks.labels.sky import build_sky
+from tasks.labels.view_order import Cue, combine, ground_cue, keystone_cue, occlusion_cue
 from tests.tasks.stereo_scenes import keystone_warp, motorcycle
 
 
@@ -326,7 +326,7 @@ def test_mpo_stored_right_first_is_overturned_and_logged(sqlite_catalog, tmp_pat
     wrong = _add_mpo_item(sqlite_catalog, data_root, "mpo_right_first", right_k, left)
     good = _add_mpo_item(sqlite_catalog, data_root, "mpo_in_order", left, right_k)
     opts = dict(backend=backends[0], sky_backend=backends[1], crf=False)
-    with caplog.at_level(logging.WARNING, logger="tasks.process"):
+    with caplog.at_level(logging.WARNING, logger="tasks.labels.process"):
         process_item(sqlite_catalog, wrong, data_root, **opts)
     overturned = [r for r in caplog.records if "overturned the mpo view-order convention" in r.getMessage()]
     assert len(overturned) == 1 and overturned[0].levelno == logging.WARNING
@@ -345,7 +345,7 @@ def test_mpo_stored_right_first_is_overturned_and_logged(sqlite_catalog, tmp_pat
     assert np.abs(image.astype(int) - left[y0:y1, x0:x1]).mean() < 4  # the true left eye (JPEG only)
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="tasks.process"):
+    with caplog.at_level(logging.WARNING, logger="tasks.labels.process"):
         process_item(sqlite_catalog, good, data_root, **opts)
     assert not [r for r in caplog.records if "overturned" in r.getMessage()]
     item = sqlite_catalog.get(good)
