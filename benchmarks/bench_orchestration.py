@@ -60,7 +60,7 @@ def main() -> None:
     from flows.options import process_options
     from flows.process import process_flow
     from tasks.catalog.catalog import Catalog
-    from tasks.config import load_config
+    from flows.config import load_config
     from tasks.labels.process import process_batch
 
     _, _, options = process_options(load_config(environ={}))

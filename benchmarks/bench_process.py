@@ -78,7 +78,7 @@ def audit_spec(spec: str, scenes, work: Path, *, packings: list[str], n_pairs: i
                overrides: list[str], report_dir: Path | None, details: bool) -> dict:
     """One audit of ``scenes`` with the config of ``spec``; returns its summary (tasks.audit.audit.summarize)."""
     from tasks.audit.audit import audit
-    from tasks.config import load_config
+    from flows.config import load_config
 
     config = load_config(config_file, data_root=work / "unused-data-root", overrides=[*overrides, *spec_overrides(spec)])
     t = time.perf_counter()
@@ -143,7 +143,7 @@ def bench_audit(specs: list[str], scene_dirs: list[str], tmp: Path, *, packings:
 
 def speed_setup(spec: str, config_file: str | None, overrides: list[str]):
     """The backend and process_pair options a spec's config gives (same spec syntax as the audit)."""
-    from tasks.config import load_config
+    from flows.config import load_config
     from tasks.labels.process import _PAIR_OPTIONS
 
     cfg = load_config(config_file, data_root=Path(tempfile.gettempdir()), overrides=[*overrides, *spec_overrides(spec)])
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(args.threads)
     import torch
 
-    from tasks.config import ConfigError
+    from flows.config import ConfigError
     from tasks.audit.scenes import SceneError
 
     torch.set_num_threads(args.threads)

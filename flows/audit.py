@@ -32,7 +32,7 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
 
     from flows.options import run_dir_for
     from tasks.audit.audit import audit
-    from tasks.config import config_to_dict
+    from flows.config import config_to_dict
     from tasks.audit.scenes import read_scenes
 
     config = _load(config, config_file, data_root, overrides)

@@ -70,7 +70,7 @@ def _prefect_defaults() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.config import ConfigError, load_config, redact_secrets_in_logs
+    from flows.config import ConfigError, load_config, redact_secrets_in_logs
 
     _prefect_defaults()
 

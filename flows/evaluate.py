@@ -14,7 +14,7 @@ from prefect import flow
 
 from flows.options import checkpoint_or_newest, evaluate_options, export_dir_for, flow_config
 from flows.policy import redweb_task
-from tasks.config import Overrides
+from flows.config import Overrides
 
 
 def default_run_dir(data_root: str | Path, benchmark: str) -> Path:
@@ -67,7 +67,7 @@ def evaluate_flow(
     """
     from model.evaluate import evaluate_checkpoint, evaluate_predictions, write_json
     from model.report import write_report
-    from tasks.config import save_effective_config
+    from flows.config import save_effective_config
 
     config = flow_config(config_file, data_root, overrides)
     benchmark = benchmark or config.pipeline.benchmark

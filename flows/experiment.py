@@ -13,7 +13,7 @@ from prefect import flow
 
 from flows.options import export_dir_for, flow_config
 from flows.policy import redweb_task
-from tasks.config import Overrides
+from flows.config import Overrides
 
 
 @flow(name="experiment-setting", log_prints=True)

@@ -8,7 +8,7 @@ from prefect import flow
 
 from flows.options import export_dir_for, export_options, flow_config
 from flows.policy import redweb_task
-from tasks.config import Overrides
+from flows.config import Overrides
 from tasks.publish.export import export_dataset
 
 

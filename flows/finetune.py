@@ -16,12 +16,12 @@ from prefect import flow
 
 from flows.options import finetune_data, finetune_options, flow_config, run_dir_for
 from flows.policy import redweb_task
-from tasks.config import Overrides
+from flows.config import Overrides
 
 
 def _finetune(task: str, fn, inputs: dict[str, Any], config_file, data_root, overrides, run_dir,
               kwargs) -> dict[str, Any]:
-    from tasks.config import save_effective_config
+    from flows.config import save_effective_config
 
     config = flow_config(config_file, data_root, overrides)
     data = finetune_data(config, task)

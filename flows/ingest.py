@@ -17,7 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.batching import run_batches
 from flows.policy import redweb_task
 from flows.options import flickr_options, flow_config, ingest_options
-from tasks.config import Overrides
+from flows.config import Overrides
 
 
 def _run_batches(task, catalog_url: str, ids: list[str], batch_size: int, options: dict[str, Any],
@@ -40,7 +40,7 @@ def ingest_flow(config_file: str | None = None, data_root: str | None = None, ov
     Returns {"run_dir", "batch", "source", "items", "outcome": {state: n} over this source's items,
     "status": the whole catalog's status object}."""
     from tasks.catalog.catalog import Catalog
-    from tasks.config import save_effective_config
+    from flows.config import save_effective_config
     from tasks.ingest.run import decide_batch, fetch_batch, parse_source, register_from_url, split_batch
 
     config = flow_config(config_file, data_root, overrides)

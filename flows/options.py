@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tasks.config import Overrides, RedwebConfig, load_config, redact_secrets_in_logs
+from flows.config import Overrides, RedwebConfig, load_config, redact_secrets_in_logs
 
 
 def flow_config(config_file: str | None = None, data_root: str | None = None,

@@ -14,7 +14,7 @@ from prefect import flow
 
 from flows.artifacts import publish_catalog_counts, publish_quality_histogram, publish_report_link
 from flows.options import export_dir_for, flow_config, run_dir_for
-from tasks.config import Overrides
+from flows.config import Overrides
 
 STEP_KEYS = ("items", "outcome", "total", "written", "result", "wkdr", "whdr",
              "pending_review", "auto_accepted", "auto_rejected", "failed")
@@ -43,7 +43,7 @@ def redweb_pipeline(
     from flows.ingest import ingest_flow
     from flows.process import process_flow_for
     from flows.train import train_flow
-    from tasks.config import override_items, save_effective_config
+    from flows.config import override_items, save_effective_config
     from tasks.publish.pipeline_report import write_pipeline_report
 
     scale = {k: v for k, v in (("pipeline.dask_address", dask_address), ("pipeline.workers", workers))

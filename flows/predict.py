@@ -8,7 +8,7 @@ from prefect import flow
 
 from flows.options import checkpoint_or_newest, flow_config, predict_options, run_dir_for
 from flows.policy import redweb_task
-from tasks.config import Overrides
+from flows.config import Overrides
 
 
 def _predict(checkpoint: str, paths: list[str], out_dir: str, *, device: str, batch_size: int,

@@ -15,7 +15,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.batching import run_batches
 from flows.options import flow_config, process_options
 from flows.policy import redweb_task
-from tasks.config import Overrides
+from flows.config import Overrides
 
 
 # one batch per core: the per-pair work is CPU-bound (OpenCV and torch release the GIL);

@@ -34,7 +34,7 @@ def release_flow(config_file: str | None = None, data_root: str | None = None, o
     ``release.states`` = accepted) with its datasheet; returns a summary."""
     from datetime import datetime, timezone
 
-    from tasks.config import config_to_dict
+    from flows.config import config_to_dict
     from tasks.publish.release import redact_config
 
     config = flow_config(config_file, data_root, overrides)

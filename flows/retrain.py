@@ -18,7 +18,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.options import export_dir_for, flow_config, run_dir_for
-from tasks.config import Overrides
+from flows.config import Overrides
 
 
 def _last_retrain(models_dir: Path) -> datetime | None:
@@ -42,7 +42,7 @@ def retrain_flow(config_file: str | None = None, data_root: str | None = None,
     from flows.export import export_flow
     from flows.train import train_flow
     from model.promotion import current_model, decide_promotion, record_decision
-    from tasks.config import save_effective_config
+    from flows.config import save_effective_config
 
     same = dict(config_file=config_file, data_root=data_root, overrides=overrides)
     config = flow_config(**same)

@@ -13,7 +13,7 @@ from prefect import flow
 
 from flows.options import export_dir_for, flow_config, run_dir_for, train_options
 from flows.policy import redweb_task
-from tasks.config import Overrides
+from flows.config import Overrides
 
 
 @flow(name="train", log_prints=True)
@@ -23,7 +23,7 @@ def train_flow(config_file: str | None = None, data_root: str | None = None, ove
     """Train on ``data`` (default: the shared export ``<data_root>/exports/<pipeline.export_name>``) into
     ``run_dir`` (default ``<data_root>/runs/train-<time>``); returns the final checkpoint's path."""
     from model.train import train
-    from tasks.config import save_effective_config
+    from flows.config import save_effective_config
 
     config = flow_config(config_file, data_root, overrides)
     data = data or str(export_dir_for(config))

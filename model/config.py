@@ -1,20 +1,21 @@
 """Config sections owned by the model package (training, evaluation).
 
-Plain frozen pydantic models; the root config in ``tasks/config.py`` composes them. The model
+Plain frozen pydantic models; the root config in ``flows/config.py`` composes them. The model
 code itself takes keyword arguments, so these are only read at entry points.
 """
 from __future__ import annotations
 
 from typing import Any
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from core.settings import Section
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Section):
     """``redweb train`` settings: the keyword arguments of ``model.train.train`` (see its docstring)."""
 
-    # forbid: every field is passed to train(); a typo must fail here, not as a TypeError later.
-    model_config = ConfigDict(frozen=True, extra="forbid")
     arch: str = Field("resnet50_fusion", description="registry name, see model.registry.list_models()")
     arch_kwargs: dict[str, Any] = Field(default_factory=dict, description="more builder keywords, e.g. {channels: 64}")
     pretrained: bool = Field(True, description="ImageNet backbone from weights_path or $TORCH_HOME cache; never downloads")
@@ -50,10 +51,9 @@ class TrainConfig(BaseModel):
     n_train_images: int | None = Field(None, gt=0, description="train on the first N of a fixed permutation (Fig. 5)")
 
 
-class EvaluateConfig(BaseModel):
+class EvaluateConfig(Section):
     """``redweb evaluate`` / ``redweb predict`` settings (see model/evaluate.py for the protocol)."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
     sigma: float = Field(0.02, ge=0, description="ordinal equality threshold: g_i / g_j > 1 + sigma means i is farther")
     pairs_per_image: int = Field(3000, gt=0, description="WKDR point pairs sampled per dense ground-truth image")
     seed: int = Field(0, description="seed of the WKDR pair sampling (per image: [seed, image number])")
@@ -69,3 +69,43 @@ class EvaluateConfig(BaseModel):
     report_examples: int = Field(4, ge=0, description="images shown side by side in evaluation reports")
     chen_val_images: int = Field(100, ge=0, description="wkdr_chen2016: validation images tau is chosen on (0 = off)")
     chen_tau: float | None = Field(None, ge=0, description="wkdr_chen2016: a fixed tau instead of choosing one")
+
+
+class FinetuneConfig(Section):
+    """Fine-tuning (`redweb finetune`, the `finetune-depth` / `finetune-segment` deployments). Data paths
+    default to ``<data_root>/benchmarks/...``; a hyper-parameter left None takes the task's default
+    (``model.finetune_depth.finetune_depth`` / ``model.finetune_segment.finetune_segment``)."""
+
+    nyu: Path | None = Field(None, description="NYUv2 labeled .mat (default <data_root>/benchmarks/nyu_depth_v2_labeled.mat)")
+    split_file: Path | None = Field(None, description="depth: test indices (splits.mat or text); None: the official split")
+    voc: Path | None = Field(None, description="VOC 2012 folder (default <data_root>/benchmarks/VOCdevkit)")
+    sbd: Path | None = Field(
+        None, description="SBD benchmark_RELEASE (default <data_root>/benchmarks/benchmark_RELEASE when it exists)")
+    init: str = Field("imagenet", description="a redweb train checkpoint (path), imagenet or scratch")
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] | None = None
+    weights_path: Path | None = Field(None, description="ImageNet backbone state dict for init=imagenet")
+    iterations: int | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+    lr: float | None = Field(None, gt=0)
+    optimizer: str | None = Field(None, pattern="^(sgd|adam|adamw)$")
+    input_size: tuple[int, int] | None = Field(None, description="depth: training / inference size (H, W)")
+    augment_count: int | None = Field(None, gt=0, description="depth: offline-augmented training samples")
+    eval_crop: str | None = Field(None, pattern="^(eigen|none)$")
+    crop_size: int | None = Field(None, gt=0, description="segment: training crop")
+    eval_max_images: int | None = Field(None, gt=0)
+    device: str | None = None
+    num_workers: int | None = Field(None, ge=0)
+    seed: int | None = None
+    log_every: int | None = Field(None, gt=0)
+    checkpoint_every: int | None = Field(None, gt=0, description="steps between checkpoints/last.pt")
+
+
+class ExperimentRunConfig(Section):
+    """The `experiment` deployment: which experiment file runs on which data (`redweb experiment run`)."""
+
+    file: Path = Field(Path("configs/experiments/table2.yaml"),
+                       description="experiment file; relative paths are taken from the working directory ($REDWEB_HOME)")
+    data: Path | None = Field(None, description="training data (default: the file's data:, else the shared export)")
+    toy: bool = Field(False, description="apply the file's toy: section (CPU, seconds)")
+    device: str | None = Field(None, description="overrides the file's base.device")

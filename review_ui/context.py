@@ -229,7 +229,7 @@ def page_number(raw: str | None) -> int:
 
 
 def process_defaults(options: Mapping | None) -> dict:
-    from tasks.config import ProcessConfig
+    from tasks.labels.settings import ProcessConfig
 
     base = ProcessConfig().model_dump()
     base.update(dict(options or {}))

@@ -11,7 +11,7 @@ def flow_inputs(args: argparse.Namespace, **options: Any) -> dict[str, Any]:
     ``options``: this command's own flags as ``{"section.field": value}``; those that are None (not
     given) are left out, the others win over the user's ``--set``.
     """
-    from tasks.config import override_items
+    from flows.config import override_items
 
     overrides = dict(override_items(getattr(args, "overrides", None) or []))
     overrides.update({k: v for k, v in options.items() if v is not None})

@@ -7,7 +7,7 @@ import pytest
 
 from flows.cli import main
 from tasks.catalog.catalog import Catalog
-from tasks.config import ConfigError, load_config
+from flows.config import ConfigError, load_config
 from tasks.review.store import ReviewStore
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tasks.config import ConfigError, load_config, save_effective_config
+from flows.config import ConfigError, load_config, save_effective_config
 
 
 def test_precedence_file_env_cli(tmp_path):
@@ -71,7 +71,7 @@ def test_log_handlers_redact_secret_values():
     import io
     import logging
 
-    from tasks.config import redact_secrets_in_logs
+    from flows.config import redact_secrets_in_logs
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

@@ -174,7 +174,7 @@ def test_datasheet_reads_what_redweb_audit_writes(tmp_path, capsys):
     """`redweb audit` (the real command) on one GT scene, then releases with the same and with
     another process config: the first carries the audit figures, the second says no audit run."""
     from flows.cli import main
-    from tasks.config import load_config
+    from flows.config import load_config
 
     root = tmp_path / "data"
     _generic_scene(tmp_path / "scenes" / "moto")

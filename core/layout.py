@@ -1,0 +1,84 @@
+"""The data root's layout: every path under it, and the one timestamp format of run folders.
+
+DESIGN.md "Where things live": ``catalog.db``, ``raw/``, ``pairs/``, ``maps/``, ``exports/``, ``runs/``,
+``samples/``, ``benchmarks/``, ``models/``, ``cache/``. The catalog stores paths relative to the root;
+code builds absolute ones here and nowhere else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+#: run folders are named ``<kind>-<stamp>``: UTC, sortable, microseconds so two runs never collide.
+RUN_STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
+
+
+def run_stamp(now: datetime | None = None) -> str:
+    """The timestamp of a run folder's name (UTC, ``20261204T170102123456Z``)."""
+    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(RUN_STAMP_FORMAT)
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """Paths under one data root. ``DataRoot(path).maps_rel(id)`` is what the catalog stores."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def catalog_db(self) -> Path:
+        return self.root / "catalog.db"
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def exports(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def benchmarks(self) -> Path:
+        return self.root / "benchmarks"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def pairs(self, item_id: str) -> Path:
+        """``pairs/<id>/``: the two views as split (left.png, right.png)."""
+        return self.root / self.pairs_rel(item_id)
+
+    @staticmethod
+    def pairs_rel(item_id: str) -> Path:
+        return Path("pairs") / item_id
+
+    def maps(self, item_id: str) -> Path:
+        """``maps/<id>/``: image.jpg, depth.png, mask.png, sky.png, preview.jpg of one processed item."""
+        return self.root / self.maps_rel(item_id)
+
+    @staticmethod
+    def maps_rel(item_id: str) -> Path:
+        return Path("maps") / item_id
+
+    def export(self, name: str) -> Path:
+        return self.exports / name
+
+    def run_dir(self, kind: str, stamp: str | None = None) -> Path:
+        """``runs/<kind>-<stamp>/`` (not created): one folder per run, named by :func:`run_stamp`."""
+        return self.runs / f"{kind}-{stamp or run_stamp()}"

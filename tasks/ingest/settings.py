@@ -1,0 +1,66 @@
+"""The ingest stage's settings (``ingest`` and ``flickr`` sections): one home for every default.
+
+The Flickr crawl's defaults are the keyword defaults of ``tasks.ingest.sources.flickr.discover`` (its
+signature is their one home); this section reads them.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import Field, SecretStr
+
+from core.settings import Section, keyword_defaults
+from tasks.ingest.sources.flickr import discover as flickr_discover
+
+FLICKR_REST_URL_DEFAULT = "https://api.flickr.com/services/rest/"
+_FLICKR = keyword_defaults(flickr_discover)
+
+
+class IngestConfig(Section):
+    """Ingestion: sources, limits on what counts as a usable image, deduplication."""
+
+    max_pixels: int = Field(80_000_000, gt=0, description="decompression-bomb cap on width*height")
+    min_side: int = Field(64, gt=0, description="smaller images are rejected as too_small (per view)")
+    max_file_bytes: int = Field(200 * 2**20, gt=0)
+    download_timeout_s: float = Field(30.0, gt=0)
+    download_retries: int = Field(4, ge=0)
+    near_duplicate_max_distance: int = Field(
+        6, ge=0, le=64, description="Hamming distance of 64-bit perceptual hashes below which two images are near-duplicates"
+    )
+    stereo_min_similarity: float = Field(
+        0.36, ge=-1, le=1,
+        description="view_similarity two regions need to count as two views (stereo samples >= 0.41, mono halves <= 0.31)",
+    )
+    samples_max_view_side: int | None = Field(
+        None, gt=0, description="build the embedded samples with views at most this many px (None: 741x500 source)"
+    )
+    batch_size: int = Field(16, ge=1, description="items per Prefect task in the ingest flow")
+    anaglyph_min_score: float = Field(0.45, ge=-2, le=2, description="anaglyph_score above which a mono-looking image is an anaglyph")
+    anaglyphs: str = Field("reject", pattern="^(reject|split)$",
+                           description="reject (reason anaglyph) or split into two grey views: red = left, (green+blue)/2 = right")
+    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".mpo", ".jps", ".pns", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+
+
+class FlickrConfig(Section):
+    """Flickr crawl. Credentials and endpoint come from the environment (see README)."""
+
+    rest_url: str = FLICKR_REST_URL_DEFAULT
+    api_key: SecretStr = SecretStr("")
+    api_secret: SecretStr = SecretStr("")
+    tags: tuple[str, ...] = ("stereoscopic", "stereo", "3d", "sidebyside", "parallel", "crossview", "mpo")
+    text: str = _FLICKR["text"]
+    tag_mode: str = Field(_FLICKR["tag_mode"], pattern="^(any|all)$")
+    # None = every license whose name says derivatives are allowed, read from flickr.photos.licenses.getInfo
+    licenses: tuple[str, ...] | None = _FLICKR["licenses"]
+    per_page: int = Field(_FLICKR["per_page"], ge=1, le=500)
+    max_results_per_query: int = Field(_FLICKR["max_results_per_query"], ge=1, description="Flickr returns at most this many results per query")
+    max_calls_per_hour: int = Field(_FLICKR["max_calls_per_hour"], ge=1, description="never more API calls than this in any hour (token "
+                                    "bucket kept in the catalog, so restarts keep counting; one crawler per key)")
+    max_retries: int = Field(_FLICKR["max_retries"], ge=0, description="retries of an API call on 429/5xx/timeouts/'service unavailable'")
+    backoff_base_s: float = Field(_FLICKR["backoff_base_s"], ge=0, description="first retry waits about this long, doubling each time")
+    backoff_max_s: float = Field(_FLICKR["backoff_max_s"], ge=0, description="cap on one backoff wait (also on a honoured Retry-After)")
+    timeout_s: float = Field(_FLICKR["timeout_s"], gt=0)
+    # unix seconds or a date/datetime (UTC; YAML and --set parse 2020-01-01 as a date); None = now,
+    # fixed in the catalog when a crawl starts
+    min_upload_date: int | datetime | date | str = _FLICKR["min_upload_date"]
+    max_upload_date: int | datetime | date | str | None = _FLICKR["max_upload_date"]
