@@ -57,13 +57,12 @@ def main() -> None:
 
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.options import process_options
     from flows.process import process_flow
     from tasks.catalog.catalog import Catalog
     from flows.config import load_config
     from tasks.labels.process import process_batch
 
-    _, _, options = process_options(load_config(environ={}))
+    settings = load_config(environ={}).process
     base = Path(tempfile.mkdtemp(prefix="bench-orch-"))
     try:
         roots = {arm: base / arm for arm in ("direct", "flow")}
@@ -78,7 +77,7 @@ def main() -> None:
             ids = c.ids("split")
         t0 = time.perf_counter()
         for i in range(0, len(ids), args.batch_size):
-            process_batch(urls["direct"], ids[i:i + args.batch_size], str(roots["direct"]), **options)
+            process_batch(urls["direct"], ids[i:i + args.batch_size], str(roots["direct"]), settings=settings)
         direct = time.perf_counter() - t0
 
         with prefect_test_harness(server_startup_timeout=180):

@@ -83,7 +83,7 @@ def audit_spec(spec: str, scenes, work: Path, *, packings: list[str], n_pairs: i
     config = load_config(config_file, data_root=work / "unused-data-root", overrides=[*overrides, *spec_overrides(spec)])
     t = time.perf_counter()
     rows, images = audit.run_audit(scenes, work / re.sub(r"[^\w.=-]+", "_", spec), packings=packings,
-                                   process_options=audit.process_options_from_config(config.process),
+                                   process=config.process,
                                    ingest_options=audit.ingest_options_from_config(config.ingest),
                                    n_pairs=n_pairs, keep_images=report_dir is not None)
     wall = time.perf_counter() - t
@@ -142,25 +142,23 @@ def bench_audit(specs: list[str], scene_dirs: list[str], tmp: Path, *, packings:
 
 
 def speed_setup(spec: str, config_file: str | None, overrides: list[str]):
-    """The backend and process_pair options a spec's config gives (same spec syntax as the audit)."""
+    """The backend and the ``process`` settings a spec's config gives (same spec syntax as the audit)."""
     from flows.config import load_config
-    from tasks.labels.process import _PAIR_OPTIONS
 
     cfg = load_config(config_file, data_root=Path(tempfile.gettempdir()), overrides=[*overrides, *spec_overrides(spec)])
     p = cfg.process
     kw = {"device": "cpu"} if is_gpu_backend(p.correspondence) else {}
-    options = {k: getattr(p, k) for k in _PAIR_OPTIONS}
-    return build_backend(p.correspondence, checkpoint=p.correspondence_checkpoint, **kw), options
+    return build_backend(p.correspondence, checkpoint=p.correspondence_checkpoint, **kw), p
 
 
-def run_pair(left_path: Path, right_path: Path, backend, sky_backend, out_root: Path, item: str, **options):
+def run_pair(left_path: Path, right_path: Path, backend, sky_backend, out_root: Path, item: str, settings):
     """What process_item does for one pair, minus the catalog: read, every stage, write. Timed."""
     t0 = time.perf_counter()
     left, right = read_rgb(left_path), read_rgb(right_path)
     t_read = time.perf_counter() - t0
-    result = process_pair(left, right, backend, sky_backend, **options)
+    result = process_pair(left, right, backend, sky_backend, settings=settings)
     t = time.perf_counter()
-    write_maps(out_root, item, result)
+    write_maps(out_root, item, result, jpeg_quality=settings.jpeg_quality)
     result.timings["read"] = t_read
     result.timings["write"] = time.perf_counter() - t
     result.timings["total"] = time.perf_counter() - t0
@@ -182,13 +180,13 @@ def bench_speed(tmp: Path, megapixels: float = 1.0, repeats: int = 3, spec: str 
     times, cpus = [], []
     for k in range(repeats + 1):
         c0 = time.process_time()
-        r = run_pair(d / "left.png", d / "right.png", backend, sky_backend, tmp / "speed_out", f"s{k}", **options)
+        r = run_pair(d / "left.png", d / "right.png", backend, sky_backend, tmp / "speed_out", f"s{k}", options)
         if k:
             times.append(r.timings)
             cpus.append(time.process_time() - c0)
     best = min(times, key=lambda t: t["total"])
     stages = " ".join(f"{k}={v:.2f}" for k, v in best.items() if k != "total")
-    print(f"\n## Speed: {spec} + heuristic sky{' + CRF' if options['crf'] else ''}, {size[0]}x{size[1]} per view ({size[0] * size[1] / 1e6:.2f} MP), "
+    print(f"\n## Speed: {spec} + heuristic sky{' + CRF' if options.crf else ''}, {size[0]}x{size[1]} per view ({size[0] * size[1] / 1e6:.2f} MP), "
           f"cv2 threads {cv2.getNumThreads()}, {os.cpu_count()} cores")
     print(f"best of {repeats}: {best['total']:.2f} s per pair (median {np.median([t['total'] for t in times]):.2f});"
           f" {stages}; CPU time {np.median(cpus):.2f} s (all threads; the machine is shared, wall times vary)")
@@ -202,6 +200,7 @@ from pathlib import Path
 from tasks.catalog.catalog import Catalog
 from tasks.ingest.run import ingest
 from tasks.labels.process import process_batch
+from tasks.labels.settings import ProcessConfig
 cv2.setNumThreads(2)
 path, root, spec = sys.argv[1:4]
 url = f"sqlite:///{root}/catalog.db"
@@ -211,7 +210,7 @@ with Catalog(url) as catalog:
     ids = [it.id for it in catalog.items(catalog.ids()) if it.state == "split"]
 t_ingest = time.perf_counter() - t
 t = time.perf_counter()
-states = process_batch(url, ids, root, correspondence=spec)
+states = process_batch(url, ids, root, settings=ProcessConfig(correspondence=spec))
 def peak_mib():
     # VmHWM starts afresh at exec; ru_maxrss keeps the forked parent's high-water mark (on Linux), so
     # a big benchmark process made the child's figure look ~450 MiB larger than it was

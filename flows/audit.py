@@ -49,7 +49,7 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
         if found:
             rows, images = audit.run_audit(
                 found, Path(tmp) / "work", packings=[p for p in packings.split(",") if p],
-                process_options=audit.process_options_from_config(config.process),
+                process=config.process,
                 ingest_options=audit.ingest_options_from_config(config.ingest), n_pairs=pairs,
                 keep_images=report, progress=say)
         photo_rows = []
@@ -58,7 +58,7 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
             if say:
                 say(f"{len(files)} web photos without GT")
             photo_rows = audit.audit_photos(files, Path(tmp) / "photos",
-                                            process_options=audit.process_options_from_config(config.process),
+                                            process=config.process,
                                             ingest_options=audit.ingest_options_from_config(config.ingest))
     summary = audit.summarize(rows)
     cfg = config_to_dict(config)

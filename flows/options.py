@@ -69,12 +69,6 @@ def ingest_options(config: RedwebConfig) -> dict[str, dict[str, Any]]:
     }
 
 
-def process_options(config: RedwebConfig) -> tuple[str, int, dict[str, Any]]:
-    """(correspondence backend, batch size, the other ProcessConfig fields as ``process_batch`` kwargs)."""
-    options = config.process.model_dump()
-    return options.pop("correspondence"), options.pop("batch_size"), options
-
-
 def export_options(config: RedwebConfig) -> dict[str, Any]:
     """Keyword arguments of ``tasks.publish.export.export_dataset`` (states included) from ``config.export``."""
     e = config.export

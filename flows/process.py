@@ -3,7 +3,7 @@
 The work is ``tasks.labels.process.process_batch`` (plain code); this flow picks the ids, cuts them into
 batches and runs each batch as a task with the project policy: network backends get the ``gpu``
 kind (one job per GPU through the tag's concurrency limit), DIS the ``cpu`` kind. Backends and
-thresholds come from the ``process`` config section (``flows.options.process_options``).
+thresholds come from the ``process`` config section, passed whole as ``settings``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.batching import run_batches
-from flows.options import flow_config, process_options
+from flows.options import flow_config
 from flows.policy import redweb_task
 from flows.config import Overrides
 
@@ -31,17 +31,17 @@ def process_flow(config_file: str | None = None, data_root: str | None = None, o
 
     config = flow_config(config_file, data_root, overrides)
     url, root = config.catalog_url, str(config.data_root)
-    correspondence, batch_size, options = process_options(config)
+    settings = config.process
     with Catalog(url) as catalog:
         todo = select_items(catalog, reprocess=reprocess, limit=limit, ids=ids)
-    kind = "gpu" if is_gpu_backend(correspondence) else "cpu"
+    kind = "gpu" if is_gpu_backend(settings.correspondence) else "cpu"
     run_batch = redweb_task(process_batch, kind=kind, name=f"process-batch-{kind}")
 
     def submit(batch: list[str]):
-        return run_batch.submit(url, batch, root, correspondence=correspondence, reprocess=reprocess, **options)
+        return run_batch.submit(url, batch, root, settings=settings, reprocess=reprocess)
 
     counts: dict[str, int] = {}
-    for states in run_batches(submit, todo, batch_size, desc="process" if progress else None, unit="pair"):
+    for states in run_batches(submit, todo, settings.batch_size, desc="process" if progress else None, unit="pair"):
         for state in states.values():
             counts[state] = counts.get(state, 0) + 1
     print(f"processed {len(todo)} pairs: {counts}")

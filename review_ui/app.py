@@ -19,7 +19,7 @@ import html
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
@@ -29,10 +29,11 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from review_ui.context import NotSignedIn, ReviewContext, clip, describe_errors, process_defaults
+from review_ui.context import NotSignedIn, ReviewContext, clip, describe_errors
 from review_ui.images import ImageCache, legend_pngs
 from review_ui.security import SessionSigner, load_secret_key, same_origin
 from review_ui.throttle import LoginThrottle
+from tasks.labels.settings import ProcessConfig
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -61,7 +62,7 @@ def create_app(
     cookie_secure: bool = False,
     page_size: int = 60,
     thumbnail_px: int = 160,
-    process_options: Mapping | None = None,
+    process: ProcessConfig | None = None,
     login_free_attempts: int = 5,
     login_lockout_s: float = 1.0,
     login_lockout_max_s: float = 900.0,
@@ -70,7 +71,7 @@ def create_app(
 
     ``secret_key`` (bytes) signs cookies; default: read/create ``secret_key_file`` (default
     ``<data_root>/review_secret.key``) so sessions survive restarts and are shared by workers.
-    ``process_options``: the ``process`` config section (thresholds shown on the item page; the
+    ``process``: the ``process`` config section (thresholds shown on the item page; the settings and
     backends a reviewer's view-order flip re-derives the maps with); default: ProcessConfig().
     Sign-in: after ``login_free_attempts`` failures per account or per address, locked for
     ``login_lockout_s`` doubling per further failure, at most ``login_lockout_max_s``.
@@ -94,7 +95,7 @@ def create_app(
         throttle=LoginThrottle(free=login_free_attempts, base_s=login_lockout_s, max_s=login_lockout_max_s),
         data_root=data_root,
         reasons=[(code, REASONS.get(code, _label(code)).removeprefix("reviewer: ")) for code in reject_reasons],
-        process_options=process_defaults(process_options), session_max_age_s=session_max_age_s,
+        process=process or ProcessConfig(), session_max_age_s=session_max_age_s,
         cookie_secure=cookie_secure, page_size=page_size, double_review_share=double_review_share,
         heartbeat_s=min(max(lease_timeout_s / 3, 1.0), 10.0))
     ctx.legend = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in legend_pngs().items()}

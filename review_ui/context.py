@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Callable, Mapping, TypeVar
+from typing import Annotated, Any, Callable, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Depends, HTTPException, Request
@@ -29,6 +29,7 @@ from review_ui.images import ImageCache
 from review_ui.security import SESSION_COOKIE, SessionData, SessionSigner, password_fingerprint
 from review_ui.throttle import LoginThrottle
 from tasks.catalog.catalog import Catalog
+from tasks.labels.settings import ProcessConfig
 from tasks.review.store import QueueFilter, ReviewStore
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class ReviewContext:
     throttle: LoginThrottle
     data_root: Path
     reasons: list[tuple[str, str]]  # (code, description) in key order 1..9
-    process_options: dict  # ProcessConfig fields: thresholds for the quality panel, backends for a flip
+    process: ProcessConfig  # thresholds for the quality panel; settings and backends for a flip
     session_max_age_s: int
     cookie_secure: bool
     page_size: int
@@ -104,24 +105,14 @@ class ReviewContext:
     # ---- view-order flip ------------------------------------------------------------------------
     def rederive(self, item_id: str) -> str:
         """Run the process stage on ``item_id`` keeping its views as stored (after a reviewer's flip)."""
-        from tasks.labels.correspondence import DEFAULT_BACKEND
-        from tasks.labels.process import _PAIR_OPTIONS, _THRESHOLDS, build_backends, process_item
-        from tasks.labels.triage import TriageThresholds
+        from tasks.labels.process import build_backends, process_item
 
-        o = self.process_options
         with self._backends_lock:  # built once, on the first flip (network backends are slow to load)
             if self._backends is None:
-                self._backends = build_backends(
-                    correspondence=o.get("correspondence", DEFAULT_BACKEND),
-                    correspondence_checkpoint=o.get("correspondence_checkpoint"), sky=o.get("sky", "heuristic"),
-                    sky_checkpoint=o.get("sky_checkpoint"), mmseg_config=o.get("mmseg_config"),
-                    device=o.get("device", "auto"))
+                self._backends = build_backends(self.process)
             backend, sky_backend = self._backends
-        thresholds = TriageThresholds(**{k: o[k] for k in _THRESHOLDS if k in o})
         return process_item(self.catalog, item_id, self.data_root, backend=backend, sky_backend=sky_backend,
-                            max_side=o.get("max_side", 1024), reprocess=True, thresholds=thresholds,
-                            jpeg_quality=o.get("jpeg_quality", 95), order="given",
-                            **{k: o[k] for k in _PAIR_OPTIONS if k in o})
+                            settings=self.process, reprocess=True, order="given")
 
 
 # ---- dependencies ---------------------------------------------------------------------------------
@@ -228,9 +219,3 @@ def page_number(raw: str | None) -> int:
     return int(raw)
 
 
-def process_defaults(options: Mapping | None) -> dict:
-    from tasks.labels.settings import ProcessConfig
-
-    base = ProcessConfig().model_dump()
-    base.update(dict(options or {}))
-    return base

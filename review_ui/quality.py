@@ -1,26 +1,36 @@
-"""The item page's quality panel and view-order flag: human names, the configured thresholds, good/bad marks.
+"""The item page's quality panel and view-order flag: human names, the live thresholds, good/bad marks.
 
-Figures are those ``tasks.labels.triage.quality_figures`` writes into ``item.quality``; thresholds are the
-``process`` config section's (the same numbers triage used), so "bad" here means "triage would
-reject on this figure". Unknown keys are shown as they are, after the known ones.
+Figures are those ``tasks.labels.triage.quality_figures`` writes into ``item.quality``; thresholds are read
+from the same :class:`ProcessConfig` the process stage decides with (triage's, and the view-order decision
+threshold ``view_order_min_margin``), so "bad" here means "the stage would reject (or not decide) on this
+figure". Unknown keys are shown as they are, after the known ones.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
-# key -> (human name, format, rule) ; rule(value, options) -> (ok | None, threshold text)
-Rule = Callable[[Any, Mapping], tuple[bool | None, str]]
+from tasks.labels.settings import ProcessConfig
+from tasks.labels.triage import MISALIGNED_WITH_KEYPOINTS
+
+# key -> (human name, format, rule) ; rule(value, settings) -> (ok | None, threshold text)
+Rule = Callable[[Any, ProcessConfig], tuple[bool | None, str]]
 
 
 def _at_least(opt: str, fmt: str = "{:.0%}") -> Rule:
-    return lambda v, o: (None, "") if o.get(opt) is None else (v >= o[opt], "≥ " + fmt.format(o[opt]))
+    def rule(v: Any, s: ProcessConfig) -> tuple[bool | None, str]:
+        limit = getattr(s, opt)
+        return (None, "") if limit is None else (v >= limit, "≥ " + fmt.format(limit))
+    return rule
 
 
 def _at_most(opt: str, fmt: str = "{:.0%}") -> Rule:
-    return lambda v, o: (None, "") if o.get(opt) is None else (v <= o[opt], "≤ " + fmt.format(o[opt]))
+    def rule(v: Any, s: ProcessConfig) -> tuple[bool | None, str]:
+        limit = getattr(s, opt)
+        return (None, "") if limit is None else (v <= limit, "≤ " + fmt.format(limit))
+    return rule
 
 
-def _none(v: Any, o: Mapping) -> tuple[bool | None, str]:
+def _none(v: Any, s: ProcessConfig) -> tuple[bool | None, str]:
     return None, ""
 
 
@@ -38,8 +48,7 @@ FIGURES: dict[str, tuple[str, str, Rule]] = {
     "disparity_range_px": ("disparity range near–far", "{:.1f} px", _at_least("min_disparity_range_px", "{:.1f} px")),
     "crop_fraction": ("kept after cropping", "{:.0%}", _at_least("min_crop_fraction")),
     "view_order_margin": ("view-order vote margin", "{:+.2f}",
-                          lambda v, o: (abs(v) >= o.get("view_order_min_margin", 0.25),
-                                        f"|margin| ≥ {o.get('view_order_min_margin', 0.25):.2f}")),
+                          lambda v, s: (abs(v) >= s.view_order_min_margin, f"|margin| ≥ {s.view_order_min_margin:.2f}")),
     "view_order": ("view order (from the data)", "{}", lambda v, o: (v != "undecided", "decided")),
     "known_order": ("view order fixed by the file format", "{}", _none),
     "view_order_uncertain": ("view order uncertain", "{}", lambda v, o: (not v, "must be no")),
@@ -58,19 +67,19 @@ def _fmt(fmt: str, v: Any) -> str:
         return str(v)
 
 
-def quality_rows(item, options: Mapping) -> list[dict]:
+def quality_rows(item, settings: ProcessConfig) -> list[dict]:
     """Rows for the panel: {key, name, value, threshold, ok (True good / False bad / None no rule)}."""
     q = dict(item.quality or {})
     rows = []
     if item.score is not None:
-        auto = options.get("auto_accept_score")
+        auto = settings.auto_accept_score
         rows.append(dict(key="score", name="score (0 = at a reject threshold, 1 = comfortable)",
                          value=f"{item.score:.3f}", threshold=f"auto-accept ≥ {auto:.2f}" if auto is not None else "",
                          ok=None if auto is None else item.score >= auto))
     q.pop("score", None)  # the same number as item.score: shown once
     if q.get("keypoint_residual_px") is not None:
         # triage (tasks/labels/triage.py): with keypoint evidence only a majority of dense pixels off their row rejects
-        options = {**options, "max_misaligned_fraction": 0.5}
+        settings = settings.model_copy(update={"max_misaligned_fraction": MISALIGNED_WITH_KEYPOINTS})
     elif "keypoint_residual_px" in q:
         q.pop("keypoint_residual_px")  # too few keypoint matches to say anything
     for key, (name, fmt, rule) in FIGURES.items():
@@ -78,7 +87,7 @@ def quality_rows(item, options: Mapping) -> list[dict]:
             continue
         v = q.pop(key)
         try:
-            ok, threshold = rule(v, options)
+            ok, threshold = rule(v, settings)
         except TypeError:
             ok, threshold = None, ""
         value = SOURCES.get(v, v) if key == "view_order_source" else _fmt(fmt, v)

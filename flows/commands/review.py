@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, config) -> int:
         lease_timeout_s=rc.lease_timeout_s, double_review_share=rc.double_review_share,
         skip_cooldown_s=rc.skip_cooldown_s, secret_key_file=rc.secret_key_file,
         session_max_age_s=rc.session_max_age_s, cookie_secure=rc.cookie_secure, page_size=rc.page_size,
-        thumbnail_px=rc.thumbnail_px, process_options=config.process.model_dump(),
+        thumbnail_px=rc.thumbnail_px, process=config.process,
         login_free_attempts=rc.login_free_attempts, login_lockout_s=rc.login_lockout_s,
         login_lockout_max_s=rc.login_lockout_max_s)
     host, port = args.host or rc.host, args.port if args.port is not None else rc.port

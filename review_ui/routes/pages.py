@@ -111,7 +111,7 @@ def item_page(request: Request, item_id: str, ctx: Ctx, me: Me):
         batch=next(iter(store.progress_by_batch(item.batch)), None) if item.batch else None,
         blind=(mode == "second"), qs=qs, filters=filt, sorts=SORTS, states=store.review_states,
         sources=store.sources(), version=version, flag=flag, triage=triage,
-        quality=quality_rows(item, ctx.process_options), legend=ctx.legend, last=_last_action(ctx, me.reviewer))
+        quality=quality_rows(item, ctx.process), legend=ctx.legend, last=_last_action(ctx, me.reviewer))
 
 
 @router.get("/grid", response_class=HTMLResponse)

@@ -47,9 +47,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from tasks.labels.correspondence import DEFAULT_BACKEND
 from core.rules import SKY_VALUE, colorize_depth
 from tasks.audit.scenes import Scene
+from tasks.labels.settings import ProcessConfig
 
 log = logging.getLogger(__name__)
 
@@ -463,13 +463,6 @@ class AuditRow:
     ceiling: float | None = None  # coverage no method can exceed (MapScore.ceiling)
 
 
-def process_options_from_config(process: Any) -> dict[str, Any]:
-    """``tasks.labels.process.process_batch`` keyword arguments from a ``ProcessConfig``."""
-    opts = process.model_dump() if hasattr(process, "model_dump") else dict(process)
-    opts = {k: v for k, v in opts.items() if k != "batch_size"}
-    return opts
-
-
 def ingest_options_from_config(ingest: Any) -> dict[str, Any]:
     return dict(max_pixels=ingest.max_pixels, min_side=ingest.min_side, max_file_bytes=ingest.max_file_bytes,
                 min_similarity=ingest.stereo_min_similarity, anaglyph_threshold=ingest.anaglyph_min_score,
@@ -477,7 +470,7 @@ def ingest_options_from_config(ingest: Any) -> dict[str, Any]:
 
 
 def run_audit(scenes: Sequence[Scene], work_dir: str | Path, *, packings: Sequence[str] = PACKINGS,
-              process_options: dict[str, Any] | None = None, ingest_options: dict[str, Any] | None = None,
+              process: ProcessConfig | None = None, ingest_options: dict[str, Any] | None = None,
               n_pairs: int = 100_000, keep_images: bool = True,
               progress: Callable[[str], None] | None = None) -> tuple[list[AuditRow], dict[str, dict]]:
     """Pack, ingest, process, export and score every scene x packing in a throw-away data root under
@@ -515,9 +508,7 @@ def run_audit(scenes: Sequence[Scene], work_dir: str | Path, *, packings: Sequen
         say(f"ingest {t_ingest:.1f} s")
         ids = [items[name].id for name in packed if items[name].state == "split"]
         t = time.perf_counter()
-        opts = dict(process_options or {})
-        backend = opts.pop("correspondence", DEFAULT_BACKEND)
-        process_batch(url, ids, data_root, correspondence=backend, **opts)
+        process_batch(url, ids, data_root, settings=process)
         t_process = time.perf_counter() - t
         say(f"process {t_process:.1f} s")
         t = time.perf_counter()
@@ -605,7 +596,7 @@ def find_photos(path: str | Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
 
 
-def audit_photos(photos: Sequence[Path], work_dir: str | Path, *, process_options: dict[str, Any] | None = None,
+def audit_photos(photos: Sequence[Path], work_dir: str | Path, *, process: ProcessConfig | None = None,
                  ingest_options: dict[str, Any] | None = None) -> list[PhotoRow]:
     """Ingest + process + export real photos whose view order is known by convention (the file stores
     the left eye first: parallel side-by-side, MPO frame 0; ``*.jps`` right-first, which ingest undoes),
@@ -632,10 +623,7 @@ def audit_photos(photos: Sequence[Path], work_dir: str | Path, *, process_option
     with Catalog(url) as catalog:
         ingest(catalog, f"local:{inputs}", data_root=data_root, near_duplicate_max_distance=-1, **(ingest_options or {}))
         items = {it.source_id: it for it in catalog.items(catalog.ids())}
-        opts = dict(process_options or {})
-        backend = opts.pop("correspondence", DEFAULT_BACKEND)
-        process_batch(url, [it.id for it in items.values() if it.state == "split"], data_root, correspondence=backend,
-                      **opts)
+        process_batch(url, [it.id for it in items.values() if it.state == "split"], data_root, settings=process)
         export_dataset(catalog, data_root, work_dir / "export", states=MAP_STATES)
         for name, src in names.items():
             it = catalog.get(items[name].id)

@@ -24,17 +24,19 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
-from tasks.labels import crop as crop_mod
-from tasks.catalog.catalog import PIPELINE_VERSION, Catalog, State, TransitionError
+from core.layout import DataRoot
 from core.rules import colorize_depth
+from tasks.catalog.catalog import PIPELINE_VERSION, Catalog, State, TransitionError
+from tasks.labels import crop as crop_mod
 from tasks.labels.consistency import consistency_mask, local_range, warp_by_flow
-from tasks.labels.correspondence import DEFAULT_BACKEND, FlowBackend, build_backend
+from tasks.labels.correspondence import FlowBackend, build_backend
 from tasks.labels.depth import disparity_to_depth, encode_depth, occlusion_votes, smooth_disparity
-from tasks.labels.view_order import OrderDecision, combine, ground_cue, keystone_cue, occlusion_cue
 from tasks.labels.rectify import (PreAlignment, apply_prealignment, coarse_flows, fit_alignment, fit_prealignment,
-                           needs_prealignment, rectified_disparity)
+                                  needs_prealignment, rectified_disparity)
+from tasks.labels.settings import ProcessConfig
 from tasks.labels.sky import SkyBackend, build_sky, detect_sky
-from tasks.labels.triage import TriageThresholds, quality_figures, triage
+from tasks.labels.triage import quality_figures, triage
+from tasks.labels.view_order import OrderDecision, combine, ground_cue, keystone_cue, occlusion_cue, order_fields
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +148,13 @@ def coarse_exposure(left: np.ndarray, right: np.ndarray, *, work_width: int = 32
     return fit_exposure(warped, a.astype(np.float32), ok & inside)
 
 
-def _reliable(left: np.ndarray, right: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, *, fb_alpha: float,
-              fb_beta: float, photometric_max: float | None,
-              discontinuity_max: float | None) -> tuple[np.ndarray, float, Exposure | None]:
+def _reliable(left: np.ndarray, right: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, *,
+              settings: ProcessConfig) -> tuple[np.ndarray, float, Exposure | None]:
     """Consistency mask, its raw share before the extra checks, and the right view's exposure against
-    the left one (fitted on the forward-backward consistent pixels)."""
-    consistent = consistency_mask(fwd, bwd, alpha=fb_alpha, beta=fb_beta)
+    the left one (fitted on the forward-backward consistent pixels). ``settings``: fb_alpha, fb_beta,
+    photometric_max, discontinuity_max."""
+    photometric_max, discontinuity_max = settings.photometric_max, settings.discontinuity_max
+    consistent = consistency_mask(fwd, bwd, alpha=settings.fb_alpha, beta=settings.fb_beta)
     raw = float(consistent.mean())
     warped, _ = warp_by_flow(right.astype(np.float32), fwd)
     exposure = fit_exposure(warped, left, consistent)
@@ -170,8 +173,7 @@ def _reliable(left: np.ndarray, right: np.ndarray, fwd: np.ndarray, bwd: np.ndar
     return consistent, raw, exposure
 
 
-def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_alpha: float, fb_beta: float,
-             photometric_max: float | None, discontinuity_max: float | None = None) -> dict[str, Any]:
+def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, settings: ProcessConfig) -> dict[str, Any]:
     """Flow both ways and everything that follows from it for one view order.
 
     When a cheap first look (``coarse_exposure``) shows the views at different exposures
@@ -194,9 +196,8 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, fb_al
                  bwd=np.nan_to_num(bwd, nan=0.0, posinf=0.0, neginf=0.0),
                  mode=getattr(backend, "last_mode", None),  # what a combining backend did with this pair
                  compensated=compensated, seen=seen if compensated else Exposure.identity(right.shape[2]))
-        r["consistent"], r["raw_consistency"], r["exposure"] = _reliable(
-            left, right, r["fwd"], r["bwd"], fb_alpha=fb_alpha, fb_beta=fb_beta,
-            photometric_max=photometric_max, discontinuity_max=discontinuity_max)
+        r["consistent"], r["raw_consistency"], r["exposure"] = _reliable(left, right, r["fwd"], r["bwd"],
+                                                                         settings=settings)
         timings["check"] += time.perf_counter() - t
         return r
 
@@ -234,43 +235,41 @@ def _flow_to_given_right(fwd: np.ndarray, pre: PreAlignment | None) -> np.ndarra
     return np.stack([xo - gx, yo - gy], axis=-1).astype(np.float32)
 
 
-def decide_order(left: np.ndarray, right: np.ndarray, a: dict[str, Any], *, known_order: bool = False,
-                 min_votes: int = 10, sure: float = 0.7, pre: PreAlignment | None = None) -> OrderDecision:
+def decide_order(left: np.ndarray, right: np.ndarray, a: dict[str, Any], *, settings: ProcessConfig,
+                 known_order: bool = False, pre: PreAlignment | None = None) -> OrderDecision:
     """The view-order cues of tasks/labels/view_order.py on one analysed pair (``_analyse``'s output).
 
-    The second view's occlusions (about half the cost) are only counted when the first view's
-    occlusions with the priors do not already decide with evidence beyond ``sure`` (twice the
-    decision threshold): more evidence is gathered only where it can change the outcome.
+    ``settings.view_order_min_margin`` is the evidence ``combine`` needs to decide (the margin the
+    review panel shows); ``settings.view_order_min_votes`` the occlusion runs a vote needs. The second
+    view's occlusions (about half the cost) are only counted when the first view's occlusions with the
+    priors do not already decide with twice that evidence: more evidence is gathered only where it can
+    change the outcome. The second view's consistency check uses the same fb_alpha / fb_beta as the first.
     """
+    decide, min_votes = settings.view_order_min_margin, settings.view_order_min_votes
     par, cross = occlusion_votes(left, a["disparity"], a["consistent"])
     priors = {"ground": ground_cue(a["disparity"], a["consistent"]),
               "keystone": keystone_cue(_flow_to_given_right(a["fwd"], pre), a["consistent"])}
     first = combine({"occlusion": occlusion_cue(par, cross, min_votes=min_votes), **priors},
-                    format_prior=known_order)
-    if not known_order and not first.uncertain and abs(first.evidence) >= sure:
+                    format_prior=known_order, decide=decide)
+    if not known_order and not first.uncertain and abs(first.evidence) >= 2 * decide:
         return first  # (a format convention is only ever weighed against all the evidence)
     # the second view's occlusions too: a parallel pair's lie right of near objects there
-    consistent_b = consistency_mask(a["bwd"], a["fwd"])
+    consistent_b = consistency_mask(a["bwd"], a["fwd"], alpha=settings.fb_alpha, beta=settings.fb_beta)
     disparity_b, _ = rectified_disparity(a["bwd"], fit_alignment(a["bwd"], consistent_b))
     par_b, cross_b = occlusion_votes(right, disparity_b, consistent_b)
     cues = {"occlusion": occlusion_cue(par + cross_b, cross + par_b, min_votes=min_votes), **priors}
-    return combine(cues, format_prior=known_order)
+    return combine(cues, format_prior=known_order, decide=decide)
 
 
 def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_backend: SkyBackend, *,
-                 fb_alpha: float = 0.01, fb_beta: float = 0.5, photometric_max: float | None = 20.0,
-                 discontinuity_max: float | None = None,
-                 crf: bool = True, crf_iterations: int = 5, crf_max_side: int = 384,
-                 depth_range_ratio: float = 10.0, depth_min_far_margin_px: float = 10.0,
-                 disparity_smooth_px: float = 5.0,
-                 view_order_min_votes: int = 10,
-                 view_order_min_margin: float = 0.25, vertical_tolerance_px: float = 2.0,
-                 known_order: bool = False, order: str = "auto", prealign: bool = True) -> PairResult:
+                 settings: ProcessConfig | None = None, known_order: bool = False, order: str = "auto") -> PairResult:
     """Left/right (H, W, 3) uint8 RGB views of one size -> cropped maps and quality figures.
+
+    ``settings``: the ``process`` section (None: its defaults); every threshold is read from it.
 
     ``known_order``: the file format fixes the order (MPO, JPS): a strong prior the data may
     overturn only with overwhelming, agreeing evidence (tasks/labels/view_order.py; logged).
-    ``prealign``: first bring the right view onto the left view's rows with a similarity (and, when
+    ``settings.prealign``: first bring the right view onto the left view's rows with a similarity (and, when
     the rows are bent, a homography) fitted to keypoint matches when it is rotated, scaled, offset,
     keystoned or shifted by a wide baseline (tasks/labels/rectify.py ``fit_prealignment``; the left view is
     never warped).
@@ -279,18 +278,18 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     """
     if order not in ("auto", "given"):
         raise ValueError(f"order must be 'auto' or 'given', got {order!r}")
+    s = settings or ProcessConfig()
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    pre = fit_prealignment(left, right) if prealign and needs_prealignment(left, right) else PreAlignment()
+    pre = fit_prealignment(left, right) if s.prealign and needs_prealignment(left, right) else PreAlignment()
     timings["prealign"] = time.perf_counter() - t
-    analyse = functools.partial(_analyse, backend, fb_alpha=fb_alpha, fb_beta=fb_beta, photometric_max=photometric_max,
-                                discontinuity_max=discontinuity_max)
+    analyse = functools.partial(_analyse, backend, settings=s)
     a = analyse(left, apply_prealignment(right, pre))
     timings["flow"], timings["consistency"] = a["t_flow"], a["t_check"]
 
     t = time.perf_counter()
-    decision = decide_order(left, apply_prealignment(right, pre), a, known_order=known_order,
-                            min_votes=view_order_min_votes, pre=pre)  # the view the flows were computed on
+    decision = decide_order(left, apply_prealignment(right, pre), a, settings=s, known_order=known_order,
+                            pre=pre)  # the view the flows were computed on
     if order == "given":  # a reviewer fixed the order: the cues are recorded, never acted on
         decision = OrderDecision("parallel", False, "reviewer", decision.evidence, decision.cues)
     swapped_views = decision.swapped
@@ -305,8 +304,7 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
         # per-view products are recomputed (no second flow run)
         left, right = right, left
         fwd, bwd = a["bwd"], a["fwd"]
-        consistent, a_raw, _ = _reliable(left, right, fwd, bwd, fb_alpha=fb_alpha, fb_beta=fb_beta,
-                                         photometric_max=photometric_max, discontinuity_max=discontinuity_max)
+        consistent, a_raw, _ = _reliable(left, right, fwd, bwd, settings=s)
         alignment = fit_alignment(fwd, consistent)
         disparity, vres = rectified_disparity(fwd, alignment)
         a.update(fwd=fwd, bwd=bwd, consistent=consistent, alignment=alignment, disparity=disparity, vres=vres,
@@ -314,8 +312,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     timings["view_order"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    _, sky = detect_sky(sky_backend, left, a["consistent"], crf=crf, crf_iterations=crf_iterations,
-                        crf_max_side=crf_max_side)
+    _, sky = detect_sky(sky_backend, left, a["consistent"], crf=s.crf, crf_iterations=s.crf_iterations,
+                        crf_max_side=s.crf_max_side)
     timings["sky"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -334,13 +332,14 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     # judged from the keypoints (tasks/labels/triage.py). Masking those pixels out was measured: on the label
     # audit it cost 2 points of coverage (Cloth3: 86 -> 79 %) and changed no ordinal error, so they stay.
     matched = consistent & ~sky_c
-    misaligned_share = float((matched & (np.abs(vres) > vertical_tolerance_px)).sum() / max(int(matched.sum()), 1))
+    misaligned_share = float((matched & (np.abs(vres) > s.vertical_tolerance_px)).sum()
+                             / max(int(matched.sum()), 1))
 
     t = time.perf_counter()
     reliable_depth = consistent & ~sky_c
-    disparity = smooth_disparity(disparity, reliable_depth, sigma_px=disparity_smooth_px)
-    g, stats = disparity_to_depth(disparity, reliable_depth, range_ratio=depth_range_ratio,
-                                  min_far_margin_px=depth_min_far_margin_px)
+    disparity = smooth_disparity(disparity, reliable_depth, sigma_px=s.disparity_smooth_px)
+    g, stats = disparity_to_depth(disparity, reliable_depth, range_ratio=s.depth_range_ratio,
+                                  min_far_margin_px=s.depth_min_far_margin_px)
     depth = encode_depth(g, sky_c)
     timings["depth"] = time.perf_counter() - t
 
@@ -349,9 +348,9 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
                         d_near=stats.d_near, flow_finite=a["finite"], raw_consistency=a["raw_consistency"],
                         crop_fraction=(box[2] - box[0]) * (box[3] - box[1]) / float(w * h),
                         view_order_margin=decision.evidence, view_order=view_order,
-                        vertical_tolerance_px=vertical_tolerance_px)
+                        vertical_tolerance_px=s.vertical_tolerance_px)
     q["misaligned_fraction"] = misaligned_share
-    if prealign and pre.inliers < 30 and misaligned_share > 0.15:
+    if s.prealign and pre.inliers < 30 and misaligned_share > 0.15:
         # many pixels off their row and no keypoints looked at yet: let them judge the geometry
         t = time.perf_counter()
         pre_check = fit_prealignment(left, apply_prealignment(right, pre))
@@ -390,9 +389,10 @@ def _write_png(path: Path, array: np.ndarray) -> None:
         raise OSError(f"cannot write {path}")
 
 
-def write_maps(data_root: Path, item_id: str, result: PairResult, *, jpeg_quality: int = 95) -> dict[str, str]:
-    """Write the five map files; returns the catalog path fields (relative to the data root)."""
-    rel = Path("maps") / item_id
+def write_maps(data_root: Path, item_id: str, result: PairResult, *, jpeg_quality: int) -> dict[str, str]:
+    """Write the five map files; returns the catalog path fields (relative to the data root).
+    ``jpeg_quality``: of image.jpg (``ProcessConfig.jpeg_quality``)."""
+    rel = DataRoot.maps_rel(item_id)
     out = Path(data_root) / rel
     out.mkdir(parents=True, exist_ok=True)
     bgr = cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR)
@@ -422,17 +422,16 @@ def select_items(catalog: Catalog, *, reprocess: bool = False, limit: int | None
 
 
 def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backend: FlowBackend,
-                 sky_backend: SkyBackend, max_side: int = 1024, reprocess: bool = False,
-                 thresholds: TriageThresholds | None = None, jpeg_quality: int = 95, order: str = "auto",
-                 **pair_options: Any) -> str:
+                 sky_backend: SkyBackend, settings: ProcessConfig | None = None, reprocess: bool = False,
+                 order: str = "auto") -> str:
     """Process one item; returns its new state (or its unchanged state when there was nothing to do).
 
-    ``order="given"``: keep the stored left/right as they are (after a reviewer's flip).
-
-    ``pair_options``: keyword arguments of ``process_pair`` (fb_alpha, crf, depth_range_ratio, ...).
+    ``settings``: the ``process`` section (None: its defaults): processing size, pair options, triage
+    thresholds, JPEG quality. ``order="given"``: keep the stored left/right as they are (after a
+    reviewer's flip).
     """
     data_root = Path(data_root)
-    thresholds = thresholds or TriageThresholds()
+    settings = settings or ProcessConfig()
     item = catalog.get(item_id)
     if item is None:
         raise KeyError(item_id)
@@ -453,12 +452,13 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
                             expect=[state]).state
     stored = (left.shape[1], left.shape[0])
     t0 = time.perf_counter()
-    left, right = downscale(left, max_side), downscale(right, max_side)
+    left, right = downscale(left, settings.max_side), downscale(right, settings.max_side)
     # the file format's convention (ingest: MPO frame 0 = left, JPS right-first already undone)
     known_order = item.stereo_format in ("mpo", "jps")
-    result = process_pair(left, right, backend, sky_backend, known_order=known_order, order=order, **pair_options)
+    result = process_pair(left, right, backend, sky_backend, settings=settings, known_order=known_order, order=order)
 
-    swapped = bool(item.swapped) ^ result.swapped_views
+    order_update = order_fields(swapped=bool(item.swapped), left_path=item.left_path, right_path=item.right_path,
+                                swap=result.swapped_views)
     views = (item.info or {}).get("views") or {}
     view_key = "right" if result.swapped_views else "left"  # the source region the left eye came from
     rel_box, abs_box = crop_mod.box_to_source(result.box, result.processed_size, views.get(view_key), stored)
@@ -468,12 +468,12 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
     elif result.quality["view_order_uncertain"]:
         view_order = "undecided"
     else:
-        view_order = "cross_eyed" if swapped else "parallel"
+        view_order = order_update["view_order"]
     if source == "data_over_format":
         log.warning("%s: the data overturned the %s view-order convention (evidence %.2f): views swapped",
                     item_id, item.stereo_format, result.info["view_order_votes"]["evidence"])
-    paths = write_maps(data_root, item_id, result, jpeg_quality=jpeg_quality)
-    verdict = triage(result.quality, thresholds, order_known=known_order)
+    paths = write_maps(data_root, item_id, result, jpeg_quality=settings.jpeg_quality)
+    verdict = triage(result.quality, settings.triage_thresholds(), order_known=known_order)
     quality = {**result.quality, "score": verdict.score}
     result.timings["total"] = time.perf_counter() - t0
     info = dict(item.info or {})
@@ -482,10 +482,8 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
                        "backend": getattr(backend, "name", "?"), "sky_backend": getattr(sky_backend, "name", "?"),
                        "processed_size": list(result.processed_size), "reasons": verdict.reasons}
     fields = dict(paths, crop_x0=rel_box[0], crop_y0=rel_box[1], crop_x1=rel_box[2], crop_y1=rel_box[3],
-                  quality=quality, score=verdict.score, pipeline_version=PIPELINE_VERSION, swapped=swapped,
-                  view_order=view_order, info=info)
-    if swapped != bool(item.swapped):
-        fields.update(left_path=item.right_path, right_path=item.left_path)
+                  quality=quality, score=verdict.score, pipeline_version=PIPELINE_VERSION, info=info,
+                  **{**order_update, "view_order": view_order})
     catalog.transition(item_id, State.PROCESSED, expect=[state], actor="process", **fields)
     if verdict.reasons:
         catalog.transition(item_id, State.AUTO_REJECTED, reason=verdict.reasons[0], detail=",".join(verdict.reasons),
@@ -495,48 +493,29 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
     return verdict.state
 
 
-def build_backends(*, correspondence: str = DEFAULT_BACKEND, correspondence_checkpoint: str | None = None,
-                   sky: str = "heuristic", sky_checkpoint: str | None = None, mmseg_config: str | None = None,
-                   device: str = "auto") -> tuple[FlowBackend, SkyBackend]:
-    backend = build_backend(correspondence, checkpoint=correspondence_checkpoint, device=device)
-    sky_backend = build_sky(sky, checkpoint=sky_checkpoint, mmseg_config=mmseg_config, device=device)
+def build_backends(settings: ProcessConfig | None = None) -> tuple[FlowBackend, SkyBackend]:
+    """The correspondence and sky backends ``settings`` names (None: the defaults), on its device."""
+    s = settings or ProcessConfig()
+    backend = build_backend(s.correspondence, checkpoint=s.correspondence_checkpoint, device=s.device)
+    sky_backend = build_sky(s.sky, checkpoint=s.sky_checkpoint, mmseg_config=s.mmseg_config, device=s.device)
     return backend, sky_backend
 
 
-_PAIR_OPTIONS = ("fb_alpha", "fb_beta", "photometric_max", "discontinuity_max", "crf", "crf_iterations", "crf_max_side",
-                 "depth_range_ratio", "depth_min_far_margin_px", "disparity_smooth_px", "view_order_min_votes",
-                 "view_order_min_margin",
-                 "vertical_tolerance_px", "prealign")
-_THRESHOLDS = ("min_flow_consistency", "vertical_tolerance_px", "max_misaligned_fraction", "max_keypoint_residual_px",
-               "min_disparity_range_px", "min_coverage", "min_crop_fraction", "auto_accept_score")
-
-
-def process_batch(catalog_url: str, ids: list[str], data_root: str | Path, *, correspondence: str = DEFAULT_BACKEND,
-                  correspondence_checkpoint: str | None = None, sky: str = "heuristic",
-                  sky_checkpoint: str | None = None, mmseg_config: str | None = None, device: str = "auto",
-                  max_side: int = 1024, reprocess: bool = False, jpeg_quality: int = 95,
-                  **options: Any) -> dict[str, str]:
+def process_batch(catalog_url: str, ids: list[str], data_root: str | Path, *, settings: ProcessConfig | None = None,
+                  reprocess: bool = False) -> dict[str, str]:
     """Process ``ids`` with backends built once; returns {id: state}. One pair's error never stops the rest.
 
-    ``options``: process_pair options and TriageThresholds fields by name (ProcessConfig's names).
+    ``settings``: the ``process`` section (None: its defaults).
     """
-    unknown = set(options) - set(_PAIR_OPTIONS) - set(_THRESHOLDS)
-    if unknown:
-        raise TypeError(f"unknown process options: {sorted(unknown)}")
-    pair_options = {k: options[k] for k in _PAIR_OPTIONS if k in options}
-    thresholds = TriageThresholds(**{k: options[k] for k in _THRESHOLDS if k in options})
     states: dict[str, str] = {}
     with Catalog(catalog_url) as catalog:
         # a backend that cannot be built (missing extra, bad checkpoint path) is a configuration error:
         # it raises before any item is touched, instead of failing every pair of the run
-        backend, sky_backend = build_backends(
-            correspondence=correspondence, correspondence_checkpoint=correspondence_checkpoint, sky=sky,
-            sky_checkpoint=sky_checkpoint, mmseg_config=mmseg_config, device=device)
+        backend, sky_backend = build_backends(settings)
         for item_id in ids:
             try:
                 states[item_id] = process_item(catalog, item_id, data_root, backend=backend, sky_backend=sky_backend,
-                                               max_side=max_side, reprocess=reprocess, thresholds=thresholds,
-                                               jpeg_quality=jpeg_quality, **pair_options)
+                                               settings=settings, reprocess=reprocess)
             except TransitionError as exc:  # another worker moved it: not ours any more
                 log.warning("%s: %s", item_id, exc)
                 states[item_id] = "skipped"

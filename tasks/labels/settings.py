@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from core.settings import Section
+from core.settings import Section, keyword_defaults
+from tasks.labels.consistency import consistency_mask
 from tasks.labels.correspondence import DEFAULT_BACKEND
+from tasks.labels.depth import disparity_to_depth, smooth_disparity
+from tasks.labels.sky import detect_sky
 from tasks.labels.triage import TriageThresholds
+from tasks.labels.view_order import combine, occlusion_cue
 
+# Defaults written once, in the signature of the function each setting is passed to; this section reads them.
 _TRIAGE = TriageThresholds()
+_VIEW_ORDER = keyword_defaults(combine)
+_OCCLUSION = keyword_defaults(occlusion_cue)
+_CONSISTENCY = keyword_defaults(consistency_mask)
+_SKY = keyword_defaults(detect_sky)
+_SMOOTH = keyword_defaults(smooth_disparity)
+_DEPTH = keyword_defaults(disparity_to_depth)
 
 
 class ProcessConfig(Section):
@@ -27,30 +38,33 @@ class ProcessConfig(Section):
     sky: str = Field("heuristic", description="heuristic | segformer | mmseg")
     sky_checkpoint: str | None = Field(None, description="segformer: local model directory; mmseg: checkpoint file")
     mmseg_config: str | None = Field(None, description="mmseg: model config file")
-    crf: bool = Field(True, description="refine the sky probability with a dense CRF")
-    crf_iterations: int = Field(5, ge=1)
-    crf_max_side: int = Field(384, ge=32, description="the CRF runs at most at this side, result resized back")
+    crf: bool = Field(_SKY["crf"], description="refine the sky probability with a dense CRF")
+    crf_iterations: int = Field(_SKY["crf_iterations"], ge=1)
+    crf_max_side: int = Field(_SKY["crf_max_side"], ge=32, description="the CRF runs at most at this side, result resized back")
     max_side: int = Field(1024, gt=0, description="views are downscaled so their longer side is at most this")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     batch_size: int = Field(8, ge=1, description="pairs per Prefect task")
-    fb_alpha: float = Field(0.01, ge=0, description="consistency: |f + b(x+f)| < fb_alpha |f| + fb_beta")
-    fb_beta: float = Field(0.5, gt=0, description="pixels")
+    fb_alpha: float = Field(_CONSISTENCY["alpha"], ge=0, description="consistency: |f + b(x+f)| < fb_alpha |f| + fb_beta")
+    fb_beta: float = Field(_CONSISTENCY["beta"], gt=0, description="pixels")
     photometric_max: float | None = Field(
         20.0, gt=0, description="8-bit colour difference after warping above which a pixel is unreliable")
     discontinuity_max: float | None = Field(
         None, gt=0, description="px: drop pixels whose 5x5 flow range exceeds this (edge fattening); None = off")
     depth_range_ratio: float = Field(
-        10.0, gt=1, description="assumed far/near depth ratio that fixes the unknown disparity offset (README)")
+        _DEPTH["range_ratio"], gt=1, description="assumed far/near depth ratio that fixes the unknown disparity offset (README)")
     prealign: bool = Field(True, description="align a rotated / scaled / offset / wide-baseline right view to the "
                            "left one from keypoint matches before the dense correspondence")
     depth_min_far_margin_px: float = Field(
         10.0, ge=0, description="the disparity offset stays at least this far below the far end (px): depth "
         "orderings finer than ~0.02 x this become ties (tasks/labels/depth.py)")
     disparity_smooth_px: float = Field(
-        5.0, ge=0, description="px: bilateral smoothing of the reliable disparities before depth (range 0.5 px of "
+        _SMOOTH["sigma_px"], ge=0, description="px: bilateral smoothing of the reliable disparities before depth (range 0.5 px of "
         "disparity; 0 = off)")
-    view_order_min_votes: int = Field(10, ge=1, description="occlusion runs needed to decide the view order")
-    view_order_min_margin: float = Field(0.25, ge=0, le=1, description="|parallel - cross| / votes needed")
+    view_order_min_votes: int = Field(_OCCLUSION["min_votes"], ge=1, description="occlusion runs needed to decide the view order")
+    view_order_min_margin: float = Field(
+        _VIEW_ORDER["decide"], gt=0, le=2, description="|evidence| (the weighted sum of the view-order cues' "
+        "votes, the margin the review panel shows) needed to decide the order from the data; one cue alone needs max(this, 0.5) "
+        "(tasks/labels/view_order.py combine)")
     vertical_tolerance_px: float = Field(_TRIAGE.vertical_tolerance_px, gt=0)
     max_misaligned_fraction: float = Field(_TRIAGE.max_misaligned_fraction, ge=0, le=1, description="without "
                                            "keypoint evidence: share of matched pixels off their row above which "

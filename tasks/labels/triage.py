@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+#: with keypoint evidence on the geometry, only a majority of dense pixels off their row rejects a pair
+MISALIGNED_WITH_KEYPOINTS = 0.5
+
+
 @dataclass(frozen=True)
 class TriageThresholds:
     min_flow_consistency: float = 0.05  # below: the flow found (almost) nothing consistent
@@ -80,7 +84,7 @@ def triage(q: dict, t: TriageThresholds, *, order_known: bool = False) -> Triage
         reasons.append("flow_failed")
     kp = q.get("keypoint_residual_px")
     if kp is not None:  # the geometry from keypoint matches; dense pixels off their row are masked out
-        if kp > t.max_keypoint_residual_px or q["misaligned_fraction"] > 0.5:
+        if kp > t.max_keypoint_residual_px or q["misaligned_fraction"] > MISALIGNED_WITH_KEYPOINTS:
             reasons.append("misaligned")
     elif q["misaligned_fraction"] > t.max_misaligned_fraction:
         reasons.append("misaligned")

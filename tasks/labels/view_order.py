@@ -168,3 +168,17 @@ def combine(cues: dict[str, Cue], *, format_prior: bool = False, decide: float =
     if abs(evidence) >= needed and not vetoed:
         return OrderDecision("parallel" if sign > 0 else "cross_eyed", False, "data", evidence, all_cues)
     return OrderDecision("parallel", True, "uncertain", evidence, all_cues)
+
+
+def order_fields(*, swapped: bool, left_path: str | None, right_path: str | None, swap: bool) -> dict:
+    """The one rule for swapping an item's stored views: the catalog fields after keeping (``swap``
+    False) or exchanging them. ``swapped`` says whether the file stored the left eye second before;
+    the result's ``swapped`` is relative to the file (DESIGN.md manifest), its ``view_order`` follows
+    from it (cross-eyed when the file stores the left eye second), and the paths are exchanged only
+    when ``swap``. Used by the process stage (the data decided) and the reviewer's flip (a person did).
+    """
+    now = bool(swapped) ^ bool(swap)
+    fields: dict = {"swapped": now, "view_order": "cross_eyed" if now else "parallel"}
+    if swap:
+        fields.update(left_path=right_path, right_path=left_path)
+    return fields

@@ -12,6 +12,7 @@ from review_ui.app import create_app
 from review_ui.images import SKY_RGB, UNRELIABLE_RGB, colorize_depth
 from tasks.catalog.catalog import Catalog, State
 from tasks.review.store import ReviewStore
+from tasks.labels.settings import ProcessConfig
 from tests.review_ui.conftest import PASSWORD, serve, sign_in
 from tests.review_ui.maps import make_processed
 
@@ -40,7 +41,7 @@ def test_item_page_flags_reasons_and_quality(review_env):
             item, _ = cat.discover(source="local", source_id=f"dup{n}", batch="batch1")
             cat.transition(item.id, State.REJECTED, reason="duplicate")
         ReviewStore(cat).add_reviewer("alice", PASSWORD)
-    app = create_app(url, root, secret_key=b"i" * 32, process_options={"min_coverage": 0.5})
+    app = create_app(url, root, secret_key=b"i" * 32, process=ProcessConfig(min_coverage=0.5))
     with serve(app) as base:
         alice, _ = sign_in(base, "alice")
         html = alice.get(f"/item/{rej}").text

@@ -16,6 +16,7 @@ import pytest
 from review_ui.app import create_app
 from tasks.catalog.catalog import Catalog, State
 from tasks.review.store import ReviewStore
+from tasks.labels.settings import ProcessConfig
 from tests.review_ui.conftest import PASSWORD, serve
 from tests.review_ui.maps import make_processed
 from tests.review_ui.test_review_browser import (  # noqa: F401 - fixtures
@@ -220,7 +221,7 @@ def _real_item(cat: Catalog, root: Path, name: str = "moto") -> str:
                    stereo_format="side_by_side", swapped=False, view_order="parallel",
                    info={"views": {"left": [0, 0, w, h], "right": [w, 0, 2 * w, h]}})
     state = process_item(cat, item.id, root, backend=build_backend("dis"), sky_backend=build_sky("heuristic"),
-                         order="given", crf=False)
+                         order="given", settings=ProcessConfig(crf=False))
     assert state in ("pending_review", "auto_rejected"), state
     if state == "auto_rejected":  # keep it in the queue either way
         cat.transition(item.id, State.PROCESSED)
@@ -257,7 +258,7 @@ def test_flip_view_order_then_undo_restores_exactly(page, tmp_path):
         before, before_files = _fields(cat.get(item_id)), _digest(root / "maps" / item_id)
     shots = Path(os.environ.get("REDWEB_SCREENSHOT_DIR") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
-    app = create_app(url, root, secret_key=b"f" * 32, process_options={"crf": False, "correspondence": "dis"})
+    app = create_app(url, root, secret_key=b"f" * 32, process=ProcessConfig(crf=False, correspondence="dis"))
     with serve(app) as base:
         sign_in_with_keyboard(page, base, "alice")
         assert current_id(page) == item_id

@@ -14,6 +14,7 @@ from tasks.audit.audit import audit
 from tasks.audit.audit import (AuditRow, EyeGeometry, disagreement_map, ordinal_error, pack_scene, right_view_disparity,
                          summarize)
 from tasks.audit.scenes import Scene
+from tasks.labels.settings import ProcessConfig
 from tests.tasks.gt_layouts import motorcycle
 
 
@@ -338,7 +339,7 @@ def e2e_scene() -> Scene:
 
 def run(scene, tmp_path, packings, **kw):
     return audit.run_audit([scene], tmp_path / "work", packings=packings, n_pairs=20_000,
-                           process_options={"crf": False}, **kw)
+                           process=ProcessConfig(crf=False), **kw)
 
 
 def test_audit_end_to_end_on_the_motorcycle(e2e_scene, tmp_path):

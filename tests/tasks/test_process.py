@@ -13,6 +13,7 @@ from tasks.labels.correspondence import build_backend
 from tasks.labels.depth import SKY_VALUE
 from tasks.labels.process import process_batch, process_item, select_items
 from tasks.labels.sky import build_sky
+from tasks.labels.settings import ProcessConfig
 from tests.tasks.stereo_scenes import texture
 
 W = 256
@@ -88,7 +89,8 @@ def test_cross_eyed_pair_is_flipped_and_maps_back_to_the_source(catalog, data_ro
 def test_downscaled_processing_maps_crop_back_to_full_resolution(catalog, data_root, motorcycle, backends):
     left, right, _ = motorcycle
     item_id, source = add_split_item(catalog, data_root, "moto_small", left, right)
-    process_item(catalog, item_id, data_root, backend=backends[0], sky_backend=backends[1], max_side=128)
+    process_item(catalog, item_id, data_root, backend=backends[0], sky_backend=backends[1],
+                 settings=ProcessConfig(max_side=128))
     item = catalog.get(item_id)
     assert item.swapped is False and item.view_order in ("parallel", "undecided")
     image = cv2.imread(str(data_root / item.image_path))[..., ::-1]
@@ -135,7 +137,7 @@ def test_batch_records_failures_and_never_raises(catalog, data_root, motorcycle)
     good, _ = add_split_item(catalog, data_root, "good", left, right)
     broken, _ = add_split_item(catalog, data_root, "broken", left, right)
     (data_root / "pairs" / "broken" / "right.png").unlink()
-    states = process_batch(catalog.url, [good, broken], data_root, max_side=128, crf=False)
+    states = process_batch(catalog.url, [good, broken], data_root, settings=ProcessConfig(max_side=128, crf=False))
     assert states[broken] == "failed" and catalog.get(broken).reason == "source_missing"
     assert states[good] in ("pending_review", "auto_rejected")
     # resumable: nothing left to do; a finished item is not redone without a new pipeline version
@@ -144,10 +146,14 @@ def test_batch_records_failures_and_never_raises(catalog, data_root, motorcycle)
     # an older pipeline version is redone on request only
     catalog.update(good, pipeline_version="0")
     assert select_items(catalog) == [] and select_items(catalog, reprocess=True) == [good]
-    assert process_batch(catalog.url, [good], data_root, max_side=128, crf=False, reprocess=True)[good] in (
+    assert process_batch(catalog.url, [good], data_root, settings=ProcessConfig(max_side=128, crf=False),
+                         reprocess=True)[good] in (
         "pending_review", "auto_rejected")
     assert catalog.get(good).pipeline_version == PIPELINE_VERSION
-    with pytest.raises(TypeError, match="unknown process options"):
+    # unknown options are refused where settings are made (every section forbids unknown keys)
+    with pytest.raises(ValueError, match="no_such_option"):
+        ProcessConfig(no_such_option=1)
+    with pytest.raises(TypeError, match="no_such_option"):
         process_batch(catalog.url, [good], data_root, no_such_option=1)
 
 
@@ -179,7 +185,7 @@ def test_a_pair_at_different_exposures_keeps_its_labels(motorcycle, monkeypatch)
     backend, sky = build_backend("fused"), build_sky("heuristic")
 
     def coverage(r):
-        res = proc.process_pair(left, r, backend, sky, crf=False)
+        res = proc.process_pair(left, r, backend, sky, settings=ProcessConfig(crf=False))
         return res.quality["match_coverage"], res.info["exposure"]
 
     same, e_same = coverage(right)

@@ -11,6 +11,7 @@ from tasks.labels.correspondence import build_backend
 from tasks.labels.process import process_pair
 from tasks.labels.rectify import PreAlignment, apply_prealignment, fit_prealignment
 from tasks.labels.sky import build_sky
+from tasks.labels.settings import ProcessConfig
 from tests.tasks.stereo_scenes import homography_warp, motorcycle, similarity_warp, texture
 
 # (rotation deg, scale, tx, ty) of the right view: a scanned stereo card's half with a wide baseline,
@@ -101,7 +102,7 @@ def test_fitted_homography_undoes_a_known_keystone(moto, backends, case):
     dy = _vertical_flow_on_gt(left, aligned, gt, backends[0])
     assert abs(np.median(dy)) < 0.5 and np.median(np.abs(dy)) < 0.5
     # the whole stage: the exported image is the given left view, cut at the recorded box
-    res = process_pair(left, warped, *backends, crf=False)
+    res = process_pair(left, warped, *backends, settings=ProcessConfig(crf=False))
     x0, y0, x1, y1 = res.box
     assert np.array_equal(res.image, left[y0:y1, x0:x1])
     assert res.info["prealign"]["projective"] == list(pre.projective)
@@ -158,7 +159,7 @@ def test_wide_baseline_pair_still_gets_a_map(moto, backends, case):
     left, right, gt = moto
     h, w = gt.shape
     warped, _ = similarity_warp(right, *case)
-    res = process_pair(left, warped, *backends, crf=False)
+    res = process_pair(left, warped, *backends, settings=ProcessConfig(crf=False))
     assert res.info["prealign"]["applied"] and not res.swapped_views
     q = res.quality
     assert q["coverage"] > 0.5 and q["raw_consistency"] > 0.3 and q["keypoint_residual_px"] < 0.5
@@ -177,7 +178,7 @@ def test_wide_baseline_pair_still_gets_a_map(moto, backends, case):
     assert ok.mean() > 0.4
     assert spearmanr(res.depth[ok], g[ok]).statistic < -0.8
     # without the pre-alignment the same pair has (almost) no consistent pixels
-    plain = process_pair(left, warped, *backends, crf=False, prealign=False)
+    plain = process_pair(left, warped, *backends, settings=ProcessConfig(crf=False, prealign=False))
     assert plain.quality["raw_consistency"] < 0.1 and plain.quality["coverage"] < 0.2
 
 
@@ -187,7 +188,7 @@ def test_swapped_wide_baseline_pair_exports_the_unwarped_left_eye(moto, backends
     left, right, gt = moto
     h, w = gt.shape
     warped, _ = similarity_warp(right, 0.0, 1.0, 150.0, 0.0)
-    res = process_pair(warped, left, *backends, crf=False)
+    res = process_pair(warped, left, *backends, settings=ProcessConfig(crf=False))
     assert res.swapped_views and res.view_order == "cross_eyed"
     assert res.info["prealign"]["applied"] and res.quality["coverage"] > 0.5
     x0, y0, x1, y1 = res.box
@@ -202,8 +203,8 @@ def test_prealigning_inside_process_pair_equals_giving_it_the_aligned_view(moto,
     left, right, _ = moto
     warped, _ = similarity_warp(right, *CASES[1])
     pre = fit_prealignment(left, warped)
-    inside = process_pair(left, warped, *backends, crf=False)
-    given = process_pair(left, apply_prealignment(warped, pre), *backends, crf=False, prealign=False)
+    inside = process_pair(left, warped, *backends, settings=ProcessConfig(crf=False))
+    given = process_pair(left, apply_prealignment(warped, pre), *backends, settings=ProcessConfig(crf=False, prealign=False))
     assert inside.info["prealign"]["applied"] and not given.info["prealign"]["applied"]
     assert inside.info["view_order_votes"] == given.info["view_order_votes"]
     assert inside.box == given.box and np.array_equal(inside.depth, given.depth)

@@ -15,6 +15,7 @@ from tasks.labels.correspondence import build_backend
 from tasks.labels.process import process_item, process_pair
 from tasks.labels.sky import build_sky
 from tasks.labels.view_order import Cue, combine, ground_cue, keystone_cue, occlusion_cue
+from tasks.labels.settings import ProcessConfig
 from tests.tasks.stereo_scenes import keystone_warp, motorcycle
 
 
@@ -246,7 +247,7 @@ def _votes(result):
 
 def test_real_pair_in_order_is_parallel(moto, backends):
     left, right = moto
-    res = process_pair(left, right, *backends, crf=False)
+    res = process_pair(left, right, *backends, settings=ProcessConfig(crf=False))
     assert (res.view_order, res.swapped_views) == ("parallel", False)
     assert res.quality["view_order_source"] == "data" and not res.quality["view_order_uncertain"]
     assert _votes(res)["occlusion"] == 1 and _votes(res)["ground"] == 1
@@ -255,7 +256,7 @@ def test_real_pair_in_order_is_parallel(moto, backends):
 
 def test_real_pair_swapped_is_cross_eyed_and_exports_the_true_left_eye(moto, backends):
     left, right = moto
-    res = process_pair(right, left, *backends, crf=False)
+    res = process_pair(right, left, *backends, settings=ProcessConfig(crf=False))
     assert (res.view_order, res.swapped_views) == ("cross_eyed", True)
     assert res.quality["view_order_source"] == "data" and not res.quality["view_order_uncertain"]
     assert _votes(res)["occlusion"] == -1 and _votes(res)["ground"] == -1
@@ -265,7 +266,7 @@ def test_real_pair_swapped_is_cross_eyed_and_exports_the_true_left_eye(moto, bac
 
 def test_reviewer_order_is_kept_but_the_cues_are_recorded(moto, backends):
     left, right = moto
-    res = process_pair(right, left, *backends, crf=False, order="given")
+    res = process_pair(right, left, *backends, settings=ProcessConfig(crf=False), order="given")
     assert (res.view_order, res.swapped_views) == ("parallel", False)
     assert res.quality["view_order_source"] == "reviewer"
     assert res.info["view_order_votes"]["evidence"] < -0.5  # the data still says swapped
@@ -277,7 +278,7 @@ def test_known_order_with_swapped_views_keeps_the_format_flagged(moto, backends)
     """The motorcycle's data against the prior is strong (~-1.16: occlusions and ground both say
     swapped) but not overwhelming (-1.2): the format's order stands, flagged for review."""
     left, right = moto
-    res = process_pair(right, left, *backends, crf=False, known_order=True)
+    res = process_pair(right, left, *backends, settings=ProcessConfig(crf=False), known_order=True)
     assert (res.view_order, res.swapped_views) == ("undecided", False)
     assert res.quality["view_order_source"] == "format" and res.quality["view_order_uncertain"]
     assert _votes(res)["occlusion"] == -1 and _votes(res)["ground"] == -1
@@ -286,7 +287,7 @@ def test_known_order_with_swapped_views_keeps_the_format_flagged(moto, backends)
 
 def test_known_order_contradicted_by_the_data_is_never_silently_kept(moto, backends):
     left, right = moto
-    res = process_pair(right, left, *backends, crf=False, known_order=True)
+    res = process_pair(right, left, *backends, settings=ProcessConfig(crf=False), known_order=True)
     assert res.swapped_views or res.quality["view_order_uncertain"]
 
 
@@ -325,7 +326,7 @@ def test_mpo_stored_right_first_is_overturned_and_logged(sqlite_catalog, tmp_pat
     data_root.mkdir()
     wrong = _add_mpo_item(sqlite_catalog, data_root, "mpo_right_first", right_k, left)
     good = _add_mpo_item(sqlite_catalog, data_root, "mpo_in_order", left, right_k)
-    opts = dict(backend=backends[0], sky_backend=backends[1], crf=False)
+    opts = dict(backend=backends[0], sky_backend=backends[1], settings=ProcessConfig(crf=False))
     with caplog.at_level(logging.WARNING, logger="tasks.labels.process"):
         process_item(sqlite_catalog, wrong, data_root, **opts)
     overturned = [r for r in caplog.records if "overturned the mpo view-order convention" in r.getMessage()]
