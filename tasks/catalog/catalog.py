@@ -333,6 +333,25 @@ class StatusCounts:
         return {"total": self.total, "states": self.states, "reasons": self.reasons}
 
 
+def _check_columns(fields: dict[str, Any]) -> None:
+    """Refuse names that are not columns of ``items`` (a misspelt ``view_ordr=`` would otherwise be set
+    as a plain attribute and silently never stored), naming the closest column."""
+    from core.settings import closest_key
+
+    columns = set(Item.__table__.columns.keys())
+    unknown = [k for k in fields if k not in columns]
+    if unknown:
+        hints = [f"{k!r}" + (f" (did you mean {closest_key(k, columns)!r}?)" if closest_key(k, columns) else "")
+                 for k in unknown]
+        raise ValueError(f"not a catalog column: {', '.join(hints)}")
+
+
+def _set_columns(item: "Item", fields: dict[str, Any]) -> None:
+    _check_columns(fields)
+    for key, value in fields.items():
+        setattr(item, key, value)
+
+
 class Catalog:
     """Handle on one catalog database. Cheap to create; holds an engine and a session factory."""
 
@@ -400,15 +419,16 @@ class Catalog:
             return s.get(Item, item_id)
 
     def update(self, item_id: str, **fields: Any) -> Item:
-        """Change non-state fields (paths, hashes, provenance). States go through ``transition``."""
+        """Change non-state fields (paths, hashes, provenance). States go through ``transition``.
+        A name that is not a column raises ``ValueError`` before anything is written."""
         if "state" in fields:
             raise TransitionError("use Catalog.transition to change state")
+        _check_columns(fields)
         with self.session() as s:
             item = s.get(Item, item_id)
             if item is None:
                 raise KeyError(item_id)
-            for key, value in fields.items():
-                setattr(item, key, value)
+            _set_columns(item, fields)
             return item
 
     def transition(
@@ -444,8 +464,7 @@ class Catalog:
                 raise TransitionError(f"{item_id} is {current}, expected one of {sorted(map(str, expect))}")
             if to not in TRANSITIONS[current]:
                 raise TransitionError(f"{item_id}: {current} -> {to} is not allowed")
-            for key, value in fields.items():
-                setattr(item, key, value)
+            _set_columns(item, fields)
             item.state = to.value
             item.reason = reason if (reason or to in NEEDS_REASON) else None
             item.reason_detail = detail if reason else None

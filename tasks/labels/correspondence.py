@@ -27,6 +27,7 @@ pixels whose forward flow is undone by the backward flow (Sundaram et al. 2010, 
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -78,6 +79,33 @@ class Registry:
         except KeyError:
             raise KeyError(f"unknown {self.kind} backend {name!r}; known: {', '.join(self.names())}") from None
 
+    def build(self, name: str, *, common: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Build ``name`` with ``options`` and those ``common`` settings its builder takes.
+
+        ``options`` are the backend's own: one it does not take raises ``TypeError`` naming it and what it
+        takes. ``common`` are the settings every backend of a kind is offered (weights file, device, ...):
+        ``device`` is dropped for a builder that runs where it runs (OpenCV on the CPU); any other common
+        setting given (not None) to a builder that takes none is an error, never silently ignored.
+        """
+        return call_builder(self.get(name), f"{self.kind} backend {name!r}", common or {}, options)
+
+
+def call_builder(builder: Callable[..., Any], what: str, common: dict[str, Any], options: dict[str, Any]) -> Any:
+    """``builder(**options, **the common settings it takes)``, refusing what it does not take (``Registry.build``)."""
+    params = inspect.signature(builder).parameters
+    named = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    open_ended = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in options if k not in named and not open_ended]
+    if unknown:
+        raise TypeError(f"{what} takes no option {unknown[0]!r}; it takes: {', '.join(sorted(named)) or 'none'}")
+    kwargs = dict(options)
+    for key, value in common.items():
+        if key in named:  # (never through a builder's **options: those are the backend's own)
+            kwargs[key] = value
+        elif key != "device" and value is not None:
+            raise ValueError(f"{what} takes no {key} (got {value!r})")
+    return builder(**kwargs)
+
 
 CORRESPONDENCE = Registry("correspondence")
 
@@ -93,14 +121,22 @@ def is_gpu_backend(name: str) -> bool:
     return name not in _CPU_BACKENDS
 
 
-def build_backend(name: str, **kwargs: Any) -> FlowBackend:
-    """Build the backend ``name``. ``ptlflow:<model>`` reaches any ptlflow model by its own name."""
+def build_backend(name: str, *, checkpoint: str | None = None, device: str = "auto", **options: Any) -> FlowBackend:
+    """Build the backend ``name``. ``ptlflow:<model>`` reaches any ptlflow model by its own name.
+
+    ``checkpoint`` (a local weights file) and ``device`` are offered to every backend; the OpenCV ones run
+    on the CPU and take no weights (a weights file for them is an error). ``options`` are the backend's
+    own keyword arguments; an unknown one raises ``TypeError`` naming it.
+    """
+    common = {"checkpoint": checkpoint, "device": device}
     if name.startswith("fused:"):
-        return FusedBackend(flow=name.split(":", 1)[1], **kwargs)
+        return call_builder(functools.partial(FusedBackend, flow=name.split(":", 1)[1]), f"backend {name!r}",
+                            common, options)
     if name.startswith("ptlflow:"):
-        return PtlflowBackend(model=name.split(":", 1)[1], **kwargs)
+        return call_builder(functools.partial(PtlflowBackend, model=name.split(":", 1)[1]), f"backend {name!r}",
+                            common, options)
     if name in CORRESPONDENCE:
-        return CORRESPONDENCE.get(name)(**kwargs)
+        return CORRESPONDENCE.build(name, common=common, **options)
     raise KeyError(f"unknown correspondence backend {name!r}; known: {', '.join(CORRESPONDENCE.names())}"
                    ", ptlflow:<model name> or fused:<backend>")
 
@@ -118,7 +154,7 @@ class DisBackend:
     # "fast" at full resolution (finest scale 0): sharper occlusion edges than "medium"'s default
     # half-resolution finest scale, at about the same cost (benchmarks/bench_process.py)
     def __init__(self, *, preset: str = "fast", finest_scale: int | None = 0,
-                 variational_iterations: int | None = None, **_ignored: Any) -> None:
+                 variational_iterations: int | None = None) -> None:
         self.preset = preset
         self.finest_scale = finest_scale
         self.variational_iterations = variational_iterations
@@ -200,7 +236,7 @@ class PtlflowBackend(_TorchBackend):
     """Any ptlflow 0.4.2 model. ptlflow models take BGR in [0, 1] as ``{"images": (B, 2, 3, H, W)}``."""
 
     def __init__(self, *, model: str, checkpoint: str | None = None, device: str = "auto",
-                 batch_size: int = 4, **_ignored: Any) -> None:
+                 batch_size: int = 4) -> None:
         super().__init__(device=device, batch_size=batch_size)
         try:
             import ptlflow
@@ -233,7 +269,7 @@ class TorchvisionRaftBackend(_TorchBackend):
     name = "tv_raft"
 
     def __init__(self, *, checkpoint: str | None = None, device: str = "auto", batch_size: int = 4,
-                 num_flow_updates: int = 12, small: bool = False, **_ignored: Any) -> None:
+                 num_flow_updates: int = 12, small: bool = False) -> None:
         super().__init__(device=device, batch_size=batch_size)
         import torch
         from torchvision.models.optical_flow import raft_large, raft_small
@@ -304,7 +340,7 @@ class SgbmBackend:
                  speckle_range: int = 2,
                  mode: str = "3way", colour: bool = False, margin: float = 8.0, smooth: float = 4.0,
                  smooth_range: float = 1.0, edge_band: float | None = 3.0, edge_window: int = 3,
-                 coarse_preset: str = "ultrafast", coarse_scale: int = 2, **_ignored: Any) -> None:
+                 coarse_preset: str = "ultrafast", coarse_scale: int = 2) -> None:
         self.block_size, self.uniqueness, self.lr_max_diff = block_size, uniqueness, lr_max_diff
         self.speckle_window, self.speckle_range, self.mode = speckle_window, speckle_range, _SGBM_MODES[mode]
         self.colour, self.margin = colour, margin

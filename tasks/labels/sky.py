@@ -42,8 +42,11 @@ class SkyBackend(Protocol):
 SKY = Registry("sky")
 
 
-def build_sky(name: str, **kwargs: Any) -> SkyBackend:
-    return SKY.get(name)(**kwargs)
+def build_sky(name: str, *, checkpoint: str | None = None, mmseg_config: str | None = None, device: str = "auto",
+              **options: Any) -> SkyBackend:
+    """Build the sky backend ``name`` (``Registry.build``: a setting it does not take is refused)."""
+    return SKY.build(name, common={"checkpoint": checkpoint, "mmseg_config": mmseg_config, "device": device},
+                     **options)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -56,7 +59,7 @@ class HeuristicSky:
     name = "heuristic"
 
     def __init__(self, *, texture_scale: float = 6.0, top_connected_weight: float = 0.15,
-                 reliable_weight: float = 0.5, **_ignored: Any) -> None:
+                 reliable_weight: float = 0.5) -> None:
         self.texture_scale = texture_scale
         self.top_connected_weight = top_connected_weight
         self.reliable_weight = reliable_weight
@@ -98,7 +101,7 @@ class TransformersSky:
     name = "segformer"
 
     def __init__(self, *, checkpoint: str, device: str = "auto", input_side: int = 512,
-                 sky_class: int | None = None, **_ignored: Any) -> None:
+                 sky_class: int | None = None) -> None:
         try:
             import torch  # noqa: F401
             from transformers import AutoConfig
@@ -150,8 +153,7 @@ class MmsegSky:
 
     name = "mmseg"
 
-    def __init__(self, *, config: str, checkpoint: str, device: str = "auto", sky_class: int = ADE20K_SKY,
-                 **_ignored: Any) -> None:
+    def __init__(self, *, config: str, checkpoint: str, device: str = "auto", sky_class: int = ADE20K_SKY) -> None:
         try:
             from mmseg.apis import init_model
         except ImportError as exc:
@@ -168,10 +170,11 @@ class MmsegSky:
         return logits.softmax(0)[self.sky_class].float().cpu().numpy()
 
 
-def _build_mmseg(*, checkpoint: str | None = None, mmseg_config: str | None = None, **kwargs: Any) -> MmsegSky:
+def _build_mmseg(*, checkpoint: str | None = None, mmseg_config: str | None = None, device: str = "auto",
+                 sky_class: int = ADE20K_SKY) -> MmsegSky:
     if not (checkpoint and mmseg_config):
         raise ValueError("the mmseg sky backend needs process.mmseg_config and process.sky_checkpoint")
-    return MmsegSky(config=mmseg_config, checkpoint=checkpoint, **kwargs)
+    return MmsegSky(config=mmseg_config, checkpoint=checkpoint, device=device, sky_class=sky_class)
 
 
 SKY.register("mmseg", _build_mmseg)

@@ -107,3 +107,17 @@ def test_parallel_writers_wait_instead_of_failing(catalog):
         list(pool.map(walk, [ids[i::8] for i in range(8)]))
     assert catalog.status().states == {"split": 64}
     assert all(len(catalog.events(i)) == 3 for i in ids)
+
+
+def test_update_and_transition_refuse_a_column_the_catalog_does_not_have(tmp_path):
+    from tasks.catalog.catalog import Catalog
+
+    with Catalog(f"sqlite:///{tmp_path / 'c.db'}") as catalog:
+        item, _ = catalog.discover(source="local", source_id="a.jpg")
+        with pytest.raises(ValueError, match=r"'view_ordr' \(did you mean 'view_order'\?\)"):
+            catalog.update(item.id, view_ordr="parallel")
+        with pytest.raises(ValueError, match="not a catalog column"):
+            catalog.transition(item.id, "failed", reason="corrupt", no_such_column=1)
+        assert catalog.get(item.id).state == "discovered"  # nothing was written
+        catalog.update(item.id, view_order="parallel")
+        assert catalog.get(item.id).view_order == "parallel"

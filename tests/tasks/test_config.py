@@ -88,3 +88,34 @@ def test_log_handlers_redact_secret_values():
     text = stream.getvalue()
     assert "key-12345" not in text and "sec-67890" not in text and "pw-abcde" not in text
     assert "FlickrAPI for key '***' secret *** url postgresql+psycopg://u:***@h/db" in text
+
+
+def _sections():
+    from flows.config import RedwebConfig
+    from pydantic import BaseModel
+
+    return [(name, f.annotation) for name, f in RedwebConfig.model_fields.items()
+            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)]
+
+
+@pytest.mark.parametrize("section", [name for name, _ in _sections()])
+def test_a_misspelt_key_fails_in_every_section_naming_it_and_the_closest_one(section):
+    model = dict(_sections())[section]
+    key = sorted(model.model_fields, key=len)[-1]  # the longest key: misspelt, it stays close
+    typo = key[:-2] + key[-1]
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[f"{section}.{typo}=1"], environ={})
+    assert f"unknown key '{section}.{typo}'" in str(err.value)
+    assert f"did you mean '{section}.{key}'?" in str(err.value)
+
+
+def test_a_key_nothing_resembles_lists_what_the_section_takes():
+    with pytest.raises(ConfigError, match=r"unknown key 'export\.zzzzzz'; the export section takes: .*max_side"):
+        load_config(overrides=["export.zzzzzz=1"], environ={})
+
+
+def test_the_cli_refuses_a_misspelt_key_with_one_line(capsys):
+    from flows.cli import main
+
+    assert main(["status", "--set", "evaluate.anything=5"]) != 0
+    assert "unknown key 'evaluate.anything'" in capsys.readouterr().err

@@ -78,3 +78,17 @@ def test_torchvision_raft_weights_from_a_local_file(tmp_path):
     s = make_scene(124, 130)  # RAFT's correlation pyramid needs >= 128 px: padded to 128 x 136, unpadded
     (f,) = backend.flow([s.left], [s.right])
     assert f.shape == (124, 130, 2) and np.isfinite(f).all()
+
+
+def test_backends_refuse_options_they_do_not_take():
+    from tasks.labels.sky import build_sky
+
+    with pytest.raises(TypeError, match=r"takes no option 'presett'"):
+        build_backend("dis", presett="fast")
+    with pytest.raises(ValueError, match="takes no checkpoint"):
+        build_backend("dis", checkpoint="/weights.pt")
+    with pytest.raises(TypeError, match=r"takes no option 'texture'"):
+        build_sky("heuristic", texture=1.0)
+    with pytest.raises(ValueError, match="takes no mmseg_config"):
+        build_sky("heuristic", mmseg_config="x.py")
+    assert build_backend("dis", device="cuda", preset="fast").preset == "fast"  # OpenCV runs on the CPU

@@ -353,3 +353,25 @@ def test_mpo_stored_right_first_is_overturned_and_logged(sqlite_catalog, tmp_pat
     assert item.swapped is False and item.view_order == "mpo"
     assert item.quality["view_order_source"] == "format"
     assert item.left_path == "pairs/mpo_in_order/left.png"
+
+
+def test_the_decision_threshold_has_one_home_that_the_stage_and_the_review_panel_read(moto, backends):
+    """``process.view_order_min_margin`` is what the process stage decides with and what the quality panel
+    shows: raising it above this pair's evidence leaves the order undecided, and the panel marks it."""
+    from types import SimpleNamespace
+
+    from review_ui.quality import quality_rows
+
+    left, right = moto
+    strict = ProcessConfig(crf=False, view_order_min_margin=1.9)
+    res = process_pair(left, right, *backends, settings=strict)
+    margin = res.quality["view_order_margin"]
+    assert 0.5 < margin < 1.9
+    assert res.quality["view_order_uncertain"] and res.view_order == "undecided"
+    item = SimpleNamespace(quality=res.quality, score=None)
+    shown = {r["key"]: r for r in quality_rows(item, strict)}["view_order_margin"]
+    assert shown["threshold"] == "|margin| ≥ 1.90" and shown["ok"] is False
+    default = {r["key"]: r for r in quality_rows(item, ProcessConfig())}["view_order_margin"]
+    assert default["threshold"] == f"|margin| ≥ {ProcessConfig().view_order_min_margin:.2f}" and default["ok"]
+    # and the default decides this pair (test_real_pair_in_order_is_parallel)
+    assert margin >= ProcessConfig().view_order_min_margin
