@@ -77,7 +77,7 @@ def spec_overrides(spec: str) -> list[str]:
 def audit_spec(spec: str, scenes, work: Path, *, packings: list[str], n_pairs: int, config_file: str | None,
                overrides: list[str], report_dir: Path | None, details: bool) -> dict:
     """One audit of ``scenes`` with the config of ``spec``; returns its summary (tasks.audit.audit.summarize)."""
-    from tasks.audit.audit import audit
+    from tasks.audit import audit
     from flows.config import load_config
 
     config = load_config(config_file, data_root=work / "unused-data-root", overrides=[*overrides, *spec_overrides(spec)])

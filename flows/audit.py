@@ -31,7 +31,7 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
     import tempfile
 
     from flows.options import run_dir_for
-    from tasks.audit.audit import audit
+    from tasks.audit import audit
     from flows.config import config_to_dict
     from tasks.audit.scenes import read_scenes
 

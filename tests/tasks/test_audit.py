@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tasks.audit.audit import audit
+from tasks.audit import audit
 from tasks.audit.audit import (AuditRow, EyeGeometry, disagreement_map, ordinal_error, pack_scene, right_view_disparity,
                          summarize)
 from tasks.audit.scenes import Scene
