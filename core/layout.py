@@ -82,3 +82,21 @@ class DataRoot:
     def run_dir(self, kind: str, stamp: str | None = None) -> Path:
         """``runs/<kind>-<stamp>/`` (not created): one folder per run, named by :func:`run_stamp`."""
         return self.runs / f"{kind}-{stamp or run_stamp()}"
+
+    def experiment(self, name: str) -> Path:
+        """``runs/experiment-<name>/``: one folder per experiment file, no stamp (a rerun resumes it)."""
+        return self.runs / f"experiment-{name}"
+
+    def audits(self) -> list[Path]:
+        """Every ``runs/audit-*/audit.json`` there is."""
+        return list(self.runs.glob("audit-*/audit.json"))
+
+    @property
+    def review_cache(self) -> Path:
+        """Derived images of the review UI (thumbnails, colour maps)."""
+        return self.cache / "review"
+
+    @property
+    def review_secret_key(self) -> Path:
+        """The review UI's cookie-signing key (created 0600) unless ``review.secret_key(_file)`` says otherwise."""
+        return self.root / "review_secret.key"

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from core.layout import DataRoot
 from core.settings import Section, describe_validation_error
 from model.config import EvaluateConfig, ExperimentRunConfig, FinetuneConfig, TrainConfig
 from tasks.ingest.settings import FlickrConfig, IngestConfig
@@ -73,7 +74,7 @@ class RedwebConfig(Section):
     def catalog_url(self) -> str:
         """The catalog's SQLAlchemy URL, password included: pass it to code, never print or save it."""
         url = self.database_url.get_secret_value() if self.database_url is not None else ""
-        return url or f"sqlite:///{self.data_root / 'catalog.db'}"
+        return url or f"sqlite:///{DataRoot(self.data_root).catalog_db}"
 
     @property
     def catalog_url_redacted(self) -> str:

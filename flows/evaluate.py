@@ -6,12 +6,12 @@ decides where outputs go.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
+from core.layout import DataRoot
 from flows.options import checkpoint_or_newest, evaluate_options, export_dir_for, flow_config
 from flows.policy import redweb_task
 from flows.config import Overrides
@@ -19,8 +19,7 @@ from flows.config import Overrides
 
 def default_run_dir(data_root: str | Path, benchmark: str) -> Path:
     """``<data_root>/runs/evaluate-<benchmark>-<UTC time>``: where an evaluation run's files go."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return Path(data_root) / "runs" / f"evaluate-{benchmark}-{stamp}"
+    return DataRoot(Path(data_root)).run_dir(f"evaluate-{benchmark}")
 
 
 def _publish(doc: dict[str, Any], report: Path | None) -> None:

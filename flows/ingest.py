@@ -8,7 +8,6 @@ effective config and a summary go to ``<data_root>/runs/ingest-<timestamp>/``.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from typing import Any
 
 from prefect import flow
@@ -16,7 +15,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.batching import run_batches
 from flows.policy import redweb_task
-from flows.options import flickr_options, flow_config, ingest_options
+from flows.options import flickr_options, flow_config, ingest_options, run_dir_for
 from flows.config import Overrides
 
 
@@ -46,14 +45,14 @@ def ingest_flow(config_file: str | None = None, data_root: str | None = None, ov
     config = flow_config(config_file, data_root, overrides)
     parse_source(source)  # fail fast on a malformed source, before anything is written
     opts, url = ingest_options(config), config.catalog_url
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    run_dir = config.data_root / "runs" / f"ingest-{stamp}"
+    run_dir = run_dir_for(config, "ingest")
+    batch = run_dir.name  # the catalog batch of this run's items: its run folder's name
     save_effective_config(config, run_dir)
     kind = "network" if source.startswith(("flickr", "urls")) else "db"
     batch_size = config.ingest.batch_size
 
     register = redweb_task(register_from_url, kind=kind, name="ingest-register")
-    ids = register(url, source, limit=limit, batch=f"ingest-{stamp}", **opts["register"],
+    ids = register(url, source, limit=limit, batch=batch, **opts["register"],
                    flickr=flickr_options(config) if source == "flickr" else None)
     print(f"{source}: {len(ids)} items")
     fetched = _run_batches(redweb_task(fetch_batch, kind="network", name="ingest-fetch"), url, ids, batch_size,
@@ -65,7 +64,7 @@ def ingest_flow(config_file: str | None = None, data_root: str | None = None, ov
     with Catalog(url) as catalog:
         outcome = catalog.state_counts(ids)
         status = catalog.status().as_dict()
-    summary = {"run_dir": str(run_dir), "batch": f"ingest-{stamp}", "source": source, "items": len(ids),
+    summary = {"run_dir": str(run_dir), "batch": batch, "source": source, "items": len(ids),
                "steps": {"fetch": fetched, "split": detected, "decide": decided}, "outcome": outcome,
                "status": status}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))

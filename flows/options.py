@@ -9,10 +9,10 @@ and secrets reach flows only through the environment (overrides may not carry th
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from core.layout import DataRoot
 from flows.config import Overrides, RedwebConfig, load_config, redact_secrets_in_logs
 
 
@@ -25,19 +25,14 @@ def flow_config(config_file: str | None = None, data_root: str | None = None,
     return config
 
 
-def stamp() -> str:
-    """UTC time for run folder names, e.g. ``20260101-120000``."""
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-
-
 def run_dir_for(config: RedwebConfig, kind: str) -> Path:
-    """``<data_root>/runs/<kind>-<UTC time>``: where one run's files go."""
-    return config.data_root / "runs" / f"{kind}-{stamp()}"
+    """``<data_root>/runs/<kind>-<UTC time>``: where one run's files go (``core.layout``)."""
+    return DataRoot(config.data_root).run_dir(kind)
 
 
 def export_dir_for(config: RedwebConfig) -> Path:
     """The dataset the pipeline, the export deployment and retraining share: ``exports/<pipeline.export_name>``."""
-    return config.data_root / "exports" / config.pipeline.export_name
+    return DataRoot(config.data_root).export(config.pipeline.export_name)
 
 
 # ---- per stage -------------------------------------------------------------------------------------
@@ -55,17 +50,16 @@ def flickr_options(config: RedwebConfig) -> dict[str, Any]:
 
 def ingest_options(config: RedwebConfig) -> dict[str, dict[str, Any]]:
     """{"register", "fetch", "split", "decide"}: keyword arguments of the ``tasks.ingest.run`` steps."""
-    ing, root = config.ingest, str(config.data_root)
+    kw, root = config.ingest.ingest_kwargs(), str(config.data_root)
+
+    def pick(*names: str) -> dict[str, Any]:
+        return {"data_root": root, **{n: kw[n] for n in names}}
+
     return {
-        "register": dict(data_root=root, extensions=list(ing.extensions),
-                         samples_max_view_side=ing.samples_max_view_side),
-        "fetch": dict(data_root=root, max_pixels=ing.max_pixels, min_side=ing.min_side,
-                      max_file_bytes=ing.max_file_bytes, timeout_s=ing.download_timeout_s,
-                      retries=ing.download_retries),
-        "split": dict(data_root=root, max_pixels=ing.max_pixels, min_side=ing.min_side,
-                      min_similarity=ing.stereo_min_similarity, anaglyph_threshold=ing.anaglyph_min_score,
-                      split_anaglyph=ing.anaglyphs == "split"),
-        "decide": dict(max_distance=ing.near_duplicate_max_distance),
+        "register": pick("extensions", "samples_max_view_side"),
+        "fetch": pick("max_pixels", "min_side", "max_file_bytes", "timeout_s", "retries"),
+        "split": pick("max_pixels", "min_side", "min_similarity", "anaglyph_threshold", "split_anaglyph"),
+        "decide": dict(max_distance=kw["near_duplicate_max_distance"]),
     }
 
 
@@ -104,10 +98,10 @@ def newest_checkpoint(config: RedwebConfig) -> Path | None:
     """The promoted model (``models/current``), else the newest ``runs/*/model.pt``; None when there is none."""
     from model.promotion import current_model
 
-    current = current_model(config.data_root / "models")
+    current = current_model(DataRoot(config.data_root).models)
     if current and Path(current["checkpoint"]).is_file():
         return Path(current["checkpoint"])
-    found = sorted((config.data_root / "runs").glob("*/**/model.pt"), key=lambda p: p.stat().st_mtime)
+    found = sorted(DataRoot(config.data_root).runs.glob("*/**/model.pt"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
@@ -141,7 +135,7 @@ def finetune_data(config: RedwebConfig, task: str) -> dict[str, str | None]:
     """The fine-tuning data as the task function's keywords: depth ``{"data"}`` (``finetune.nyu``, default
     ``<data_root>/benchmarks/nyu_depth_v2_labeled.mat``), segment ``{"voc", "sbd"}`` (default
     ``<data_root>/benchmarks/VOCdevkit`` and ``benchmark_RELEASE``; ``sbd`` None when neither set nor present)."""
-    f, bench = config.finetune, config.data_root / "benchmarks"
+    f, bench = config.finetune, DataRoot(config.data_root).benchmarks
     if task == "depth":
         return {"data": str(f.nyu or bench / "nyu_depth_v2_labeled.mat")}
     sbd = f.sbd or (bench / "benchmark_RELEASE" if (bench / "benchmark_RELEASE").is_dir() else None)

@@ -17,6 +17,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from core.layout import DataRoot
 from flows.options import export_dir_for, flow_config, run_dir_for
 from flows.config import Overrides
 
@@ -47,7 +48,7 @@ def retrain_flow(config_file: str | None = None, data_root: str | None = None,
     same = dict(config_file=config_file, data_root=data_root, overrides=overrides)
     config = flow_config(**same)
     root, pipe = config.data_root, config.pipeline
-    models_dir = root / "models"
+    models_dir = DataRoot(root).models
     started = datetime.now(timezone.utc)
     run_dir = run_dir_for(config, "retrain")
     save_effective_config(config, run_dir)
@@ -96,7 +97,7 @@ def retrain_when_enough_accepted(config_file: str | None = None, data_root: str 
     """Start ``retrain_flow`` once enough maps were accepted since the last retraining."""
     config = flow_config(config_file, data_root, overrides)
     need = min_new_accepted or config.pipeline.retrain_min_new_accepted
-    since = _last_retrain(config.data_root / "models")
+    since = _last_retrain(DataRoot(config.data_root).models)
     new = count_new_accepted(config.catalog_url, since)
     print(f"{new} maps accepted since {since or 'the beginning'} (threshold {need})")
     if new < need:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.layout import DataRoot
 from core.rules import SKY_VALUE  # noqa: F401  (re-exported)
 
 ITEM_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -123,7 +124,7 @@ class ImageCache:
 
     def __init__(self, data_root: Path, *, thumbnail_px: int = 160) -> None:
         self.data_root = Path(data_root).resolve()
-        self.cache_root = self.data_root / "cache" / "review"
+        self.cache_root = DataRoot(self.data_root).review_cache
         self.thumbnail_px = thumbnail_px
         self._lock = threading.Lock()
 

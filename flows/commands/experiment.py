@@ -33,6 +33,7 @@ def run(args: argparse.Namespace, config) -> int:
 
     import yaml
 
+    from core.layout import DataRoot
     from model.experiment import expand_grid, load_experiment, setting_key
 
     overrides: dict = {}
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace, config) -> int:
     if cfg.data is None or not Path(cfg.data).is_dir():
         print(f"redweb experiment: training data not found: {cfg.data} (pass --data DIR)", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else Path(config.data_root) / "runs" / f"experiment-{cfg.name}"
+    out = Path(args.out) if args.out else DataRoot(config.data_root).experiment(cfg.name)
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     from flows.experiment import experiment_flow

@@ -33,9 +33,13 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from core.layout import DataRoot
+from core.settings import keyword_defaults
 from tasks.catalog.catalog import Catalog, Item, State, TransitionError
+from tasks.ingest.stereo_formats import detect_stereo_format, extract_views
 
 log = logging.getLogger(__name__)
+_DETECT = keyword_defaults(detect_stereo_format)
 
 ACTOR = "ingest"
 KNOWN_EXTENSIONS = (".jpg", ".jpeg", ".png", ".mpo", ".jps", ".pns", ".tif", ".tiff", ".bmp", ".webp", ".gif")
@@ -73,7 +77,7 @@ def register_source(
     if kind == "samples":
         from tasks.ingest.samples import discover_samples
 
-        return discover_samples(catalog, root=Path(data_root) / "samples", limit=limit, batch=batch,
+        return discover_samples(catalog, root=DataRoot(Path(data_root)).samples, limit=limit, batch=batch,
                                 max_view_side=samples_max_view_side)
     if kind == "local":
         from tasks.ingest.sources import local
@@ -152,8 +156,8 @@ def fetch_item(
     max_pixels: int,
     min_side: int,
     max_file_bytes: int,
-    timeout_s: float = 30.0,
-    retries: int = 4,
+    timeout_s: float,
+    retries: int,
 ) -> str:
     """``discovered`` -> ``downloaded`` | ``failed``; returns the item's state afterwards.
 
@@ -169,12 +173,13 @@ def fetch_item(
         raise KeyError(item_id)
     if item.state != State.DISCOVERED.value:
         return item.state
-    raw_dir = data_root / "raw"
+    paths = DataRoot(data_root)
+    raw_dir = paths.raw
     raw_dir.mkdir(parents=True, exist_ok=True)
     dest = raw_dir / f"{item.id}{_ext_of(item)}"
     fields: dict[str, Any] = {}
     if item.source == "samples":
-        src = data_root / "samples" / item.source_id
+        src = paths.samples / item.source_id
         if not src.is_file():
             return catalog.fail(item_id, "source_missing", str(src), actor=ACTOR).state
         _copy_atomic(src, dest)
@@ -245,15 +250,14 @@ def split_item(
     max_pixels: int,
     min_side: int,
     min_similarity: float,
-    anaglyph_threshold: float = 0.45,
-    split_anaglyph: bool = False,
+    anaglyph_threshold: float,
+    split_anaglyph: bool,
 ) -> str:
     """``downloaded`` -> ``rejected`` (duplicate / anaglyph / mono), ``failed`` (too_small, decode
     errors) or views written + phash stored (returns DETECTED; the state stays ``downloaded``).
     ``split_anaglyph``: anaglyphs become two grey views (red | cyan) instead of being rejected."""
     from tasks.ingest.dedup import phash64, phash_hex
     from tasks.ingest.imageio import ImageError, decode_image, is_jps
-    from tasks.ingest.stereo_formats import detect_stereo_format, extract_views
 
     data_root = Path(data_root)
     item = catalog.get(item_id)
@@ -286,7 +290,7 @@ def split_item(
         return catalog.fail(item_id, "too_small", f"{layout.format} views {vw}x{vh} < {min_side} px", actor=ACTOR,
                             stereo_format=layout.format, info=info).state
     left, right = extract_views(image.frames, layout)
-    pair_dir = data_root / "pairs" / item.id
+    pair_dir = DataRoot(data_root).pairs(item.id)
     pair_dir.mkdir(parents=True, exist_ok=True)
     _save_png(pair_dir / "left.png", left)
     _save_png(pair_dir / "right.png", right)
@@ -362,16 +366,18 @@ def ingest(
     max_file_bytes: int = 200 * 2**20,
     timeout_s: float = 30.0,
     retries: int = 4,
-    min_similarity: float = 0.36,
-    anaglyph_threshold: float = 0.45,
-    split_anaglyph: bool = False,
+    min_similarity: float = _DETECT["min_similarity"],
+    anaglyph_threshold: float = _DETECT["anaglyph_threshold"],
+    split_anaglyph: bool = _DETECT["split_anaglyph"],
     near_duplicate_max_distance: int = 6,
     samples_max_view_side: int | None = None,
     flickr: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """The whole ingest in one process, without Prefect (tests, notebooks, benchmarks): register,
     fetch, split, decide. Returns {state: count} over the source's items. The Prefect flow
-    (flows/ingest.py) runs the same steps in concurrent batches."""
+    (flows/ingest.py) runs the same steps in concurrent batches. These keyword defaults are the one
+    home of the ``ingest`` config section's (tasks/ingest/settings.py reads them); the detector's own
+    thresholds come from ``detect_stereo_format``'s signature."""
     ids = register_source(catalog, spec, data_root=data_root, extensions=extensions, limit=limit, batch=batch,
                           samples_max_view_side=samples_max_view_side, flickr=flickr)
     fetch_items(catalog, ids, data_root=data_root, max_pixels=max_pixels, min_side=min_side,

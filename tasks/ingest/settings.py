@@ -1,44 +1,57 @@
 """The ingest stage's settings (``ingest`` and ``flickr`` sections): one home for every default.
 
-The Flickr crawl's defaults are the keyword defaults of ``tasks.ingest.sources.flickr.discover`` (its
+The ingest defaults are the keyword defaults of ``tasks.ingest.run.ingest``, the Flickr crawl's are the keyword defaults of ``tasks.ingest.sources.flickr.discover`` (its
 signature is their one home); this section reads them.
 """
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from pydantic import Field, SecretStr
 
 from core.settings import Section, keyword_defaults
+from tasks.ingest.run import ingest
 from tasks.ingest.sources.flickr import discover as flickr_discover
 
 FLICKR_REST_URL_DEFAULT = "https://api.flickr.com/services/rest/"
 _FLICKR = keyword_defaults(flickr_discover)
+_INGEST = keyword_defaults(ingest)
 
 
 class IngestConfig(Section):
     """Ingestion: sources, limits on what counts as a usable image, deduplication."""
 
-    max_pixels: int = Field(80_000_000, gt=0, description="decompression-bomb cap on width*height")
-    min_side: int = Field(64, gt=0, description="smaller images are rejected as too_small (per view)")
-    max_file_bytes: int = Field(200 * 2**20, gt=0)
-    download_timeout_s: float = Field(30.0, gt=0)
-    download_retries: int = Field(4, ge=0)
+    max_pixels: int = Field(_INGEST["max_pixels"], gt=0, description="decompression-bomb cap on width*height")
+    min_side: int = Field(_INGEST["min_side"], gt=0, description="smaller images are rejected as too_small (per view)")
+    max_file_bytes: int = Field(_INGEST["max_file_bytes"], gt=0)
+    download_timeout_s: float = Field(_INGEST["timeout_s"], gt=0)
+    download_retries: int = Field(_INGEST["retries"], ge=0)
     near_duplicate_max_distance: int = Field(
-        6, ge=0, le=64, description="Hamming distance of 64-bit perceptual hashes below which two images are near-duplicates"
+        _INGEST["near_duplicate_max_distance"], ge=0, le=64, description="Hamming distance of 64-bit perceptual hashes below which two images are near-duplicates"
     )
     stereo_min_similarity: float = Field(
-        0.36, ge=-1, le=1,
+        _INGEST["min_similarity"], ge=-1, le=1,
         description="view_similarity two regions need to count as two views (stereo samples >= 0.41, mono halves <= 0.31)",
     )
     samples_max_view_side: int | None = Field(
-        None, gt=0, description="build the embedded samples with views at most this many px (None: 741x500 source)"
+        _INGEST["samples_max_view_side"], gt=0, description="build the embedded samples with views at most this many px (None: 741x500 source)"
     )
     batch_size: int = Field(16, ge=1, description="items per Prefect task in the ingest flow")
-    anaglyph_min_score: float = Field(0.45, ge=-2, le=2, description="anaglyph_score above which a mono-looking image is an anaglyph")
+    anaglyph_min_score: float = Field(_INGEST["anaglyph_threshold"], ge=-2, le=2, description="anaglyph_score above which a mono-looking image is an anaglyph")
     anaglyphs: str = Field("reject", pattern="^(reject|split)$",
                            description="reject (reason anaglyph) or split into two grey views: red = left, (green+blue)/2 = right")
-    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".mpo", ".jps", ".pns", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+    extensions: tuple[str, ...] = tuple(_INGEST["extensions"])
+
+    def ingest_kwargs(self) -> dict[str, Any]:
+        """This section as keyword arguments of ``tasks.ingest.run.ingest`` (the one mapping of its names
+        onto the stage's: the flow's steps, the audit and the benchmarks take theirs from here)."""
+        return dict(extensions=list(self.extensions), max_pixels=self.max_pixels, min_side=self.min_side,
+                    max_file_bytes=self.max_file_bytes, timeout_s=self.download_timeout_s,
+                    retries=self.download_retries, min_similarity=self.stereo_min_similarity,
+                    anaglyph_threshold=self.anaglyph_min_score, split_anaglyph=self.anaglyphs == "split",
+                    near_duplicate_max_distance=self.near_duplicate_max_distance,
+                    samples_max_view_side=self.samples_max_view_side)
 
 
 class FlickrConfig(Section):

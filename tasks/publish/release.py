@@ -36,6 +36,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from core.layout import DataRoot
+
 log = logging.getLogger(__name__)
 
 RELEASES_DIR = "releases"
@@ -200,7 +202,7 @@ def find_audit(data_root: str | Path, process_config: dict, ingest_config: dict 
     section itself. Returns ``{"status": "audited", "file", "summary", "scenes"}`` or
     ``{"status": "no audit run", "audits_of_other_configs": N}``."""
     root = Path(data_root)
-    runs = sorted((root / "runs").glob("audit-*/audit.json"), key=lambda p: (p.parent.name, p.stat().st_mtime),
+    runs = sorted(DataRoot(root).audits(), key=lambda p: (p.parent.name, p.stat().st_mtime),
                   reverse=True)
     want = _comparable(process_config)
     others = 0

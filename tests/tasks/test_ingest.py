@@ -111,7 +111,8 @@ def test_vanished_file_is_recorded_and_the_run_goes_on(catalog, tmp_path, sample
     root = tmp_path / "data"
     ids = register_source(catalog, f"local:{folder}", data_root=root)
     (folder / "pair_01.png").unlink()  # gone between listing and copying
-    counts = fetch_items(catalog, ids, data_root=root, max_pixels=10**8, min_side=64, max_file_bytes=10**8)
+    counts = fetch_items(catalog, ids, data_root=root, max_pixels=10**8, min_side=64, max_file_bytes=10**8,
+                         timeout_s=30.0, retries=4)
     assert counts == {"failed": 1, "downloaded": 1}
     assert catalog.get(ids[0]).reason == "source_missing"
 
