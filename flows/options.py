@@ -65,9 +65,7 @@ def ingest_options(config: RedwebConfig) -> dict[str, dict[str, Any]]:
 
 def export_options(config: RedwebConfig) -> dict[str, Any]:
     """Keyword arguments of ``tasks.publish.export.export_dataset`` (states included) from ``config.export``."""
-    e = config.export
-    return dict(states=list(e.states), fmt=e.format, val_fraction=e.val_fraction, max_side=e.max_side,
-                jpeg_quality=e.jpeg_quality)
+    return config.export.export_kwargs()
 
 
 def train_options(config: RedwebConfig) -> dict[str, Any]:

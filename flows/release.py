@@ -39,12 +39,10 @@ def release_flow(config_file: str | None = None, data_root: str | None = None, o
 
     config = flow_config(config_file, data_root, overrides)
     name = name or datetime.now(timezone.utc).strftime("r%Y%m%dT%H%M%SZ")
-    ex = config.export
     # no retries: a second attempt would find a half-made state or a taken name, never fix anything
     summary = redweb_task(_release, kind="db", name="release-create", retries=0)(
         config.catalog_url, str(config.data_root), name, states=list(states or config.release.states),
-        notes=notes or "", fmt=ex.format, val_fraction=ex.val_fraction, max_side=ex.max_side,
-        jpeg_quality=ex.jpeg_quality, config=redact_config(config_to_dict(config)),
+        notes=notes or "", export=config.export, config=redact_config(config_to_dict(config)),
         process_config=config.process.model_dump(mode="json"), ingest_config=config.ingest.model_dump(mode="json"))
     print(f"release {summary['name']} (#{summary['sequence']}): {summary['total']} items, "
           f"{summary['added']} added, "

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from core.layout import DataRoot
+from tasks.publish.settings import ExportConfig, ReleaseConfig
 
 log = logging.getLogger(__name__)
 
@@ -298,12 +299,9 @@ def create_release(
     data_root: str | Path,
     name: str,
     *,
-    states: Sequence[str] = ("accepted",),
+    states: Sequence[str] | None = None,
     notes: str = "",
-    fmt: str = "redweb16",
-    val_fraction: float = 0.1,
-    max_side: int | None = None,
-    jpeg_quality: int = 95,
+    export: ExportConfig | None = None,
     config: dict | None = None,
     process_config: dict | None = None,
     ingest_config: dict | None = None,
@@ -311,6 +309,8 @@ def create_release(
 ) -> dict:
     """Write release ``name`` (module docstring) and return its datasheet dict.
 
+    ``states``: default ``ReleaseConfig().states``; ``export``: how the files are written (format, split,
+    size, JPEG quality; default ``ExportConfig()``, its ``states`` unused).
     ``config``: the effective config as a dict (redacted here again); ``process_config``: its
     ``process`` section (and ``ingest_config`` its ``ingest`` section), matched against label
     audits. Raises ReleaseError if ``name`` exists.
@@ -319,8 +319,10 @@ def create_release(
     from tasks.publish.export import export_dataset
 
     check_name(name)
+    export = export or ExportConfig()
+    fmt = export.format
     try:
-        states = [State(s).value for s in states]
+        states = [State(s).value for s in (ReleaseConfig().states if states is None else states)]
     except ValueError as exc:
         raise ReleaseError(f"{exc}; states are {', '.join(s.value for s in State)}") from exc
     if not states:
@@ -341,8 +343,7 @@ def create_release(
         if work.exists():
             shutil.rmtree(work)
         try:
-            result = export_dataset(catalog, data_root, work, states=states, fmt=fmt, val_fraction=val_fraction,
-                                    max_side=max_side, jpeg_quality=jpeg_quality)
+            result = export_dataset(catalog, data_root, work, **{**export.export_kwargs(), "states": states})
             (work / ".redweb-export.json").unlink(missing_ok=True)  # incremental-export state: not data
             manifest = read_manifest(work / "manifest.csv")
             cur_ids = set(manifest["id"])

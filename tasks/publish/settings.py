@@ -5,6 +5,8 @@ their one home); this section reads them.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from core.settings import Section, keyword_defaults
@@ -21,6 +23,11 @@ class ExportConfig(Section):
     format: str = Field(_EXPORT["fmt"], pattern="^(redweb16|redweb8)$")
     max_side: int | None = Field(_EXPORT["max_side"], gt=0, description="resize exported image/RD/mask so the longer side is at most this")
     jpeg_quality: int = Field(_EXPORT["jpeg_quality"], ge=1, le=100, description="used only when the image must be re-encoded")
+
+    def export_kwargs(self) -> dict[str, Any]:
+        """This section as keyword arguments of ``tasks.publish.export.export_dataset`` (states included)."""
+        return dict(states=list(self.states), fmt=self.format, val_fraction=self.val_fraction, max_side=self.max_side,
+                    jpeg_quality=self.jpeg_quality)
 
 
 class ReleaseConfig(Section):
