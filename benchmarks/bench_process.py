@@ -1,6 +1,6 @@
 """Benchmark of the process stage on real stereo with ground truth (prints tables; not a test).
 
-Labels: the label audit (``tasks.audit.audit``, the code behind ``redweb audit``) run once per backend /
+Labels: the label audit (``tasks.audit``, the code behind ``redweb audit``) run once per backend /
 option spec on the same scenes, side by side in one table, so the benchmark and the audit never
 disagree. Each scene is packed the way web stereo arrives (parallel and cross-eyed side by side,
 over-under, MPO, with a deterministic web degradation), then ingested, processed, triaged and
@@ -76,24 +76,25 @@ def spec_overrides(spec: str) -> list[str]:
 
 def audit_spec(spec: str, scenes, work: Path, *, packings: list[str], n_pairs: int, config_file: str | None,
                overrides: list[str], report_dir: Path | None, details: bool) -> dict:
-    """One audit of ``scenes`` with the config of ``spec``; returns its summary (tasks.audit.audit.summarize)."""
-    from tasks.audit import audit
+    """One audit of ``scenes`` with the config of ``spec``; returns its summary (tasks.audit.tables.summarize)."""
     from flows.config import load_config
+    from tasks.audit.report import write_report
+    from tasks.audit.runner import ingest_options_from_config, run_audit
+    from tasks.audit.tables import format_table, summarize
 
     config = load_config(config_file, data_root=work / "unused-data-root", overrides=[*overrides, *spec_overrides(spec)])
     t = time.perf_counter()
-    rows, images = audit.run_audit(scenes, work / re.sub(r"[^\w.=-]+", "_", spec), packings=packings,
-                                   process=config.process,
-                                   ingest_options=audit.ingest_options_from_config(config.ingest),
-                                   n_pairs=n_pairs, keep_images=report_dir is not None)
+    rows, images = run_audit(scenes, work / re.sub(r"[^\w.=-]+", "_", spec), packings=packings,
+                             process=config.process, ingest_options=ingest_options_from_config(config.ingest),
+                             n_pairs=n_pairs, keep_images=report_dir is not None)
     wall = time.perf_counter() - t
-    summary = audit.summarize(rows)
+    summary = summarize(rows)
     if details:
         print(f"\n### {spec}\n")
-        print(audit.format_table(rows, summary))
+        print(format_table(rows, summary))
     if report_dir is not None:
-        path = audit.write_report(report_dir / re.sub(r"[^\w.=-]+", "_", spec), rows, summary, images,
-                                  title=f"redweb label audit: {spec}", config={"spec": spec})
+        path = write_report(report_dir / re.sub(r"[^\w.=-]+", "_", spec), rows, summary, images,
+                            title=f"redweb label audit: {spec}", config={"spec": spec})
         print(f"report for {spec}: {path}", file=sys.stderr)
     return {**summary, "wall": wall}
 
@@ -108,7 +109,7 @@ def bench_audit(specs: list[str], scene_dirs: list[str], tmp: Path, *, packings:
     dirs = scene_dirs or [str(write_motorcycle_scene(tmp / "scenes"))]
     scenes = [s for d in dirs for s in read_scenes(d, legacy_scale=legacy_scale, max_frames=max_frames)]
     names = ", ".join(s.name for s in scenes)
-    print(f"\n## Labels: label audit (tasks.audit.audit) of {len(scenes)} scene(s) x {len(packings)} packing(s) "
+    print(f"\n## Labels: label audit (tasks.audit) of {len(scenes)} scene(s) x {len(packings)} packing(s) "
           f"({','.join(packings)}), {n_pairs} pairs per map\nscenes: {names}"
           + (f"\noverrides for every spec: {list(overrides)}" if overrides else ""))
     records = []

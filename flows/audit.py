@@ -1,7 +1,8 @@
-"""Audit flow: the label audit (tasks/audit/audit.py) as one Prefect flow run.
+"""Audit flow: the label audit (``tasks.audit``) as one Prefect flow run.
 
 Takes the flow interface of DESIGN.md (``config_file``, ``data_root``, ``overrides``, all optional)
-plus its own arguments; everything heavy is plain code in ``tasks.audit.audit``.
+plus its own arguments; everything heavy is plain code in ``tasks.audit``: ``runner`` (pack, ingest,
+process, export, score), ``tables`` (summary, printed table, JSON) and ``report`` (report.html).
 """
 from __future__ import annotations
 
@@ -30,10 +31,12 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
     """Read the scenes, run the audit, write audit.json (+ report.html); returns the audit JSON."""
     import tempfile
 
-    from flows.options import run_dir_for
-    from tasks.audit import audit
     from flows.config import config_to_dict
+    from flows.options import run_dir_for
+    from tasks.audit.report import write_report
+    from tasks.audit.runner import audit_photos, find_photos, ingest_options_from_config, run_audit
     from tasks.audit.scenes import read_scenes
+    from tasks.audit.tables import format_photo_table, format_table, summarize, to_json
 
     config = _load(config, config_file, data_root, overrides)
     found = [s for path in scenes for s in read_scenes(path, legacy_scale=legacy_scale, max_frames=max_frames)]
@@ -42,36 +45,35 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
     out_dir = Path(out) if out else run_dir_for(config, "audit")
     out_dir.mkdir(parents=True, exist_ok=True)
     say = (lambda msg: print(f"[audit] {msg}", file=sys.stderr, flush=True)) if progress else None
+    ingest_options = ingest_options_from_config(config.ingest)
     if say:
         say(f"{len(found)} scenes x {len(packings.split(','))} packings -> {out_dir}")
     with tempfile.TemporaryDirectory(prefix="redweb-audit-") as tmp:
         rows, images = [], {}
         if found:
-            rows, images = audit.run_audit(
+            rows, images = run_audit(
                 found, Path(tmp) / "work", packings=[p for p in packings.split(",") if p],
-                process=config.process,
-                ingest_options=audit.ingest_options_from_config(config.ingest), n_pairs=pairs,
+                process=config.process, ingest_options=ingest_options, n_pairs=pairs,
                 keep_images=report, progress=say)
         photo_rows = []
         if photos:
-            files = [p for path in photos for p in audit.find_photos(path)]
+            files = [p for path in photos for p in find_photos(path)]
             if say:
                 say(f"{len(files)} web photos without GT")
-            photo_rows = audit.audit_photos(files, Path(tmp) / "photos",
-                                            process=config.process,
-                                            ingest_options=audit.ingest_options_from_config(config.ingest))
-    summary = audit.summarize(rows)
+            photo_rows = audit_photos(files, Path(tmp) / "photos", process=config.process,
+                                      ingest_options=ingest_options)
+    summary = summarize(rows)
     cfg = config_to_dict(config)
-    result = audit.to_json(rows, summary, {"process": cfg["process"], "ingest": cfg["ingest"]})
-    result["table"] = audit.format_table(rows, summary)
+    result = to_json(rows, summary, {"process": cfg["process"], "ingest": cfg["ingest"]})
+    result["table"] = format_table(rows, summary)
     if photo_rows:
         from dataclasses import asdict
 
         result["photos"] = [asdict(r) for r in photo_rows]
-        result["table"] += "\n\n" + audit.format_photo_table(photo_rows)
+        result["table"] += "\n\n" + format_photo_table(photo_rows)
     (out_dir / "audit.json").write_text(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=1))
     if report and rows:
-        path = audit.write_report(out_dir, rows, summary, images, config=result["config"])
+        path = write_report(out_dir, rows, summary, images, config=result["config"])
         result["report"] = str(path)
     result["out"] = str(out_dir)
     return result

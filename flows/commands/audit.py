@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config) -> int:
     from flows.audit import run_audit_command
-    from tasks.audit.audit import ALL_PACKINGS
+    from tasks.audit.packing import ALL_PACKINGS
     from tasks.audit.scenes import SceneError
 
     if not args.scenes and not args.photos:

@@ -10,9 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from tasks.audit import audit
-from tasks.audit.audit import (AuditRow, EyeGeometry, disagreement_map, ordinal_error, pack_scene, right_view_disparity,
-                         summarize)
+from tasks.audit.packing import EXPECTED_FORMAT, PACKINGS, EyeGeometry, pack_scene
+from tasks.audit.runner import KEPT_STATES, AuditRow, run_audit
+from tasks.audit.scoring import (BAD_COVERAGE, BAD_ERROR, disagreement_map, gt_ordinal_labels, gt_step,
+                                 ordinal_error, right_view_disparity, score_map)
+from tasks.audit.tables import format_table, summarize
 from tasks.audit.scenes import Scene
 from tasks.labels.settings import ProcessConfig
 from tests.tasks.gt_layouts import motorcycle
@@ -116,30 +118,30 @@ def test_score_map_on_two_planes():
     rd = np.where(near, 20000, 40000).astype(np.uint16)[None, :].repeat(H, 0)
     mask = np.full((H, W), 255, np.uint8)
     kw = dict(crop_source=[x0, y0, x1, y1], frame=0, view_box=[x0, y0, x1, y1], n_pairs=50_000)
-    s = audit.score_map(scene, packed, rd=rd, mask=mask, **kw)
+    s = score_map(scene, packed, rd=rd, mask=mask, **kw)
     assert s.eye == "left"
     assert s.ordinal_error < 0.005 and s.inverted < 0.005
     assert s.coverage > 0.97  # every GT pixel of the view labelled (up to the view's rounded edges)
     # GT pairs: same plane (tie) or across (ordered); share across = 2 p (1 - p), p = share on the near plane
     p = (np.rint(sx[np.rint(sx) >= 3]) >= 60).mean()
-    inv = audit.score_map(scene, packed, rd=np.where(near, 40000, 20000).astype(np.uint16)[None, :].repeat(H, 0),
-                          mask=mask, **kw)
+    inv = score_map(scene, packed, rd=np.where(near, 40000, 20000).astype(np.uint16)[None, :].repeat(H, 0),
+                    mask=mask, **kw)
     assert inv.ordinal_error == pytest.approx(2 * p * (1 - p), abs=0.01)
     assert inv.inverted > 0.99 and inv.error_eq < 0.01
     half = mask.copy()
     half[:, near] = 0
-    cov = audit.score_map(scene, packed, rd=rd, mask=half, **kw).coverage
+    cov = score_map(scene, packed, rd=rd, mask=half, **kw).coverage
     assert cov == pytest.approx(1 - p, abs=0.03)
     sky = rd.copy()
     sky[:, ~near] = 65535  # sky pixels are not compared: only one plane left, all GT ties, all right
-    assert audit.score_map(scene, packed, rd=sky, mask=mask, **kw).ordinal_error == 0.0
+    assert score_map(scene, packed, rd=sky, mask=mask, **kw).ordinal_error == 0.0
     # the view box of the right eye: scored against the right view's GT, and reported as that eye
     rgeo = packed.eyes["right"]
     rbox = [int(round(v)) for v in rgeo.file_box()]
-    assert audit.score_map(scene, packed, rd=rd, mask=mask, crop_source=rbox, frame=0, view_box=rbox,
-                           n_pairs=1000).eye == "right"
+    assert score_map(scene, packed, rd=rd, mask=mask, crop_source=rbox, frame=0, view_box=rbox,
+                     n_pairs=1000).eye == "right"
     with pytest.raises(ValueError, match="matches no eye"):
-        audit.score_map(scene, packed, rd=rd, mask=mask, crop_source=rbox, frame=1, view_box=rbox)
+        score_map(scene, packed, rd=rd, mask=mask, crop_source=rbox, frame=1, view_box=rbox)
 
 
 def test_coverage_ceiling_counts_what_the_other_view_sees():
@@ -152,7 +154,7 @@ def test_coverage_ceiling_counts_what_the_other_view_sees():
     x0, y0, x1, y1 = (int(round(v)) for v in geo.file_box())
     H, W = y1 - y0, x1 - x0
     kw = dict(crop_source=[x0, y0, x1, y1], frame=0, view_box=[x0, y0, x1, y1], n_pairs=1000)
-    s = audit.score_map(scene, packed, rd=np.full((H, W), 30000, np.uint16), mask=np.full((H, W), 255, np.uint8), **kw)
+    s = score_map(scene, packed, rd=np.full((H, W), 30000, np.uint16), mask=np.full((H, W), 255, np.uint8), **kw)
     # by hand, per scene column of the left view's region
     xs, _ = geo.file_to_scene(np.arange(x0, x1, dtype=float), np.zeros(W))
     cols = np.rint(xs).astype(int)
@@ -201,10 +203,10 @@ def test_eye_geometry_round_trip():
     assert geo.file_box() == pytest.approx((12 * 0.83, 6 * 0.87, 112 * 0.83, 86 * 0.87))
 
 
-@pytest.mark.parametrize("packing", audit.PACKINGS)
+@pytest.mark.parametrize("packing", PACKINGS)
 def test_packed_views_hold_the_scene_pixels(scene, packing):
     packed = pack_scene(scene, packing)
-    assert packed.expected_format == audit.EXPECTED_FORMAT[packing]
+    assert packed.expected_format == EXPECTED_FORMAT[packing]
     assert packed.ext == (".mpo" if packing == "mpo" else ".jpg")
     frames = decode_frames(packed)
     assert len(frames) == (2 if packing == "mpo" else 1)
@@ -248,12 +250,12 @@ def test_the_stress_packing_damages_only_what_it_says(scene):
     view and noise on both, all deterministic; the four default packings carry none of it."""
     packed = pack_scene(scene, "hard")
     deg = packed.degradation
-    assert packed.expected_format == "side_by_side" and "hard" not in audit.PACKINGS
+    assert packed.expected_format == "side_by_side" and "hard" not in PACKINGS
     assert 10 <= deg.jpeg_quality <= 40 and 0.5 <= deg.blur_px <= 3.0
     assert 2 <= deg.noise <= 10 and 0.6 <= deg.gain <= 1.4
     assert pack_scene(scene, "hard").data == packed.data
     assert packed.eyes["left"].file_box()[0] < packed.eyes["right"].file_box()[0]  # left eye first
-    for p in audit.PACKINGS:
+    for p in PACKINGS:
         d = pack_scene(scene, p).degradation
         assert (d.blur_px, d.noise, d.gain) == (0.0, 0.0, 1.0)
     frame = decode_frames(packed)[0].astype(np.float32)
@@ -285,8 +287,8 @@ def test_unknown_packing(scene):
 # ---- triage judged against truth ------------------------------------------------------------------------
 def row(scene: str, state: str, *, err: float | None, cov: float | None, order_ok: bool | None = True,
         reason: str | None = None) -> AuditRow:
-    bad = None if cov is None else bool(err is None or err > audit.BAD_ERROR or cov < audit.BAD_COVERAGE)
-    return AuditRow(scene=scene, packing="sbs", state=state, reason=reason, kept=state in audit.KEPT_STATES,
+    bad = None if cov is None else bool(err is None or err > BAD_ERROR or cov < BAD_COVERAGE)
+    return AuditRow(scene=scene, packing="sbs", state=state, reason=reason, kept=state in KEPT_STATES,
                     ordinal_error=err, error_neq=err, inverted=0.0 if err is not None else None, coverage=cov,
                     format="side_by_side", format_ok=True, view_order="parallel", view_order_source="data",
                     view_order_ok=order_ok, score=0.5, bad=bad,
@@ -314,7 +316,7 @@ def test_summary_triage_confusion_precision_recall():
     assert s["lost"]["f/sbs"] == "failed:process_error"
     # ingest + export + process_item's wall time ("total", not added to its own stages); scoring excluded
     assert s["seconds_per_pair"] == pytest.approx(0.95)
-    table = audit.format_table(rows, s)
+    table = format_table(rows, s)
     assert "auto-reject precision: 50.0%   recall: 50.0%" in table
     assert "pairs kept: 3/6" in table
     assert summarize([])["total"] == 0
@@ -338,8 +340,8 @@ def e2e_scene() -> Scene:
 
 
 def run(scene, tmp_path, packings, **kw):
-    return audit.run_audit([scene], tmp_path / "work", packings=packings, n_pairs=20_000,
-                           process=ProcessConfig(crf=False), **kw)
+    return run_audit([scene], tmp_path / "work", packings=packings, n_pairs=20_000,
+                     process=ProcessConfig(crf=False), **kw)
 
 
 def test_audit_end_to_end_on_the_motorcycle(e2e_scene, tmp_path):
@@ -381,7 +383,7 @@ def test_a_flipped_view_order_is_reported(e2e_scene, tmp_path, monkeypatch):
     assert r.bad is True
     s = summarize(rows)
     assert s["view_order_errors_all_maps"] == 1
-    assert "cross_eyed ✗" in audit.format_table(rows, s)
+    assert "cross_eyed ✗" in format_table(rows, s)
 
 
 def test_gt_quantisation_labels_counted_by_hand():
@@ -391,11 +393,11 @@ def test_gt_quantisation_labels_counted_by_hand():
     # 10 vs 10: depth ratio in [9.5/10.5, 10.5/9.5] = [0.905, 1.105] straddles 1 +- sigma: undecidable (2)
     # 10 vs 20: ratio >= 19.5/10.5 = 1.86: i farther (+1); 20 vs 10: -1
     # 100 vs 100: ratio in [0.990, 1.010], inside [1/1.02, 1.02]: a tie the GT can vouch for (0)
-    assert audit.gt_ordinal_labels(d_i, d_j, 1.0).tolist() == [2, 1, -1, 0]
-    assert audit.gt_ordinal_labels(d_i, d_j, 0.0).tolist() == [0, 1, -1, 0]
-    assert audit.gt_step(np.array([[1.0, 2.0], [3.0, np.nan]])) == 1.0
-    assert audit.gt_step(np.array([[1.0, 1.25, 1.5]])) == 0.25
-    assert audit.gt_step(np.array([[1.0, 1.0 + 1 / 256]])) == 0.0  # KITTI's 1/256: continuous enough
+    assert gt_ordinal_labels(d_i, d_j, 1.0).tolist() == [2, 1, -1, 0]
+    assert gt_ordinal_labels(d_i, d_j, 0.0).tolist() == [0, 1, -1, 0]
+    assert gt_step(np.array([[1.0, 2.0], [3.0, np.nan]])) == 1.0
+    assert gt_step(np.array([[1.0, 1.25, 1.5]])) == 0.25
+    assert gt_step(np.array([[1.0, 1.0 + 1 / 256]])) == 0.0  # KITTI's 1/256: continuous enough
     # ordinal_error leaves the undecidable pairs out and says how many
     gt = 1.0 / np.array([[10.0, 10.0, 20.0]])  # depth of disparities 10, 10, 20
     pred = np.array([[1.0, 2.0, 0.5]])
