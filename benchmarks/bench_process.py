@@ -79,13 +79,13 @@ def audit_spec(spec: str, scenes, work: Path, *, packings: list[str], n_pairs: i
     """One audit of ``scenes`` with the config of ``spec``; returns its summary (tasks.audit.tables.summarize)."""
     from flows.config import load_config
     from tasks.audit.report import write_report
-    from tasks.audit.runner import ingest_options_from_config, run_audit
+    from tasks.audit.runner import run_audit
     from tasks.audit.tables import format_table, summarize
 
     config = load_config(config_file, data_root=work / "unused-data-root", overrides=[*overrides, *spec_overrides(spec)])
     t = time.perf_counter()
     rows, images = run_audit(scenes, work / re.sub(r"[^\w.=-]+", "_", spec), packings=packings,
-                             process=config.process, ingest_options=ingest_options_from_config(config.ingest),
+                             process=config.process, ingest=config.ingest,
                              n_pairs=n_pairs, keep_images=report_dir is not None)
     wall = time.perf_counter() - t
     summary = summarize(rows)

@@ -34,7 +34,7 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
     from flows.config import config_to_dict
     from flows.options import run_dir_for
     from tasks.audit.report import write_report
-    from tasks.audit.runner import audit_photos, find_photos, ingest_options_from_config, run_audit
+    from tasks.audit.runner import audit_photos, find_photos, run_audit
     from tasks.audit.scenes import read_scenes
     from tasks.audit.tables import format_photo_table, format_table, summarize, to_json
 
@@ -45,7 +45,6 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
     out_dir = Path(out) if out else run_dir_for(config, "audit")
     out_dir.mkdir(parents=True, exist_ok=True)
     say = (lambda msg: print(f"[audit] {msg}", file=sys.stderr, flush=True)) if progress else None
-    ingest_options = ingest_options_from_config(config.ingest)
     if say:
         say(f"{len(found)} scenes x {len(packings.split(','))} packings -> {out_dir}")
     with tempfile.TemporaryDirectory(prefix="redweb-audit-") as tmp:
@@ -53,7 +52,7 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
         if found:
             rows, images = run_audit(
                 found, Path(tmp) / "work", packings=[p for p in packings.split(",") if p],
-                process=config.process, ingest_options=ingest_options, n_pairs=pairs,
+                process=config.process, ingest=config.ingest, n_pairs=pairs,
                 keep_images=report, progress=say)
         photo_rows = []
         if photos:
@@ -61,7 +60,7 @@ def run_audit_command(config: Any = None, *, config_file: str | None = None, dat
             if say:
                 say(f"{len(files)} web photos without GT")
             photo_rows = audit_photos(files, Path(tmp) / "photos", process=config.process,
-                                      ingest_options=ingest_options)
+                                      ingest=config.ingest)
     summary = summarize(rows)
     cfg = config_to_dict(config)
     result = to_json(rows, summary, {"process": cfg["process"], "ingest": cfg["ingest"]})

@@ -23,11 +23,11 @@ from core.layout import DataRoot
 from tasks.audit.packing import PACKINGS, Packed, pack_scene
 from tasks.audit.scenes import Scene
 from tasks.audit.scoring import is_bad, right_view_disparity, score_map
+from tasks.ingest.settings import IngestConfig
 from tasks.labels.settings import ProcessConfig
 
 if TYPE_CHECKING:
     from tasks.catalog.catalog import Item
-    from tasks.ingest.settings import IngestConfig
 
 KEPT_STATES = ("pending_review", "auto_accepted", "accepted")
 MAP_STATES = ("pending_review", "auto_accepted", "auto_rejected", "accepted", "rejected")
@@ -78,14 +78,6 @@ class PhotoRow:
     item_id: str
 
 
-def ingest_options_from_config(ingest: IngestConfig) -> dict[str, Any]:
-    """Keyword arguments of ``tasks.ingest.run.ingest`` from the ``ingest`` section: the one place the
-    audit (flow, CLI, benchmark) turns that section into ingest's limits and format detection."""
-    return dict(max_pixels=ingest.max_pixels, min_side=ingest.min_side, max_file_bytes=ingest.max_file_bytes,
-                min_similarity=ingest.stereo_min_similarity, anaglyph_threshold=ingest.anaglyph_min_score,
-                split_anaglyph=ingest.anaglyphs == "split")
-
-
 @dataclass
 class _PipelineRun:
     """What one ingest + process + export of ``work_dir/inputs`` left behind."""
@@ -105,14 +97,14 @@ def _fresh_inputs(work_dir: Path) -> Path:
 
 
 def _ingest_process_export(work_dir: Path, names: Sequence[str], *, process: ProcessConfig | None,
-                           ingest_options: dict[str, Any] | None,
+                           ingest: IngestConfig | None,
                            say: Callable[[str], None]) -> _PipelineRun:
     """The code a crawl uses, on the files under ``work_dir/inputs`` in a throw-away data root
     ``work_dir/data``: ingest (near-duplicate detection off: the packings of one scene are
     near-duplicates by design), process the items of ``names`` that were split (in that order), export
     every item with a map (``MAP_STATES``) to ``work_dir/export``."""
     from tasks.catalog.catalog import Catalog
-    from tasks.ingest.run import ingest
+    from tasks.ingest.run import ingest as run_ingest
     from tasks.labels.process import process_batch
     from tasks.publish.export import export_dataset
 
@@ -123,8 +115,9 @@ def _ingest_process_export(work_dir: Path, names: Sequence[str], *, process: Pro
     seconds: dict[str, float] = {}
     with Catalog(url) as catalog:
         t = time.perf_counter()
-        ingest(catalog, f"local:{work_dir / 'inputs'}", data_root=root.root, near_duplicate_max_distance=-1,
-               **(ingest_options or {}))
+        # every pair is kept however alike two packings of one scene look (no near-duplicate check)
+        options = {**(ingest or IngestConfig()).ingest_kwargs(), "near_duplicate_max_distance": -1}
+        run_ingest(catalog, f"local:{work_dir / 'inputs'}", data_root=root.root, **options)
         seconds["ingest"] = time.perf_counter() - t
         items = {it.source_id: it for it in catalog.items(catalog.ids())}
         say(f"ingest {seconds['ingest']:.1f} s")
@@ -193,7 +186,7 @@ def _score_row(row: AuditRow, scene: Scene, pk: Packed, item: Item, export_dir: 
 
 
 def run_audit(scenes: Sequence[Scene], work_dir: str | Path, *, packings: Sequence[str] = PACKINGS,
-              process: ProcessConfig | None = None, ingest_options: dict[str, Any] | None = None,
+              process: ProcessConfig | None = None, ingest: IngestConfig | None = None,
               n_pairs: int = 100_000, keep_images: bool = True,
               progress: Callable[[str], None] | None = None) -> tuple[list[AuditRow], dict[str, dict]]:
     """Pack, ingest, process, export and score every scene x packing in a throw-away data root under
@@ -205,7 +198,7 @@ def run_audit(scenes: Sequence[Scene], work_dir: str | Path, *, packings: Sequen
     t = time.perf_counter()
     packed = _pack_all(scenes, packings, _fresh_inputs(work_dir))
     say(f"packed {len(packed)} pairs in {time.perf_counter() - t:.1f} s")
-    run = _ingest_process_export(work_dir, list(packed), process=process, ingest_options=ingest_options,
+    run = _ingest_process_export(work_dir, list(packed), process=process, ingest=ingest,
                                  say=say)
     manifest_csv = run.export_dir / "manifest.csv"
     manifest = pd.read_csv(manifest_csv, dtype={"id": str}).set_index("id") \
@@ -245,7 +238,7 @@ def find_photos(path: str | Path) -> list[Path]:
 
 
 def audit_photos(photos: Sequence[Path], work_dir: str | Path, *, process: ProcessConfig | None = None,
-                 ingest_options: dict[str, Any] | None = None) -> list[PhotoRow]:
+                 ingest: IngestConfig | None = None) -> list[PhotoRow]:
     """Ingest + process + export real photos whose view order is known by convention (the file stores
     the left eye first: parallel side-by-side, MPO frame 0; ``*.jps`` right-first, which ingest undoes),
     and report state, format, order and coverage. No GT, so no ordinal error."""
@@ -256,7 +249,7 @@ def audit_photos(photos: Sequence[Path], work_dir: str | Path, *, process: Proce
         name = f"{k:03d}_{src.parent.name}_{src.name}"
         shutil.copyfile(src, inputs / name)
         names[name] = src
-    run = _ingest_process_export(work_dir, list(names), process=process, ingest_options=ingest_options,
+    run = _ingest_process_export(work_dir, list(names), process=process, ingest=ingest,
                                  say=lambda msg: None)
     rows = []
     for name, src in names.items():
