@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import cv2
 import numpy as np
@@ -261,6 +261,34 @@ def decide_order(left: np.ndarray, right: np.ndarray, a: dict[str, Any], *, sett
     return combine(cues, format_prior=known_order, decide=decide)
 
 
+def _swap_views(left: np.ndarray, right: np.ndarray, a: dict[str, Any], pre: PreAlignment,
+                analyse: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
+                settings: ProcessConfig) -> tuple[np.ndarray, np.ndarray, dict[str, Any], PreAlignment]:
+    """The given "left" is the right eye: (left, right, analysis, pre-alignment) with the views swapped."""
+    left, right = right, left
+    if pre.applied:
+        # the warped view must stay the right eye (the left eye is exported unwarped): align the
+        # other way round and run the flow again (only for swapped pairs that needed pre-alignment)
+        pre = fit_prealignment(left, right)
+        return left, right, analyse(left, apply_prealignment(right, pre)), pre
+    # both flows are reused, only the per-view products are recomputed (no second flow run)
+    fwd, bwd = a["bwd"], a["fwd"]
+    consistent, a_raw, _ = _reliable(left, right, fwd, bwd, settings=settings)
+    alignment = fit_alignment(fwd, consistent)
+    disparity, vres = rectified_disparity(fwd, alignment)
+    a.update(fwd=fwd, bwd=bwd, consistent=consistent, alignment=alignment, disparity=disparity, vres=vres,
+             raw_consistency=a_raw)
+    return left, right, a, pre
+
+
+def _crop_box(left: np.ndarray, labelled: np.ndarray) -> tuple[int, int, int, int]:
+    """The crop: the image content (no black frame) where the labels are; the whole view when that
+    leaves nothing usable (triage then rejects)."""
+    h, w = left.shape[:2]
+    box = crop_mod.intersect(crop_mod.content_box(left), crop_mod.matched_box(labelled))
+    return box if box[2] - box[0] >= 8 and box[3] - box[1] >= 8 else (0, 0, w, h)
+
+
 def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_backend: SkyBackend, *,
                  settings: ProcessConfig | None = None, known_order: bool = False, order: str = "auto") -> PairResult:
     """Left/right (H, W, 3) uint8 RGB views of one size -> cropped maps and quality figures.
@@ -293,22 +321,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     if order == "given":  # a reviewer fixed the order: the cues are recorded, never acted on
         decision = OrderDecision("parallel", False, "reviewer", decision.evidence, decision.cues)
     swapped_views = decision.swapped
-    if swapped_views and pre.applied:
-        # the warped view must stay the right eye (the left eye is exported unwarped): align the
-        # other way round and run the flow again (only for swapped pairs that needed pre-alignment)
-        left, right = right, left
-        pre = fit_prealignment(left, right)
-        a = analyse(left, apply_prealignment(right, pre))
-    elif swapped_views:
-        # the given "left" is the right eye: swap the views; both flows are reused, only the
-        # per-view products are recomputed (no second flow run)
-        left, right = right, left
-        fwd, bwd = a["bwd"], a["fwd"]
-        consistent, a_raw, _ = _reliable(left, right, fwd, bwd, settings=s)
-        alignment = fit_alignment(fwd, consistent)
-        disparity, vres = rectified_disparity(fwd, alignment)
-        a.update(fwd=fwd, bwd=bwd, consistent=consistent, alignment=alignment, disparity=disparity, vres=vres,
-                 raw_consistency=a_raw)
+    if swapped_views:
+        left, right, a, pre = _swap_views(left, right, a, pre, analyse, s)
     timings["view_order"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -318,13 +332,9 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
 
     t = time.perf_counter()
     h, w = left.shape[:2]
-    box = crop_mod.intersect(crop_mod.content_box(left), crop_mod.matched_box(a["consistent"] | sky))
-    if box[2] - box[0] < 8 or box[3] - box[1] < 8:  # nothing usable: keep the whole view, triage rejects
-        box = (0, 0, w, h)
-    consistent = crop_mod.crop(a["consistent"], box)
-    sky_c = crop_mod.crop(sky, box)
-    disparity = crop_mod.crop(a["disparity"], box)
-    vres = crop_mod.crop(a["vres"], box)
+    box = _crop_box(left, a["consistent"] | sky)
+    consistent, sky_c, disparity, vres = (crop_mod.crop(x, box) for x in (a["consistent"], sky, a["disparity"],
+                                                                           a["vres"]))
     image = np.ascontiguousarray(crop_mod.crop(left, box))
     timings["crop"] = time.perf_counter() - t
 
