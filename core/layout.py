@@ -60,13 +60,21 @@ class DataRoot:
     def cache(self) -> Path:
         return self.root / "cache"
 
+    @property
+    def releases(self) -> Path:
+        """``releases/<name>/``: published, never rewritten datasets (tasks/publish/release.py)."""
+        return self.root / "releases"
+
+    #: the folders whose ``<folder>/<id>/`` hold one item's files (the review UI serves only these)
+    ITEM_FOLDERS = ("maps", "pairs")
+
     def pairs(self, item_id: str) -> Path:
         """``pairs/<id>/``: the two views as split (left.png, right.png)."""
         return self.root / self.pairs_rel(item_id)
 
     @staticmethod
     def pairs_rel(item_id: str) -> Path:
-        return Path("pairs") / item_id
+        return Path(DataRoot.ITEM_FOLDERS[1]) / item_id
 
     def maps(self, item_id: str) -> Path:
         """``maps/<id>/``: image.jpg, depth.png, mask.png, sky.png, preview.jpg of one processed item."""
@@ -74,7 +82,7 @@ class DataRoot:
 
     @staticmethod
     def maps_rel(item_id: str) -> Path:
-        return Path("maps") / item_id
+        return Path(DataRoot.ITEM_FOLDERS[0]) / item_id
 
     def export(self, name: str) -> Path:
         return self.exports / name

@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import flow
 
+from core.layout import DataRoot
 from flows.options import flow_config
 from flows.policy import redweb_task
 
@@ -24,7 +25,7 @@ def _release(catalog_url: str, data_root: str, name: str, **options: Any) -> dic
     return {k: sheet[k] for k in ("name", "sequence", "created_at", "total", "supersedes", "splits")} | {
         "added": len(sheet["changes"]["added"]), "withdrawn": [w["id"] for w in sheet["changes"]["withdrawn"]],
         "removed": len(sheet["changes"]["removed"]), "skipped": len(sheet["skipped"]),
-        "audit": sheet["audit"]["status"], "path": str(Path(data_root) / "releases" / name)}
+        "audit": sheet["audit"]["status"], "path": str(DataRoot(Path(data_root)).releases / name)}
 
 
 @flow(name="redweb-release", log_prints=True)

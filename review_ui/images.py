@@ -31,7 +31,7 @@ UNRELIABLE_RGB = (255, 0, 200)  # magenta: in no part of the depth colour map
 SKY_RGB = (150, 205, 255)  # pale blue: brighter and less saturated than any blue of the depth map
 MASK_RGBA = (*UNRELIABLE_RGB, 255)
 SKY_RGBA = (*SKY_RGB, 255)
-MAP_FOLDERS = ("maps", "pairs")  # an item's files live in <folder>/<id>/
+MAP_FOLDERS = DataRoot.ITEM_FOLDERS  # an item's files live in <folder>/<id>/
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 

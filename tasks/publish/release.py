@@ -41,7 +41,6 @@ from tasks.publish.settings import ExportConfig, ReleaseConfig
 
 log = logging.getLogger(__name__)
 
-RELEASES_DIR = "releases"
 DATASHEET_JSON = "datasheet.json"
 DATASHEET_MD = "datasheet.md"
 SUMS = "SHA256SUMS"
@@ -57,7 +56,7 @@ class ReleaseError(RuntimeError):
 
 # ---- small helpers ----------------------------------------------------------------------------
 def releases_root(data_root: str | Path) -> Path:
-    return Path(data_root) / RELEASES_DIR
+    return DataRoot(Path(data_root)).releases
 
 
 def check_name(name: str) -> str:
