@@ -72,8 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     from tasks.catalog.catalog import Catalog
     from core.rules import SKY_VALUE
     from tasks.publish.export import export_dataset
+    from tasks.review.settings import ReviewConfig
     from tasks.review.store import QueueFilter, ReviewStore
 
+    settings = ReviewConfig(double_review_share=0.1)
     tmp = Path(tempfile.mkdtemp(prefix="bench_review_"))
     root = tmp / "data"
     (root / "maps" / "one").mkdir(parents=True)
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         ids = fill(catalog, args.items, maps)
         fill_s = time.perf_counter() - t0
-        store = ReviewStore(catalog, double_review_share=0.1)
+        store = ReviewStore(catalog, settings)
         # a reviewer's cycle: lease the next item, then decide it (a reviewer holds one item at a time)
         lease_ms, decide_ms = [], []
         for n in range(args.repeat):
@@ -110,9 +112,12 @@ def main(argv: list[str] | None = None) -> None:
             rows.append((name, statistics.median(xs), xs[int(0.95 * (len(xs) - 1))]))
         rows.append(("next_item, score sort + filter", *timed(
             lambda: store.next_item("r9", QueueFilter(sort="score_desc", source="flickr", min_score=0.5)), args.repeat)))
-        rows.append(("grid page 1 (60 items + count)", *timed(lambda: store.browse(QueueFilter(states=("pending_review",)), page=1), args.repeat)))
-        deep = max(1, args.items // 60 - 1)
-        rows.append((f"grid page {deep} (deep offset)", *timed(lambda: store.browse(QueueFilter(states=("pending_review",)), page=deep), args.repeat)))
+        pending, per_page = QueueFilter(states=("pending_review",)), settings.page_size
+        rows.append((f"grid page 1 ({per_page} items + count)",
+                     *timed(lambda: store.browse(pending, page=1, page_size=per_page), args.repeat)))
+        deep = max(1, args.items // per_page - 1)
+        rows.append((f"grid page {deep} (deep offset)",
+                     *timed(lambda: store.browse(pending, page=deep, page_size=per_page), args.repeat)))
         rows.append(("queue_size", *timed(store.queue_size, args.repeat)))
         rows.append(("progress_by_batch", *timed(store.progress_by_batch, 10)))
         rows.append(("progress_by_reviewer", *timed(store.progress_by_reviewer, 10)))
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.copytree(root / "maps" / "one", item_maps)
         catalog.update(ids[-1], **{k: v.replace("maps/one/", f"maps/{ids[-1]}/") for k, v in maps.items()})
         item = catalog.get(ids[-1])
-        cache = ImageCache(root)
+        cache = ImageCache(root, thumbnail_px=settings.thumbnail_px)
 
         def cold_thumb() -> None:
             for f in (cache.cache_root).rglob("thumb*.jpg"):

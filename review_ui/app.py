@@ -1,6 +1,8 @@
 """The annotators' web app: server-rendered pages (Jinja2), local assets, vanilla JS for the keys.
 
-``create_app(catalog_url, data_root, **settings)`` builds a FastAPI app; nothing is built at import.
+``create_app(catalog_url, data_root, config)`` builds a FastAPI app; nothing is built at import.
+Every setting comes from ``config`` (a ``ReviewConfig``, tasks/review/settings.py, the one home of
+the review defaults); keyword overrides name its fields.
 It builds one ``ReviewContext`` (review_ui/context.py) and includes three routers:
 
 * ``routes/auth.py``: ``/login``, ``/logout`` (throttled sign-in, server-side sessions);
@@ -19,7 +21,7 @@ import html
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
@@ -29,16 +31,16 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.layout import DataRoot
 from review_ui.context import NotSignedIn, ReviewContext, clip, describe_errors
 from review_ui.images import ImageCache, legend_pngs
 from review_ui.security import SessionSigner, load_secret_key, same_origin
 from review_ui.throttle import LoginThrottle
 from tasks.labels.settings import ProcessConfig
+from tasks.review.settings import ReviewConfig
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
-DEFAULT_REJECT_REASONS = ("not_stereo", "anaglyph", "misaligned", "sky_leak", "wrong_view_order", "noisy_map",
-                          "bad_crop", "other")
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _NO_STORE = ("/api/", "/login", "/item", "/next", "/prev", "/grid", "/stats")
 
@@ -47,58 +49,62 @@ def _label(code: str) -> str:
     return code.replace("_", " ")
 
 
+def _http_url(url: object) -> str | None:
+    """A source page link only when it is http(s) (never ``javascript:`` from a crawled record)."""
+    return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+
+
+def _reasons(codes: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(code, description) for the offered reject reasons; descriptions from the catalog's REASONS."""
+    from tasks.catalog.catalog import REASONS
+
+    return [(code, REASONS.get(code, _label(code)).removeprefix("reviewer: ")) for code in codes]
+
+
 def create_app(
     catalog_url: str,
     data_root: str | Path,
+    config: ReviewConfig | None = None,
     *,
-    reject_reasons: Sequence[str] = DEFAULT_REJECT_REASONS,
-    review_states: Sequence[str] = ("pending_review", "auto_accepted", "auto_rejected"),
-    lease_timeout_s: float = 900.0,
-    double_review_share: float = 0.0,
-    skip_cooldown_s: float = 3600.0,
     secret_key: bytes | None = None,
-    secret_key_file: str | Path | None = None,
-    session_max_age_s: int = 12 * 3600,
-    cookie_secure: bool = False,
-    page_size: int = 60,
-    thumbnail_px: int = 160,
     process: ProcessConfig | None = None,
-    login_free_attempts: int = 5,
-    login_lockout_s: float = 1.0,
-    login_lockout_max_s: float = 900.0,
+    **overrides: Any,
 ) -> FastAPI:
     """Build the review app over the catalog at ``catalog_url`` and files under ``data_root``.
 
-    ``secret_key`` (bytes) signs cookies; default: read/create ``secret_key_file`` (default
-    ``<data_root>/review_secret.key``) so sessions survive restarts and are shared by workers.
+    ``config``: the ``review`` section (default ``ReviewConfig()``); ``overrides`` are its fields
+    (``page_size=3``), checked like the config file.
+    Cookies are signed with ``secret_key`` (bytes), else ``config.secret_key``, else the key in
+    ``config.secret_key_file`` (default ``<data_root>/review_secret.key``, created on first use) so
+    sessions survive restarts and are shared by workers.
     ``process``: the ``process`` config section (thresholds shown on the item page; the settings and
     backends a reviewer's view-order flip re-derives the maps with); default: ProcessConfig().
-    Sign-in: after ``login_free_attempts`` failures per account or per address, locked for
-    ``login_lockout_s`` doubling per further failure, at most ``login_lockout_max_s``.
     """
-    from tasks.catalog.catalog import REASONS, Catalog
+    from tasks.catalog.catalog import Catalog
     from tasks.review.store import ReviewStore
 
+    cfg = (config or ReviewConfig()).with_overrides(**overrides)
     data_root = Path(data_root).resolve()
     catalog = Catalog(catalog_url)
-    store = ReviewStore(catalog, lease_timeout_s=lease_timeout_s, double_review_share=double_review_share,
-                        review_states=review_states, skip_cooldown_s=skip_cooldown_s)
+    store = ReviewStore(catalog, cfg)
     store._dummy_hash()  # the first unknown-name sign-in must not pay for making it (timing)
+    if secret_key is None and cfg.secret_key is not None:
+        secret_key = cfg.secret_key.get_secret_value().encode()
     if secret_key is None:
-        secret_key = load_secret_key(Path(secret_key_file) if secret_key_file else data_root / "review_secret.key")
+        secret_key = load_secret_key(cfg.secret_key_file or DataRoot(data_root).review_secret_key)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["label"] = _label
-    templates.env.filters["http_url"] = lambda u: u if isinstance(u, str) and u.startswith(("http://", "https://")) else None
+    templates.env.filters["http_url"] = _http_url
     ctx = ReviewContext(
-        catalog=catalog, store=store, images=ImageCache(data_root, thumbnail_px=thumbnail_px),
-        signer=SessionSigner(secret_key, max_age_s=session_max_age_s), templates=templates,
-        throttle=LoginThrottle(free=login_free_attempts, base_s=login_lockout_s, max_s=login_lockout_max_s),
-        data_root=data_root,
-        reasons=[(code, REASONS.get(code, _label(code)).removeprefix("reviewer: ")) for code in reject_reasons],
-        process=process or ProcessConfig(), session_max_age_s=session_max_age_s,
-        cookie_secure=cookie_secure, page_size=page_size, double_review_share=double_review_share,
-        heartbeat_s=min(max(lease_timeout_s / 3, 1.0), 10.0))
-    ctx.legend = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in legend_pngs().items()}
+        catalog=catalog, store=store, images=ImageCache(data_root, thumbnail_px=cfg.thumbnail_px),
+        signer=SessionSigner(secret_key, max_age_s=cfg.session_max_age_s), templates=templates,
+        throttle=LoginThrottle.from_config(cfg), data_root=data_root, reasons=_reasons(cfg.reject_reasons),
+        process=process or ProcessConfig(), session_max_age_s=cfg.session_max_age_s,
+        cookie_secure=cfg.cookie_secure, page_size=cfg.page_size, double_review_share=cfg.double_review_share,
+        # the page renews its lease a few times per lease period, at most every 10 s
+        heartbeat_s=min(max(cfg.lease_timeout_s / 3, 1.0), 10.0))
+    ctx.legend = {k: "data:image/png;base64," + base64.b64encode(v).decode()
+                  for k, v in legend_pngs().items()}
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -124,12 +130,13 @@ def create_app(
 
 
 def _install_guards(app: FastAPI) -> None:
-    """Security headers, the origin check on writes, and errors as 4xx pages/JSON (never 500 for bad input)."""
+    """Security headers, the origin check on writes, and errors as 4xx pages/JSON (never 500 for
+    bad input)."""
 
     @app.middleware("http")
     async def _guard(request: Request, call_next):
-        if request.method in UNSAFE_METHODS and not same_origin(request.headers.get("origin"),
-                                                                 request.headers.get("host"), request.url.scheme):
+        origin, host = request.headers.get("origin"), request.headers.get("host")
+        if request.method in UNSAFE_METHODS and not same_origin(origin, host, request.url.scheme):
             return JSONResponse({"error": "cross-origin request refused"}, status_code=403)
         response = await call_next(request)
         response.headers.setdefault(

@@ -122,7 +122,7 @@ def _overlay(binary: np.ndarray, rgba: tuple[int, int, int, int]) -> np.ndarray:
 class ImageCache:
     """Builds and serves derived images for an item; thread-safe (atomic renames)."""
 
-    def __init__(self, data_root: Path, *, thumbnail_px: int = 160) -> None:
+    def __init__(self, data_root: Path, *, thumbnail_px: int) -> None:
         self.data_root = Path(data_root).resolve()
         self.cache_root = DataRoot(self.data_root).review_cache
         self.thumbnail_px = thumbnail_px

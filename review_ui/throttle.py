@@ -5,6 +5,8 @@ that key is locked for ``base_s * 2**(failures - free)`` seconds (capped at ``ma
 attempt during a lockout is refused before any password is checked. A success clears the account's
 count (not the address's: one valid account must not reset an address that sprays others).
 State is per server process (``redweb review`` runs one); it resets when the server restarts.
+The numbers come from the ``review`` settings (``login_free_attempts``, ``login_lockout_s``,
+``login_lockout_max_s``: tasks/review/settings.py), read by :meth:`LoginThrottle.from_config`.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
+
+from tasks.review.settings import ReviewConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +30,19 @@ class _Failures:
 
 @dataclass
 class LoginThrottle:
-    free: int = 5
-    base_s: float = 1.0
-    max_s: float = 900.0
-    window_s: float = 3600.0
+    free: int
+    base_s: float
+    max_s: float
+    window_s: float = 3600.0  # failures older than this are forgotten (not a setting)
     clock: Callable[[], float] = time.monotonic
     _keys: dict[str, _Failures] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_config(cls, config: ReviewConfig) -> LoginThrottle:
+        """The throttle with the sign-in numbers of the ``review`` settings."""
+        return cls(free=config.login_free_attempts, base_s=config.login_lockout_s,
+                   max_s=config.login_lockout_max_s)
 
     @staticmethod
     def keys(name: str, client: str | None) -> list[str]:

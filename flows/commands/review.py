@@ -1,6 +1,6 @@
 """Serve the annotators' web UI, or manage reviewer accounts.
 
-  redweb review [--host 127.0.0.1] [--port 8765]       serve the app (uvicorn)
+  redweb review [--host HOST] [--port PORT]             serve the app (uvicorn; default: review.host/port)
   redweb review --add-user NAME                         add an account; password from $REDWEB_REVIEW_PASSWORD,
                                                         else one line on stdin (or a prompt on a terminal)
   redweb review --add-user NAME --replace               set a new password (ends that reviewer's sessions)
@@ -19,8 +19,13 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=None, help="bind address (default: config review.host = 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="port (default: config review.port = 8765)")
+    from tasks.review.settings import ReviewConfig
+
+    shipped = ReviewConfig.model_fields  # the defaults' one home; the help only quotes them
+    parser.add_argument("--host", default=None,
+                        help=f"bind address (default: config review.host = {shipped['host'].default})")
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"port (default: config review.port = {shipped['port'].default})")
     users = parser.add_mutually_exclusive_group()
     users.add_argument("--add-user", metavar="NAME", help="create a reviewer account and exit")
     users.add_argument("--remove-user", metavar="NAME", help="deactivate a reviewer account and exit")
@@ -48,7 +53,7 @@ def run(args: argparse.Namespace, config) -> int:
     rc = config.review
     if args.add_user or args.remove_user or args.list_users:
         with Catalog(config.catalog_url) as catalog:
-            store = ReviewStore(catalog)
+            store = ReviewStore(catalog, rc)
             try:
                 if args.add_user:
                     password = _read_password()
@@ -71,15 +76,7 @@ def run(args: argparse.Namespace, config) -> int:
 
     from review_ui.app import create_app
 
-    app = create_app(
-        config.catalog_url, config.data_root, reject_reasons=rc.reject_reasons, review_states=rc.review_states,
-        secret_key=rc.secret_key.get_secret_value().encode() if rc.secret_key is not None else None,
-        lease_timeout_s=rc.lease_timeout_s, double_review_share=rc.double_review_share,
-        skip_cooldown_s=rc.skip_cooldown_s, secret_key_file=rc.secret_key_file,
-        session_max_age_s=rc.session_max_age_s, cookie_secure=rc.cookie_secure, page_size=rc.page_size,
-        thumbnail_px=rc.thumbnail_px, process=config.process,
-        login_free_attempts=rc.login_free_attempts, login_lockout_s=rc.login_lockout_s,
-        login_lockout_max_s=rc.login_lockout_max_s)
+    app = create_app(config.catalog_url, config.data_root, rc, process=config.process)
     host, port = args.host or rc.host, args.port if args.port is not None else rc.port
     print(f"redweb review on http://{host}:{port}/  (catalog {config.catalog_url_redacted})")
     uvicorn.run(app, host=host, port=port, log_level="info")

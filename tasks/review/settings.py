@@ -1,17 +1,21 @@
 """The review stage's settings (``review`` section): accounts, leases, paging, sign-in throttling.
 
-The one home of the review defaults: ``ReviewStore``, ``LoginThrottle`` and ``create_app`` read them
-from a :class:`ReviewConfig` and repeat none.
+The one home of the review defaults: ``ReviewStore`` (tasks/review/store.py), ``create_app`` and
+``LoginThrottle`` (review_ui) read them from a :class:`ReviewConfig` and repeat none; a caller that
+changes one setting passes ``ReviewConfig(...)`` or a keyword that :meth:`ReviewConfig.with_overrides`
+checks like the config file (an unknown key fails with its name).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 
 from core.settings import Section
 
 
+#: the reason codes a reviewer is offered, in key order 1..9 (descriptions: tasks/catalog REASONS)
 REJECT_REASONS_DEFAULT = (
     "not_stereo", "anaglyph", "misaligned", "sky_leak", "wrong_view_order", "noisy_map", "bad_crop", "other",
 )
@@ -27,23 +31,38 @@ class ReviewConfig(Section):
         description="reason codes offered on reject, in key order 1..9; 'other' asks for a comment")
     review_states: tuple[str, ...] = Field(
         ("pending_review", "auto_accepted", "auto_rejected"), min_length=1,
-        description="states the review queue draws from (a person's decision moves items to accepted/rejected)")
-    lease_timeout_s: float = Field(900.0, gt=0, description="an unfinished item returns to the queue after this")
+        description="states the review queue draws from "
+                    "(a person's decision moves items to accepted/rejected)")
+    lease_timeout_s: float = Field(
+        900.0, gt=0, description="an unfinished item returns to the queue after this")
     double_review_share: float = Field(
         0.0, ge=0, le=1, description="share of items (chosen by id hash) that a second reviewer also decides")
-    skip_cooldown_s: float = Field(3600.0, ge=0, description="a skipped item is not offered to the same reviewer again for this long")
+    skip_cooldown_s: float = Field(
+        3600.0, ge=0, description="a skipped item is not offered to the same reviewer again for this long")
     secret_key_file: Path | None = Field(
-        None, description="file holding the cookie-signing key; default <data_root>/review_secret.key (created 0600)")
+        None,
+        description="file holding the cookie-signing key; "
+                    "default <data_root>/review_secret.key (created 0600)")
     secret_key: SecretStr | None = Field(
-        None, description="cookie-signing key itself (env REDWEB_REVIEW_SECRET, >= 32 characters); wins over the file")
+        None,
+        description="cookie-signing key itself (env REDWEB_REVIEW_SECRET, >= 32 characters); "
+                    "wins over the file")
     session_max_age_s: int = Field(12 * 3600, gt=0)
     cookie_secure: bool = Field(False, description="set True behind HTTPS so cookies are never sent in clear")
     page_size: int = Field(60, ge=1, le=500, description="thumbnails per grid page")
-    thumbnail_px: int = Field(160, ge=32, le=1024, description="thumbnail height (pixels) cached under <data_root>/cache/review")
+    thumbnail_px: int = Field(
+        160, ge=32, le=1024, description="thumbnail height (pixels) cached under <data_root>/cache/review")
     login_free_attempts: int = Field(
         5, ge=1, description="failed sign-ins per account and per client address before a lockout starts")
     login_lockout_s: float = Field(1.0, gt=0, description="first lockout; doubles with each further failure")
     login_lockout_max_s: float = Field(900.0, gt=0, description="longest lockout")
+
+    def with_overrides(self, **changes: Any) -> ReviewConfig:
+        """This config with ``changes`` (field names), validated like the config file: a wrong value
+        or an unknown key raises, naming the key. No changes: this very object."""
+        if not changes:
+            return self
+        return type(self).model_validate({**dict(self), **changes})
 
     @field_validator("secret_key")
     @classmethod

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import tasks.review.decisions as decisions_module
 import tasks.review.store as rs
 from tasks.catalog.catalog import State
 from tasks.review.store import ReviewConflict, ReviewError, ReviewStore
@@ -49,14 +50,14 @@ def _fail_on_double_row(monkeypatch, store):
 
 
 def _fail_on_lease_release(monkeypatch, store):
-    real = rs.delete
+    real = decisions_module.delete  # the decision's lease release is written in tasks/review/decisions.py
 
     def delete(table):
         if table is rs.Lease:
             raise Boom("at the lease release")
         return real(table)
 
-    monkeypatch.setattr(rs, "delete", delete)
+    monkeypatch.setattr(decisions_module, "delete", delete)
 
 
 @pytest.mark.parametrize("inject", [_fail_after_transition, _fail_on_double_row, _fail_on_lease_release])
@@ -112,8 +113,8 @@ def test_unknown_name_costs_one_scrypt_check_like_a_known_one(catalog, monkeypat
     store.add_reviewer("alice", "correct horse")
     store._dummy_hash()
     calls = []
-    real = rs.hashlib.scrypt
-    monkeypatch.setattr(rs.hashlib, "scrypt", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = hashlib.scrypt
+    monkeypatch.setattr(hashlib, "scrypt", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert store.authenticate("alice", "wrong") is None
     known = len(calls)
     assert store.authenticate("nobody", "wrong") is None
