@@ -36,6 +36,7 @@ from review_ui.context import NotSignedIn, ReviewContext, clip, describe_errors
 from review_ui.images import ImageCache, legend_pngs
 from review_ui.security import SessionSigner, load_secret_key, same_origin
 from review_ui.throttle import LoginThrottle
+from tasks.labels.process import Reprocessor
 from tasks.labels.settings import ProcessConfig
 from tasks.review.settings import ReviewConfig
 
@@ -84,6 +85,7 @@ def create_app(
     from tasks.review.store import ReviewStore
 
     cfg = (config or ReviewConfig()).with_overrides(**overrides)
+    process = process or ProcessConfig()
     data_root = Path(data_root).resolve()
     catalog = Catalog(catalog_url)
     store = ReviewStore(catalog, cfg)
@@ -99,7 +101,7 @@ def create_app(
         catalog=catalog, store=store, images=ImageCache(data_root, thumbnail_px=cfg.thumbnail_px),
         signer=SessionSigner(secret_key, max_age_s=cfg.session_max_age_s), templates=templates,
         throttle=LoginThrottle.from_config(cfg), data_root=data_root, reasons=_reasons(cfg.reject_reasons),
-        process=process or ProcessConfig(), session_max_age_s=cfg.session_max_age_s,
+        process=process, reprocessor=Reprocessor(process), session_max_age_s=cfg.session_max_age_s,
         cookie_secure=cfg.cookie_secure, page_size=cfg.page_size, double_review_share=cfg.double_review_share,
         # the page renews its lease a few times per lease period, at most every 10 s
         heartbeat_s=min(max(cfg.lease_timeout_s / 3, 1.0), 10.0))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +28,7 @@ from review_ui.images import ImageCache
 from review_ui.security import SESSION_COOKIE, SessionData, SessionSigner, password_fingerprint
 from review_ui.throttle import LoginThrottle
 from tasks.catalog.catalog import Catalog
+from tasks.labels.process import Reprocessor
 from tasks.labels.settings import ProcessConfig
 from tasks.review.store import QueueFilter, ReviewStore
 
@@ -66,8 +66,7 @@ class ReviewContext:
     heartbeat_s: float
     legend: dict = field(default_factory=dict)  # swatch name -> data: URL (drawn by review_ui.images)
     warmer: Any = None  # a one-thread executor that builds the next items' derived images ahead of time
-    _backends: tuple | None = None
-    _backends_lock: threading.Lock = field(default_factory=threading.Lock)
+    reprocessor: Reprocessor | None = None  # re-derives the maps after a flip (backends built on first use)
 
     @property
     def reason_codes(self) -> set[str]:
@@ -102,17 +101,6 @@ class ReviewContext:
 
         self.warmer.submit(work)
 
-    # ---- view-order flip ------------------------------------------------------------------------
-    def rederive(self, item_id: str) -> str:
-        """Run the process stage on ``item_id`` keeping its views as stored (after a reviewer's flip)."""
-        from tasks.labels.process import build_backends, process_item
-
-        with self._backends_lock:  # built once, on the first flip (network backends are slow to load)
-            if self._backends is None:
-                self._backends = build_backends(self.process)
-            backend, sky_backend = self._backends
-        return process_item(self.catalog, item_id, self.data_root, backend=backend, sky_backend=sky_backend,
-                            settings=self.process, reprocess=True, order="given")
 
 
 # ---- dependencies ---------------------------------------------------------------------------------

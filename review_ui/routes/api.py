@@ -111,7 +111,7 @@ def api_undo(body: Annotated[EmptyBody, Depends(json_body(EmptyBody))], me: Writ
 def api_flip(body: Annotated[ItemBody, Depends(json_body(ItemBody))], me: Writer, ctx: Ctx):
     """Swap the item's views (depth shown inverted) and re-derive its maps; undo restores it exactly."""
     try:
-        row = ctx.store.flip_view_order(body.item_id, me.reviewer, ctx.data_root, ctx.rederive)
+        row = ctx.store.flip_view_order(body.item_id, me.reviewer, ctx.data_root, ctx.reprocessor)
     except (ReviewError, KeyError) as exc:
         return conflict(exc)
     ctx.images.invalidate(body.item_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -501,6 +502,25 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
     else:
         catalog.transition(item_id, verdict.state, expect=[State.PROCESSED], actor="process")
     return verdict.state
+
+
+class Reprocessor:
+    """Re-derives one item's maps keeping its stored views as given (after a reviewer's flip): the
+    backends are built once, on first use (network backends are slow to load), and shared by threads."""
+
+    def __init__(self, settings: ProcessConfig | None = None) -> None:
+        self.settings = settings or ProcessConfig()
+        self._backends: tuple[FlowBackend, SkyBackend] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, catalog: Catalog, item_id: str, data_root: str | Path) -> str:
+        """Process ``item_id`` (in ``processed``) with ``order="given"``; returns its new state."""
+        with self._lock:
+            if self._backends is None:
+                self._backends = build_backends(self.settings)
+            backend, sky_backend = self._backends
+        return process_item(catalog, item_id, data_root, backend=backend, sky_backend=sky_backend,
+                            settings=self.settings, reprocess=True, order="given")
 
 
 def build_backends(settings: ProcessConfig | None = None) -> tuple[FlowBackend, SkyBackend]:

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 from sqlalchemy.orm import Session
 
 from tasks.catalog.catalog import Catalog, Item, State, TransitionError
+from tasks.labels.view_order import order_fields
 from tasks.review.errors import ReviewConflict, ReviewError
 from tasks.review.leases import live_lease
 from tasks.review.map_backup import backup_maps, drop_backup, restore_maps
@@ -39,16 +40,17 @@ def _unjsonable(fields: dict) -> dict:
 
 
 def _swapped(prev: dict, reviewer: str) -> dict:
-    """The catalog fields of the item with its views swapped (``prev``: its snapshot before)."""
+    """The catalog fields of the item with its views swapped (``prev``: its snapshot before): paths,
+    ``swapped`` and ``view_order`` by the process stage's rule (``order_fields``), and the source regions
+    of the two views in ``info``."""
     views = dict((prev["info"] or {}).get("views") or {})
     if "left" in views or "right" in views:
         views = {**views, "left": views.get("right"), "right": views.get("left")}
     info = {**(prev["info"] or {}), "view_order_source": "reviewer", "view_order_flipped_by": reviewer}
     if views:
         info["views"] = views
-    swapped = not bool(prev["swapped"])
-    return dict(left_path=prev["right_path"], right_path=prev["left_path"], swapped=swapped,
-                view_order="cross_eyed" if swapped else "parallel", info=info)
+    return {**order_fields(swapped=bool(prev["swapped"]), left_path=prev["left_path"],
+                           right_path=prev["right_path"], swap=True), "info": info}
 
 
 class Flips:
@@ -61,13 +63,13 @@ class Flips:
         self.clock = clock
 
     def flip_view_order(self, item_id: str, reviewer: str, data_root: str | Path,
-                        rederive: Callable[[str], str]) -> Decision:
+                        rederive: Callable[[Catalog, str, Path], str]) -> Decision:
         """Swap the item's two views (a reviewer saw depth inverted) and re-derive its maps.
 
         The previous map files are kept in ``maps/<id>/.preflip/<token>/`` and the previous catalog
-        fields in the flip's decision row, so ``undo`` restores the item exactly. ``rederive(item_id)``
-        runs the process stage on the item (in ``processed``, views as given) and returns its new
-        state. The flip is logged as a ``flip`` decision and in the events (actor = reviewer).
+        fields in the flip's decision row, so ``undo`` restores the item exactly.
+        ``rederive(catalog, item_id, data_root)`` runs the process stage on the item (in ``processed``,
+        views as given) and returns its new state: a ``tasks.labels.process.Reprocessor``. The flip is logged as a ``flip`` decision and in the events (actor = reviewer).
         """
         data_root = Path(data_root)
         prev = self._flippable(item_id, reviewer)
@@ -79,7 +81,7 @@ class Flips:
             drop_backup(data_root, backup)
             raise ReviewConflict(str(exc)) from exc
         try:
-            new_state = rederive(item_id)
+            new_state = rederive(self.catalog, item_id, data_root)
             if new_state not in self.review_states:
                 raise ReviewError(f"the process stage left it {new_state}")
         except Exception as exc:  # noqa: BLE001 - whatever failed, the item goes back exactly as it was

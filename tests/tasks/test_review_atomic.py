@@ -164,7 +164,7 @@ def test_flip_then_undo_restores_files_and_fields_exactly(catalog, tmp_path):
     store.lease(item_id, "alice")
     seen = {}
 
-    def rederive(i: str) -> str:  # stands in for the process stage: new maps, new fields, triage
+    def rederive(_catalog, i: str, _root) -> str:  # stands in for the process stage: new maps, new fields, triage
         item = catalog.get(i)
         seen.update(left=item.left_path, swapped=item.swapped, order=item.view_order, info=item.info)
         (folder / "depth.png").write_bytes((folder / "mask.png").read_bytes())
@@ -198,7 +198,7 @@ def test_failed_rederive_leaves_the_item_as_it_was(catalog, tmp_path):
     before_files, before = _digest(folder), _fields(catalog.get(item_id))
     store.lease(item_id, "alice")
 
-    def rederive(i: str) -> str:
+    def rederive(_catalog, i: str, _root) -> str:
         (folder / "depth.png").write_bytes(b"half-written")
         raise Boom("backend crashed")
 
@@ -217,7 +217,7 @@ def test_flip_accept_undo_undo_goes_back_through_both(catalog, tmp_path):
     before_files, before = _digest(folder), _fields(catalog.get(item_id))
     store.lease(item_id, "alice")
 
-    def rederive(i: str) -> str:
+    def rederive(_catalog, i: str, _root) -> str:
         (folder / "depth.png").write_bytes((folder / "sky.png").read_bytes())
         catalog.transition(i, State.PROCESSED, actor="process")
         return catalog.transition(i, State.PENDING_REVIEW, actor="process").state
