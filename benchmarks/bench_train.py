@@ -127,6 +127,7 @@ def print_parameters() -> None:
 
 def overfit_check(size: int, iterations: int, out: Path) -> None:
     from model.checkpoint import load_model
+    from model.config import TrainConfig
     from model.data import CenterCrop, ExportDataset, make_synthetic_export
     from model.registry import build_model
     from model.train import train, validate
@@ -138,11 +139,12 @@ def overfit_check(size: int, iterations: int, out: Path) -> None:
     torch.manual_seed(0)
     before = validate(build_model("resnet18_fusion"), frames, **score)
     t0 = time.time()
-    result = train(
-        data=data, run_dir=out / "run", arch="resnet18_fusion", pretrained=False, input_size=size, batch_size=8,
-        iterations=iterations, optimizer="adam", lr=1e-3, lr_schedule="constant", flip_p=0.0, num_workers=0,
-        val_every=10**9, checkpoint_every=10**9, log_every=10, progress=False, tensorboard=False, device="cpu",
+    config = TrainConfig(
+        arch="resnet18_fusion", pretrained=False, input_size=size, batch_size=8, iterations=iterations,
+        optimizer="adam", lr=1e-3, lr_schedule="constant", flip_p=0.0, num_workers=0, val_every=10**9,
+        checkpoint_every=10**9, log_every=10, tensorboard=False, device="cpu",
     )  # fmt: skip
+    result = train(data=data, run_dir=out / "run", config=config, progress=False)
     seconds = time.time() - t0
     after = validate(load_model(result.checkpoint)[0], frames, **score)
     print(f"\n## Overfitting check: 8 images, {size}x{size}, resnet18_fusion from scratch, Adam 1e-3, "

@@ -68,11 +68,6 @@ def export_options(config: RedwebConfig) -> dict[str, Any]:
     return config.export.export_kwargs()
 
 
-def train_options(config: RedwebConfig) -> dict[str, Any]:
-    """Keyword arguments of ``model.train.train`` from ``config.train``."""
-    return config.train.model_dump()
-
-
 def evaluate_options(config: RedwebConfig) -> dict[str, Any]:
     """Protocol keyword arguments of ``model.evaluate`` from ``config.evaluate`` (device resolved)."""
     from core.rules import resolve_device

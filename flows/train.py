@@ -3,7 +3,7 @@
 The run is one task (policy ``gpu`` from :mod:`flows.policy`: the ``gpu`` tag and one retry). It
 asks for ``resume=True`` by default: a new run directory has nothing to resume, and a retried task
 continues from ``run_dir/checkpoints/last.pt`` instead of starting over. Hyper-parameters come from
-the ``train`` config section (``flows.options.train_options``).
+the ``train`` config section (:class:`model.config.TrainConfig`, passed to ``train`` as it is).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.options import export_dir_for, flow_config, run_dir_for, train_options
+from flows.options import export_dir_for, flow_config, run_dir_for
 from flows.policy import redweb_task
 from flows.config import Overrides
 
@@ -31,8 +31,9 @@ def train_flow(config_file: str | None = None, data_root: str | None = None, ove
         raise FileNotFoundError(f"dataset folder not found: {data} (run the export first)")
     run = Path(run_dir) if run_dir else run_dir_for(config, "train")
     save_effective_config(config, run)
-    kwargs = {**train_options(config), "resume": resume or True, "progress": progress}
-    result = redweb_task(train, kind="gpu", name="train-model")(data=data, run_dir=str(run), **kwargs)
+    train_task = redweb_task(train, kind="gpu", name="train-model")
+    result = train_task(data=data, run_dir=str(run), config=config.train, resume=resume or True,
+                        progress=progress)
     try:
         from flows.artifacts import publish_report_link
 

@@ -236,7 +236,8 @@ def eigen_crop_mask(shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def _nyu_arrays(f, index: int) -> tuple[np.ndarray, np.ndarray]:
+def read_nyu_arrays(f, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image ``index`` (1-based) of an open labeled ``.mat``: (H,W,3) uint8 RGB, (H,W) float64 metres."""
     # MATLAB v7.3 stores arrays transposed: images (N, 3, W, H), depths (N, W, H).
     image = np.ascontiguousarray(np.asarray(f["images"][index - 1]).transpose(2, 1, 0))
     depth = np.ascontiguousarray(np.asarray(f["depths"][index - 1], dtype=np.float64).T)
@@ -267,7 +268,7 @@ def iter_nyu(
         for index in indices:
             if not 1 <= index <= n:
                 raise ValueError(f"NYU index {index} outside 1..{n}")
-            image, depth = _nyu_arrays(f, index)
+            image, depth = read_nyu_arrays(f, index)
             mask = (depth > NYU_MIN_DEPTH) & (depth <= NYU_MAX_DEPTH)
             if crop == "eigen":
                 mask &= eigen_crop_mask(mask.shape)

@@ -1,20 +1,23 @@
 """Config sections owned by the model package (training, evaluation).
 
-Plain frozen pydantic models; the root config in ``flows/config.py`` composes them. The model
-code itself takes keyword arguments, so these are only read at entry points.
+Plain frozen pydantic models; the root config in ``flows/config.py`` composes them. Each default is
+written once: training reads every setting from :class:`TrainConfig` (``model.train.train(config=...)``);
+the fine-tuning functions' signatures hold the fine-tuning defaults, which :class:`FinetuneConfig`'s
+None stands for.
 """
 from __future__ import annotations
 
 from typing import Any
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from core.settings import Section
 
 
 class TrainConfig(Section):
-    """``redweb train`` settings: the keyword arguments of ``model.train.train`` (see its docstring)."""
+    """``redweb train`` settings, the one home of every training default: ``model.train.train`` reads
+    them all from here (its docstring says what each does)."""
 
     arch: str = Field("resnet50_fusion", description="registry name, see model.registry.list_models()")
     arch_kwargs: dict[str, Any] = Field(default_factory=dict, description="more builder keywords, e.g. {channels: 64}")
@@ -50,6 +53,20 @@ class TrainConfig(Section):
     tensorboard: bool = True
     n_train_images: int | None = Field(None, gt=0, description="train on the first N of a fixed permutation (Fig. 5)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _epochs_replace_default_iterations(cls, data: Any) -> Any:
+        """``epochs`` given without ``iterations``: the run is measured in epochs, not the default steps."""
+        if isinstance(data, dict) and data.get("epochs") is not None and "iterations" not in data:
+            return {**data, "iterations": None}
+        return data
+
+    @model_validator(mode="after")
+    def _one_length(self) -> "TrainConfig":
+        if (self.iterations is None) == (self.epochs is None):
+            raise ValueError("give exactly one of iterations and epochs")
+        return self
+
 
 class EvaluateConfig(Section):
     """``redweb evaluate`` / ``redweb predict`` settings (see model/evaluate.py for the protocol)."""
@@ -73,15 +90,16 @@ class EvaluateConfig(Section):
 
 class FinetuneConfig(Section):
     """Fine-tuning (`redweb finetune`, the `finetune-depth` / `finetune-segment` deployments). Data paths
-    default to ``<data_root>/benchmarks/...``; a hyper-parameter left None takes the task's default
-    (``model.finetune_depth.finetune_depth`` / ``model.finetune_segment.finetune_segment``)."""
+    default to ``<data_root>/benchmarks/...``; every other field left None takes the task's default,
+    written once in the task function's signature (``model.finetune_depth.finetune_depth`` /
+    ``model.finetune_segment.finetune_segment``), and recorded in the run's ``finetune_config.yaml``."""
 
     nyu: Path | None = Field(None, description="NYUv2 labeled .mat (default <data_root>/benchmarks/nyu_depth_v2_labeled.mat)")
     split_file: Path | None = Field(None, description="depth: test indices (splits.mat or text); None: the official split")
     voc: Path | None = Field(None, description="VOC 2012 folder (default <data_root>/benchmarks/VOCdevkit)")
     sbd: Path | None = Field(
         None, description="SBD benchmark_RELEASE (default <data_root>/benchmarks/benchmark_RELEASE when it exists)")
-    init: str = Field("imagenet", description="a redweb train checkpoint (path), imagenet or scratch")
+    init: str | None = Field(None, description="a redweb train checkpoint (path), imagenet or scratch")
     arch: str | None = None
     arch_kwargs: dict[str, Any] | None = None
     weights_path: Path | None = Field(None, description="ImageNet backbone state dict for init=imagenet")

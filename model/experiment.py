@@ -190,6 +190,7 @@ def train_kwargs(cfg: ExperimentConfig, setting: Mapping[str, Any]) -> dict[str,
 def run_setting(cfg: ExperimentConfig, setting: Mapping[str, Any], out_dir: str | os.PathLike,
                 progress: bool = False) -> dict[str, Any]:
     """Train and evaluate one setting (or read its finished ``result.json``); returns its table row."""
+    from model.config import TrainConfig
     from model.evaluate import evaluate_checkpoint
     from model.train import train
 
@@ -202,12 +203,11 @@ def run_setting(cfg: ExperimentConfig, setting: Mapping[str, Any], out_dir: str 
         if done.get("setting") == dict(setting):
             log.info("%s: finished earlier, skipped", run_dir.name)
             return done["row"]
-    kwargs = train_kwargs(cfg, setting)
-    kwargs["progress"] = progress
-    trained = train(data=cfg.data, run_dir=run_dir, resume=True, **kwargs)
+    config = TrainConfig(**train_kwargs(cfg, setting))
+    trained = train(data=cfg.data, run_dir=run_dir, config=config, resume=True, progress=progress)
     b = cfg.benchmark
     doc = evaluate_checkpoint(
-        b.name, b.annotations or cfg.data, trained.checkpoint, images=b.images, device=kwargs["device"],
+        b.name, b.annotations or cfg.data, trained.checkpoint, images=b.images, device=config.device,
         max_side=b.max_side, split_file=b.split_file, alignment=b.alignment, pairs_per_image=b.pairs_per_image,
         seed=b.seed, chen_val_images=b.chen_val_images,
     )

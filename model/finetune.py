@@ -1,5 +1,6 @@
-"""Shared pieces of the transfer experiments (ReDWeb Sec. 4.3): initialisation, the one training loop
-both tasks use (:func:`train_finetune` -> :func:`fit`), resumable checkpoints, the shared checkpoint meta.
+"""Shared pieces of the transfer experiments (ReDWeb Sec. 4.3): initialisation, the engine task both
+use (:class:`FinetuneTask`, run by :func:`model.engine.fit` through :func:`train_finetune`), the shared
+checkpoint meta.
 
 ``redweb finetune depth`` (:mod:`model.finetune_depth`) and ``redweb finetune segment``
 (:mod:`model.finetune_segment`) both take ``init``:
@@ -20,19 +21,17 @@ channels, what the output means) and ``init`` (what the run started from).
 """
 from __future__ import annotations
 
-import csv
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from model.checkpoint import load_checkpoint
-from core.rules import resolve_device as _resolve_device
+from model.engine import Env, LoopSettings, Task, fit, plain, resume_path
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +45,8 @@ class FinetuneResult:
     run_dir: Path
     checkpoint: Path
     metrics: dict[str, Any] = field(default_factory=dict)
+
+
 HEAD_MODULE = "output"
 
 
@@ -108,23 +109,38 @@ def build_init_model(
     return model, info
 
 
-def resolve_device(device: str) -> torch.device:
-    return torch.device(_resolve_device(device))  # the shared rule (core.rules)
-
-
-def make_optimizer(model: nn.Module, *, optimizer: str, lr: float, backbone_lr_mult: float, momentum: float,
-                   weight_decay: float) -> torch.optim.Optimizer:
-    from model.train import _make_optimizer
-
-    return _make_optimizer(model, name=optimizer, lr=lr, backbone_lr_mult=backbone_lr_mult, momentum=momentum,
-                           weight_decay=weight_decay)
-
-
 # Arguments that do not change what a run computes: a resume may change them (more workers, another
 # log interval, scoring fewer images), every other argument must match the interrupted run's.
 RESUME_FREE = frozenset({"run_dir", "device", "num_workers", "log_every", "checkpoint_every", "progress", "resume",
                          "eval_max_images", "eval_crop", "amp"})
 METRIC_COLUMNS = ("step", "time_s", "lr", "loss", "images_per_s")
+
+
+class FinetuneTask(Task):
+    """A fine-tuning run as an engine task: the caller's loss, no validation during training (the task
+    scores its test split afterwards), and a resume refused when the settings differ."""
+
+    name = "finetune"
+    columns = METRIC_COLUMNS
+    config_name = "finetune_config.yaml"
+
+    def __init__(self, loss_fn: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor],
+                 arguments: dict[str, Any], init_info: dict[str, Any]) -> None:
+        self.loss_fn, self.arguments = loss_fn, arguments
+        self.meta = {"config": arguments}
+        self.effective = {**arguments, "init_resolved": init_info}
+
+    def loss(self, pred: torch.Tensor, batch: dict[str, Any], *, step: int, rank: int
+             ) -> tuple[torch.Tensor, dict[str, int]]:
+        return self.loss_fn(pred, batch), {}
+
+    def check_resume(self, meta: dict[str, Any], path: Path) -> None:
+        saved = meta.get("config", {})
+        differ = sorted(k for k in set(self.arguments) | set(saved)
+                        if k not in RESUME_FREE and self.arguments.get(k) != saved.get(k))
+        if differ:
+            raise ValueError(f"{path} was written by a run with other settings ({', '.join(differ)} differ); "
+                             "resume with the same settings or choose another --run-dir")
 
 
 @dataclass
@@ -149,208 +165,45 @@ def train_finetune(
 ) -> Trained:
     """The training part both fine-tuning tasks share, driven by the caller's keyword ``arguments``.
 
-    ``arguments``: the task function's parameters as given (its ``locals()`` at entry): ``run_dir``,
-    ``init``, ``arch``, ``arch_kwargs``, ``weights_path``, ``device``, ``seed``, ``iterations``,
-    ``batch_size``, ``optimizer``, ``lr``, ``backbone_lr_mult``, ``momentum``, ``weight_decay``,
-    ``num_workers``, ``log_every``, ``checkpoint_every``, ``resume``, ``progress``, ``amp``.
-    ``dataset`` yields sample-schema dicts for keys ``(index, augmentation_seed)``;
-    ``loss_fn(pred, batch)`` is the task's loss. Builds the network from ``init`` (``arch`` defaults
-    to ``default_arch`` unless ``init`` is a checkpoint), writes ``finetune_config.yaml``, trains
-    (:func:`fit`, resumable) and returns the network in eval mode.
+    ``arguments``: the task function's parameters as given (its ``locals()`` at entry, so its
+    signature stays the one home of the defaults): ``run_dir``, ``init``, ``arch``, ``arch_kwargs``,
+    ``weights_path``, ``device``, ``seed``, ``iterations``, ``batch_size``, ``optimizer``, ``lr``,
+    ``backbone_lr_mult``, ``momentum``, ``weight_decay``, ``num_workers``, ``log_every``,
+    ``checkpoint_every``, ``resume``, ``progress``, ``amp``. ``dataset`` yields sample-schema dicts
+    for keys ``(index, augmentation_seed)``; ``loss_fn(pred, batch)`` is the task's loss. Builds the
+    network from ``init`` (``arch`` defaults to ``default_arch`` unless ``init`` is a checkpoint) and
+    trains it with the engine (:func:`model.engine.fit`: poly schedule, ``finetune_config.yaml``,
+    ``metrics.csv``, resumable ``checkpoints/last.pt``; ``resume=True`` continues from it, a
+    ``last.pt`` written with other settings, but for :data:`RESUME_FREE`, is refused). Returns the
+    network in eval mode.
     """
-    import yaml
-
-    from model.train import _plain
-
-    a = _plain(arguments)
+    a = plain(arguments)
     run = Path(a["run_dir"])
-    run.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(a["device"])
+    env = Env.join(a["device"], amp=a["amp"], channels_last=False, distributed=False)
     torch.manual_seed(a["seed"])
     is_ckpt = str(a["init"]) not in INITS
     arch = (a["arch"] if is_ckpt else (a["arch"] or default_arch)) or ""
     model, init_info = build_init_model(a["init"], arch=arch, out_channels=out_channels, arch_kwargs=a["arch_kwargs"],
                                         weights_path=a["weights_path"])
-    model.to(dev)
-    (run / "finetune_config.yaml").write_text(yaml.safe_dump({**a, "init_resolved": init_info}, sort_keys=False))
-    opt = make_optimizer(model, optimizer=a["optimizer"], lr=a["lr"], backbone_lr_mult=a["backbone_lr_mult"],
-                         momentum=a["momentum"], weight_decay=a["weight_decay"])
-    last, resumed = fit(model, dataset, loss_fn, iterations=a["iterations"], batch_size=a["batch_size"], optimizer=opt,
-                        device=dev, run_dir=run, seed=a["seed"], num_workers=a["num_workers"],
-                        log_every=a["log_every"], checkpoint_every=a["checkpoint_every"], resume=a["resume"],
-                        config=a, progress=a["progress"], amp=a["amp"])
-    return Trained(model, init_info, dev, a, last, resumed)
+    model.to(env.device)
+    settings = LoopSettings(total_steps=a["iterations"], batch_size=a["batch_size"], seed=a["seed"],
+                            optimizer=a["optimizer"], lr=a["lr"], backbone_lr_mult=a["backbone_lr_mult"],
+                            momentum=a["momentum"], weight_decay=a["weight_decay"], lr_schedule="poly",
+                            grad_clip=None, num_workers=a["num_workers"], log_every=a["log_every"],
+                            checkpoint_every=a["checkpoint_every"], val_every=None, progress=a["progress"],
+                            halt_on_nonfinite=True)
+    resume_from = resume_path(a["resume"], run / "checkpoints" / "last.pt")
+    fitted = fit(FinetuneTask(loss_fn, a, init_info), model, dataset, settings, env, run, resume_from)
+    return Trained(fitted.model, init_info, env.device, a, fitted.last_row, fitted.resumed_from)
 
 
 def finetuned_meta(trained: Trained, *, task: str, **task_meta: Any) -> dict[str, Any]:
     """The checkpoint meta both tasks share (arch, normalisation, init, config, code version, step)
     plus the task's own keys (``head``, ``input_size``, ``output``, ``dataset``, ``metrics``)."""
     from model.checkpoint import NORMALIZATION, code_version
-    from model.train import _plain
 
     info = trained.init_info
-    return {"task": task, "arch": info["arch"], "arch_kwargs": _plain(info["arch_kwargs"]),
+    return {"task": task, "arch": info["arch"], "arch_kwargs": plain(info["arch_kwargs"]),
             "normalization": NORMALIZATION, "init": info, "config": trained.arguments, "code_version": code_version(),
             "backbone_pretrained": bool(info["backbone_pretrained"]), "step": trained.arguments["iterations"],
             **task_meta}
-
-
-def _batches_from(dataset, start: int, *, batch_size: int, seed: int, num_workers: int,
-                  pin_memory: bool) -> Iterator[dict[str, Any]]:
-    """Batches for steps ``start, start+1, ...``: the order of an epoch and every sample's
-    augmentation seed depend on ``(seed, epoch, index)`` only (:func:`model.train._epoch_batches`), so
-    a resumed run gets exactly the batches the uninterrupted run would have had."""
-    from torch.utils.data import DataLoader
-
-    from model.train import _derive_seed, _epoch_batches, steps_per_epoch
-
-    n = len(dataset)
-    if n == 0:
-        raise ValueError("the training set is empty")
-    spe = steps_per_epoch(n, batch_size)
-    epoch, position = divmod(start, spe)
-    while True:
-        keys = _epoch_batches(n, epoch=epoch, seed=seed, batch_size=batch_size, rank=0, world_size=1)[position:]
-        # An own generator: worker seeds then never draw from (and shift) the global torch RNG.
-        generator = torch.Generator().manual_seed(_derive_seed(seed, epoch, 0x10AD))
-        yield from DataLoader(dataset, batch_sampler=keys, num_workers=num_workers, pin_memory=pin_memory,
-                              generator=generator)
-        epoch, position = epoch + 1, 0
-
-
-def _metrics_rows(path: Path, resume_step: int | None) -> list[dict[str, str]]:
-    """The rows of an interrupted run's metrics.csv up to the step it resumes at."""
-    if resume_step is None or not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-
-
-def _check_resumable(config: dict[str, Any] | None, saved: dict[str, Any], path: Path) -> None:
-    if config is None:
-        return
-    differ = sorted(k for k in set(config) | set(saved)
-                    if k not in RESUME_FREE and config.get(k) != saved.get(k))
-    if differ:
-        raise ValueError(f"{path} was written by a run with other settings ({', '.join(differ)} differ); "
-                         "resume with the same settings or choose another --run-dir")
-
-
-def fit(
-    model: nn.Module,
-    dataset,
-    loss_fn: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor],
-    *,
-    iterations: int,
-    batch_size: int,
-    optimizer: torch.optim.Optimizer,
-    device: torch.device,
-    run_dir: Path,
-    seed: int = 0,
-    num_workers: int = 0,
-    log_every: int = 10,
-    checkpoint_every: int = 1000,
-    resume: bool | str | os.PathLike | None = None,
-    config: dict[str, Any] | None = None,
-    progress: bool = False,
-    amp: bool = True,
-    grad_clip: float | None = None,
-) -> tuple[dict[str, Any], int | None]:
-    """Run ``iterations`` steps of ``loss_fn(model(batch["image"]), batch)`` with a poly schedule.
-
-    Writes ``run_dir/metrics.csv`` (step, time_s, lr, loss, images_per_s) every ``log_every`` steps
-    and ``run_dir/checkpoints/last.pt`` (weights, optimizer, schedule, AMP scaler, RNG states, step,
-    running loss, ``config``) every ``checkpoint_every`` steps and at the end. ``resume``: True /
-    ``"auto"`` continues from ``run_dir/checkpoints/last.pt`` when it exists (else starts afresh), a
-    path continues from that file; the continued run is step for step the uninterrupted one (same
-    batches, augmentations and RNG streams; on CPU with the same thread count, identical weights).
-    A ``last.pt`` whose ``config`` differs from ``config`` (but for :data:`RESUME_FREE`) is refused.
-    Returns ``(last metrics row, step resumed at or None)``; the model is left in eval mode.
-    """
-    from model.checkpoint import save_checkpoint
-    from model.train import _lr_lambda, _resume_path, _rng_state, _set_rng_state
-
-    if checkpoint_every < 1 or log_every < 1:
-        raise ValueError("checkpoint_every and log_every must be >= 1")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda("poly", iterations))
-    use_amp = amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    last_path = run_dir / "checkpoints" / "last.pt"
-    resume_path = _resume_path(resume, last_path, is_main=True)
-    step, running, last = 0, None, {}
-    if resume_path is not None:
-        payload = load_checkpoint(resume_path)
-        if "training" not in payload:
-            raise ValueError(f"{resume_path} holds weights only; resume from RUN_DIR/checkpoints/last.pt")
-        _check_resumable(config, payload["meta"].get("config", {}), resume_path)
-        model.load_state_dict(payload["model"])
-        state = payload["training"]
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        step, running, last = int(state["step"]), state["running_loss"], dict(state.get("last_row") or {})
-        log.info("resumed from %s at step %d of %d", resume_path, step, iterations)
-    resumed_from = step if resume_path is not None else None
-    metrics_path = run_dir / "metrics.csv"
-    kept = _metrics_rows(metrics_path, resumed_from)
-    with open(metrics_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        writer.writerows(kept)
-
-    def save_last() -> None:
-        training = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(), "rng": _rng_state(), "step": step, "running_loss": running,
-                    "last_row": last}
-        save_checkpoint(last_path, model=model, meta={"step": step, "config": config or {}}, training=training)
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=iterations, initial=step, desc="finetune", dynamic_ncols=True)
-    model.train()
-    t0 = t_since = time.time()
-    images_since = 0
-    stream = _batches_from(dataset, step, batch_size=batch_size, seed=seed, num_workers=num_workers,
-                           pin_memory=device.type == "cuda")
-    try:
-        while step < iterations:
-            batch = next(stream)
-            batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-            with torch.autocast(device.type, enabled=use_amp):
-                pred = model(batch["image"])
-            value = loss_fn(pred.float(), batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(value).backward()
-            if grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            v = float(value.detach())
-            if not torch.isfinite(value.detach()):
-                raise FloatingPointError(f"loss became {v} at step {step}; lower --lr")
-            running = v if running is None else 0.9 * running + 0.1 * v
-            images_since += int(batch["image"].shape[0])
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{running:.4f}")
-            if step % log_every == 0 or step == iterations:
-                now = time.time()
-                last = {"step": step, "time_s": round(now - t0, 3), "lr": scheduler.get_last_lr()[-1],
-                        "loss": running, "images_per_s": images_since / max(1e-9, now - t_since)}
-                with open(metrics_path, "a", newline="") as f:
-                    csv.DictWriter(f, fieldnames=METRIC_COLUMNS).writerow(last)
-                images_since, t_since = 0, now
-            if step % checkpoint_every == 0 or step == iterations:
-                save_last()
-    finally:
-        if bar is not None:
-            bar.close()
-    model.eval()
-    return last, resumed_from

@@ -25,7 +25,7 @@
 
 Writes ``run_dir/model.pt`` (``task: metric_depth``), ``metrics.csv`` (training), ``metrics.json``
 (test metrics and settings), ``finetune_config.yaml`` and ``checkpoints/last.pt`` (resumable, see
-:func:`model.finetune.fit`).
+:func:`model.engine.fit`).
 """
 from __future__ import annotations
 
@@ -39,11 +39,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from model.benchmarks import NYU_MAX_DEPTH, NYU_MIN_DEPTH, eigen_crop_mask, load_nyu_split
+from model.benchmarks import NYU_MAX_DEPTH, NYU_MIN_DEPTH, eigen_crop_mask, load_nyu_split, read_nyu_arrays
 from model.finetune import FinetuneResult
 from model.losses import TUKEY_C, tukey_biweight_loss
 
 log = logging.getLogger(__name__)
+
+DEFAULT_ARCH = "resnet50_fusion"  # for init=imagenet|scratch; a checkpoint init keeps its own
 
 TASK = "metric_depth"
 OUTPUT_DESCRIPTION = "B1HW metric depth in metres at the input size (NYUv2 units); clip to [1e-3, 10] for scoring"
@@ -70,12 +72,6 @@ def nyu_split(mat_path: str | os.PathLike, split_file: str | os.PathLike | None 
     if not train:
         raise ValueError(f"{mat_path}: no training images left after the test split")
     return train, test
-
-
-def _read_nyu(f, index: int) -> tuple[np.ndarray, np.ndarray]:
-    from model.benchmarks import _nyu_arrays
-
-    return _nyu_arrays(f, index)
 
 
 def augment_sample(
@@ -160,7 +156,7 @@ def augment_nyu(
             if index not in cache:
                 if len(cache) > 64:  # images are revisited every n_train samples; keep memory bounded
                     cache.clear()
-                cache[index] = _read_nyu(src, index)
+                cache[index] = read_nyu_arrays(src, index)
             rgb, depth = cache[index]
             rng = None if k < n_train else np.random.default_rng([seed, k])
             images[k], depths[k] = augment_sample(rgb, depth, size, rng)
@@ -240,7 +236,7 @@ def evaluate_metric_depth(
         iterator = tqdm(indices, desc="evaluate", unit="img")
     with h5py.File(mat_path, "r") as f:
         for index in iterator:
-            rgb, gt = _read_nyu(f, int(index))
+            rgb, gt = read_nyu_arrays(f, int(index))
             mask = (gt > NYU_MIN_DEPTH) & (gt <= NYU_MAX_DEPTH)
             if crop == "eigen":
                 mask &= eigen_crop_mask(gt.shape)
@@ -288,11 +284,11 @@ def finetune_depth(
 ) -> FinetuneResult:
     """Fine-tune on NYUv2 for metric depth and score the test split (see the module docstring).
 
-    arch: default ``resnet50_fusion``; with a checkpoint ``init`` it must match (or be None).
+    arch: default :data:`DEFAULT_ARCH`; with a checkpoint ``init`` it must match (or be None).
     input_size: training / inference size (H, W); the default halves the 480x640 frame.
     eval_max_images: score only the first N test images (quick checks); None = all 654.
     checkpoint_every, resume: ``run_dir/checkpoints/last.pt`` every N steps; ``resume=True``
-    continues an interrupted run in ``run_dir`` at its step (:func:`model.finetune.fit`).
+    continues an interrupted run in ``run_dir`` at its step (:func:`model.engine.fit`).
     """
     arguments = dict(locals())  # first: only the parameters
     from model.checkpoint import save_checkpoint
@@ -311,7 +307,7 @@ def finetune_depth(
         return tukey_biweight_loss(pred, batch["depth"], batch["mask"], c=tukey_c)
 
     trained = train_finetune(arguments, AugmentedDepthDataset(aug_path), loss_fn, out_channels=1,
-                             default_arch="resnet50_fusion")
+                             default_arch=DEFAULT_ARCH)
     last = trained.last
     test_eval = test_idx if eval_max_images is None else test_idx[:eval_max_images]
     scores = evaluate_metric_depth(trained.model, data, test_eval, input_size=size, device=trained.device,

@@ -13,7 +13,7 @@
   (255) pixels ignored.
 
 Writes ``run_dir/model.pt`` (``task: segmentation``), ``metrics.csv``, ``metrics.json``,
-``finetune_config.yaml`` and ``checkpoints/last.pt`` (resumable, see :func:`model.finetune.fit`).
+``finetune_config.yaml`` and ``checkpoints/last.pt`` (resumable, see :func:`model.engine.fit`).
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ from model.finetune import FinetuneResult
 from model.voc import IGNORE_INDEX, N_CLASSES, VOC_CLASSES, SegmentationSource, train_aug_ids, voc_ids
 
 log = logging.getLogger(__name__)
+
+DEFAULT_ARCH = "resnet101_fusion"  # for init=imagenet|scratch; a checkpoint init keeps its own
 
 TASK = "segmentation"
 OUTPUT_DESCRIPTION = "B21HW class logits at the input size (PASCAL VOC order, see head.classes); argmax = label"
@@ -150,10 +152,10 @@ def finetune_segment(
 ) -> FinetuneResult:
     """Fine-tune for 21-class VOC segmentation and score VOC val (see the module docstring).
 
-    arch: default ``resnet101_fusion``; with a checkpoint ``init`` it must match (or be None).
+    arch: default :data:`DEFAULT_ARCH`; with a checkpoint ``init`` it must match (or be None).
     eval_max_images: score only the first N val images (quick checks); None = all 1,449.
     checkpoint_every, resume: ``run_dir/checkpoints/last.pt`` every N steps; ``resume=True``
-    continues an interrupted run in ``run_dir`` at its step (:func:`model.finetune.fit`).
+    continues an interrupted run in ``run_dir`` at its step (:func:`model.engine.fit`).
     """
     arguments = dict(locals())  # first: only the parameters
     from model.checkpoint import save_checkpoint
@@ -168,7 +170,7 @@ def finetune_segment(
     log.info("VOC segmentation: %d training (train_aug), %d val images", len(train_ids), len(val_ids))
     trained = train_finetune(arguments, SegmentationDataset(source, train_ids, crop_size=crop_size),
                              lambda pred, batch: segmentation_loss(pred, batch["label"]), out_channels=N_CLASSES,
-                             default_arch="resnet101_fusion")
+                             default_arch=DEFAULT_ARCH)
     last = trained.last
     scored = val_ids if eval_max_images is None else val_ids[:eval_max_images]
     scores = evaluate_segmentation(trained.model, source, scored, device=trained.device, progress=progress)

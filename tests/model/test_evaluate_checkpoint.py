@@ -17,14 +17,16 @@ from model import evaluate as E
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """(export folder, model.pt): 3 steps of a narrow resnet18 fusion net from scratch on a synthetic export."""
+    from model.config import TrainConfig
     from model.data import make_synthetic_export
     from model.train import train
 
     root = tmp_path_factory.mktemp("trained")
     export = make_synthetic_export(root / "export", n=6, size=64, seed=0)
-    result = train(data=export, run_dir=root / "run", arch="resnet18_fusion", arch_kwargs={"channels": 32},
-                   pretrained=False, input_size=64, batch_size=2, iterations=3, val_every=2, log_every=1,
-                   num_workers=0, device="cpu", tensorboard=False, progress=False)
+    config = TrainConfig(arch="resnet18_fusion", arch_kwargs={"channels": 32}, pretrained=False,
+                         input_size=64, batch_size=2, iterations=3, val_every=2, log_every=1, num_workers=0,
+                         device="cpu", tensorboard=False)
+    result = train(data=export, run_dir=root / "run", config=config, progress=False)
     return export, result.checkpoint
 
 

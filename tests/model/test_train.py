@@ -14,8 +14,10 @@ import torch
 
 from model.checkpoint import load_checkpoint, load_model
 from model.data import make_synthetic_export
+from model.config import TrainConfig
+from model.engine import epoch_batches, make_optimizer, steps_per_epoch
 from model.registry import build_model
-from model.train import _epoch_batches, _make_optimizer, steps_per_epoch, train
+from model.train import train
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {
@@ -26,7 +28,6 @@ TINY = {
     "batch_size": 2,
     "n_pairs": 100,
     "num_workers": 0,
-    "progress": False,
 }
 
 
@@ -36,8 +37,8 @@ def tiny_export(tmp_path_factory) -> Path:
 
 
 def test_train_writes_model_checkpoint_metrics_and_config(tiny_export, tmp_path):
-    result = train(data=tiny_export, run_dir=tmp_path / "run", iterations=4, val_every=2, log_every=1,
-                   checkpoint_every=2, **TINY)
+    result = train(data=tiny_export, run_dir=tmp_path / "run", progress=False,
+                   config=TrainConfig(iterations=4, val_every=2, log_every=1, checkpoint_every=2, **TINY))
     run = tmp_path / "run"
     assert result.step == 4 and result.checkpoint == run / "model.pt"
     assert set(result.metrics) == {"val_ordinal_error", "val_loss", "val_pairs"}
@@ -66,25 +67,26 @@ def test_train_writes_model_checkpoint_metrics_and_config(tiny_export, tmp_path)
 
 def test_iterations_xor_epochs(tiny_export, tmp_path):
     with pytest.raises(ValueError, match="exactly one"):
-        train(data=tiny_export, run_dir=tmp_path, iterations=2, epochs=1, **TINY)
+        train(data=tiny_export, run_dir=tmp_path, config=TrainConfig(iterations=2, epochs=1, **TINY))
 
 
 def test_epochs_count_steps(tiny_export, tmp_path):
     n_train = 4  # 6 items, val_fraction 0.25 in make_synthetic_export -> 2 val
-    result = train(data=tiny_export, run_dir=tmp_path / "e", epochs=2, val_every=100, tensorboard=False, **TINY)
+    result = train(data=tiny_export, run_dir=tmp_path / "e", progress=False,
+                   config=TrainConfig(epochs=2, val_every=100, tensorboard=False, **TINY))
     assert result.step == 2 * steps_per_epoch(n_train, 2)
 
 
 def test_epoch_batches_shard_and_repeat():
-    one = _epoch_batches(7, epoch=3, seed=5, batch_size=2, rank=0, world_size=1)
-    assert one == _epoch_batches(7, epoch=3, seed=5, batch_size=2, rank=0, world_size=1)
+    one = epoch_batches(7, epoch=3, seed=5, batch_size=2, rank=0, world_size=1)
+    assert one == epoch_batches(7, epoch=3, seed=5, batch_size=2, rank=0, world_size=1)
     items = [i for b in one for i, _ in b]
     assert set(items) == set(range(7)) and len(set(items[:7])) == 7
     assert [len(b) for b in one] == [2, 2, 2, 2]  # the last batch is filled by wrapping
-    other_epoch = _epoch_batches(7, epoch=4, seed=5, batch_size=2, rank=0, world_size=1)
+    other_epoch = epoch_batches(7, epoch=4, seed=5, batch_size=2, rank=0, world_size=1)
     assert [i for b in one for i, _ in b] != [i for b in other_epoch for i, _ in b]
-    r0 = _epoch_batches(7, epoch=3, seed=5, batch_size=2, rank=0, world_size=2)
-    r1 = _epoch_batches(7, epoch=3, seed=5, batch_size=2, rank=1, world_size=2)
+    r0 = epoch_batches(7, epoch=3, seed=5, batch_size=2, rank=0, world_size=2)
+    r1 = epoch_batches(7, epoch=3, seed=5, batch_size=2, rank=1, world_size=2)
     assert len(r0) == len(r1) == steps_per_epoch(7, 2, 2)  # equal step counts on every rank
     assert {i for b in r0 + r1 for i, _ in b} == set(range(7))
 
@@ -95,10 +97,10 @@ def test_backbone_lr_is_ten_times_smaller_only_when_pretrained(tmp_path):
     path = tmp_path / "r18.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
     pretrained = build_model("resnet18_fusion", weights_path=str(path), channels=16)
-    opt = _make_optimizer(pretrained, name="sgd", lr=0.01, backbone_lr_mult=0.1, momentum=0.9, weight_decay=0)
+    opt = make_optimizer(pretrained, name="sgd", lr=0.01, backbone_lr_mult=0.1, momentum=0.9, weight_decay=0)
     assert {g["name"]: g["lr"] for g in opt.param_groups} == {"backbone": pytest.approx(0.001), "head": 0.01}
     scratch = build_model("resnet18_fusion", channels=16)
-    opt = _make_optimizer(scratch, name="adam", lr=0.01, backbone_lr_mult=0.1, momentum=0.9, weight_decay=0)
+    opt = make_optimizer(scratch, name="adam", lr=0.01, backbone_lr_mult=0.1, momentum=0.9, weight_decay=0)
     assert [g["lr"] for g in opt.param_groups] == [0.01] and isinstance(opt, torch.optim.Adam)
 
 

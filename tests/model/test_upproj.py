@@ -41,12 +41,14 @@ def test_upproj_trains_and_predicts(tmp_path):
     from model.checkpoint import load_model
     from model.data import make_synthetic_export
     from model.predict import InputSpec, predict_image
+    from model.config import TrainConfig
     from model.train import train
 
     data = make_synthetic_export(tmp_path / "export", n=4, size=40, seed=2)
-    result = train(data=data, run_dir=tmp_path / "run", arch="resnet50_upproj", arch_kwargs={"channels": 64},
-                   pretrained=False, input_size=32, batch_size=2, iterations=3, n_pairs=100, num_workers=0,
-                   progress=False, tensorboard=False, val_every=3, lr=0.01, optimizer="adam")
+    config = TrainConfig(arch="resnet50_upproj", arch_kwargs={"channels": 64}, pretrained=False,
+                         input_size=32, batch_size=2, iterations=3, n_pairs=100, num_workers=0,
+                         tensorboard=False, val_every=3, lr=0.01, optimizer="adam")
+    result = train(data=data, run_dir=tmp_path / "run", config=config, progress=False)
     assert result.step == 3 and np.isfinite(result.metrics["val_loss"])
     model, meta = load_model(result.checkpoint)
     assert meta["arch"] == "resnet50_upproj" and meta["arch_kwargs"] == {"channels": 64}
