@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import flow
 
+from core.layout import DataRoot
 from flows.options import export_dir_for, flow_config
 from flows.policy import redweb_task
 from flows.config import Overrides
@@ -67,7 +68,7 @@ def experiment_run_flow(config_file: str | None = None, data_root: str | None = 
         cfg = cfg.model_copy(update={"data": str(export_dir_for(config))})
     if not Path(cfg.data).is_dir():
         raise FileNotFoundError(f"experiment {cfg.name}: training data not found: {cfg.data}")
-    out = Path(out_dir) if out_dir else config.data_root / "runs" / f"experiment-{cfg.name}"
+    out = Path(out_dir) if out_dir else DataRoot(config.data_root).experiment(cfg.name)
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     return experiment_flow(cfg.model_dump(), str(out))
