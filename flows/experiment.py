@@ -15,6 +15,7 @@ from core.layout import DataRoot
 from flows.options import export_dir_for, flow_config
 from flows.policy import redweb_task
 from flows.config import Overrides
+from model.data import check_training_data
 
 
 @flow(name="experiment-setting", log_prints=True)
@@ -66,8 +67,7 @@ def experiment_run_flow(config_file: str | None = None, data_root: str | None = 
                           overrides={"base": {"device": e.device}} if e.device else None)
     if cfg.data is None:
         cfg = cfg.model_copy(update={"data": str(export_dir_for(config))})
-    if not Path(cfg.data).is_dir():
-        raise FileNotFoundError(f"experiment {cfg.name}: training data not found: {cfg.data}")
+    check_training_data(cfg.data)  # one line naming the folder, before any run of the grid starts
     out = Path(out_dir) if out_dir else DataRoot(config.data_root).experiment(cfg.name)
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))

@@ -271,6 +271,37 @@ class HRWSIDataset(RelativeDepthDataset):
         return {"rgb": rgb, "depth": depth.astype(np.float32), "mask": mask, "id": item}
 
 
+class MissingDataError(ValueError):
+    """Training or evaluation data missing or empty; the message is one line naming the folder and what
+    was expected (the CLI prints it as it is; a deployment's flow run fails with it)."""
+
+
+#: what a training folder must look like, for messages
+EXPECTED_LAYOUTS = "an export (manifest.csv, imgs/, RDs/, masks/), a ReDWeb folder (Imgs/, RDs/) or HR-WSI (imgs/, gts/)"
+
+
+def check_training_data(root: str | os.PathLike | None, *, layout: str | None = None,
+                        val_fraction: float = 0.1) -> str:
+    """Fail early, in one line, unless ``root`` is a dataset with training items; returns its layout.
+
+    Called before anything starts (a flow, a DataLoader with worker processes, a grid of runs), so an
+    empty or missing folder never surfaces as a worker crash deep inside training."""
+    if root is None:
+        raise MissingDataError(f"no training data given (expected {EXPECTED_LAYOUTS})")
+    root = Path(root)
+    if not root.is_dir():
+        raise MissingDataError(f"{root}: no such folder (expected {EXPECTED_LAYOUTS})")
+    try:
+        layout = layout or detect_layout(root)
+    except ValueError as exc:
+        raise MissingDataError(str(exc)) from None
+    n = len(open_dataset(root, "train", None, layout=layout, val_fraction=val_fraction))
+    if n == 0:
+        raise MissingDataError(f"{root}: no training items (layout {layout}; an empty export? accept maps "
+                               "in the review UI or export other states first)")
+    return layout
+
+
 def detect_layout(root: str | os.PathLike) -> str:
     """``"export"``, ``"redweb"`` or ``"hrwsi"`` from the folders present under ``root``."""
     root = Path(root)

@@ -341,5 +341,8 @@ def _rows_of_grid(runs, grid: Mapping[str, list[Any]], all_keys: Sequence[str]):
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, progress: bool = False) -> dict[str, Path]:
     """Every setting one after another (no Prefect; :mod:`flows.experiment` runs them as subflows)."""
+    from model.data import check_training_data
+
+    check_training_data(cfg.data)  # before the first run of the grid
     rows = [run_setting(cfg, s, out_dir, progress=progress) for s in expand_grid(cfg)]
     return write_table(cfg, rows, out_dir)

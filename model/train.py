@@ -36,7 +36,7 @@ from torch import nn
 
 from model.checkpoint import NORMALIZATION, OUTPUT_DESCRIPTION, code_version, save_checkpoint, unwrap
 from model.config import TrainConfig
-from model.data import CenterCrop, RandomCropFlip, dataset_fingerprint, detect_layout, open_dataset
+from model.data import CenterCrop, RandomCropFlip, check_training_data, dataset_fingerprint, open_dataset
 from model.engine import (
     Env,
     LoopSettings,
@@ -213,12 +213,10 @@ class RelativeDepthTask(Task):
 
 def _open_data(data: str | os.PathLike, size: tuple[int, int], config: TrainConfig, *, is_main: bool):
     """(layout, train set, val set); ``n_train_images``: a fixed seeded subset of the training items."""
-    layout = config.layout or detect_layout(data)
+    layout = check_training_data(data, layout=config.layout, val_fraction=config.val_fraction)
     train_set = open_dataset(data, "train", RandomCropFlip(size, config.flip_p), layout=layout,
                              val_fraction=config.val_fraction)
     val_set = open_dataset(data, "val", CenterCrop(size), layout=layout, val_fraction=config.val_fraction)
-    if len(train_set) == 0:
-        raise ValueError(f"{data}: no training items (layout {layout})")
     n = config.n_train_images
     if n is not None:
         if n > len(train_set) and is_main:

@@ -54,8 +54,12 @@ def run(args: argparse.Namespace, config) -> int:
             print(setting_key(s))
         print(f"({len(settings)} settings)")
         return 0
-    if cfg.data is None or not Path(cfg.data).is_dir():
-        print(f"redweb experiment: training data not found: {cfg.data} (pass --data DIR)", file=sys.stderr)
+    from model.data import MissingDataError, check_training_data
+
+    try:
+        check_training_data(cfg.data)
+    except MissingDataError as exc:
+        print(f"redweb experiment: {exc} (pass --data DIR)", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else DataRoot(config.data_root).experiment(cfg.name)
     out.mkdir(parents=True, exist_ok=True)

@@ -35,8 +35,12 @@ def run(args: argparse.Namespace, config) -> int:
         print(f"redweb train: {run_dir} already holds a checkpoint; pass --resume to continue it "
               "or choose another --run-dir", file=sys.stderr)  # fmt: skip
         return 2
-    if not Path(args.data).is_dir():
-        print(f"redweb train: dataset folder not found: {args.data}", file=sys.stderr)
+    from model.data import MissingDataError, check_training_data
+
+    try:
+        check_training_data(args.data, layout=given.get("layout"))
+    except MissingDataError as exc:
+        print(f"redweb train: {exc}", file=sys.stderr)
         return 2
     from flows.train import train_flow  # imports Prefect: only once the arguments are known to be usable
 
