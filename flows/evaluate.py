@@ -64,6 +64,7 @@ def evaluate_flow(
     given) and, with ``report``, ``<run_dir>/report.html`` and ``report.md``; ``run_dir`` defaults to
     ``<data_root>/runs/evaluate-<benchmark>-<time>``.
     """
+    from model.data import check_evaluation_inputs
     from model.evaluate import evaluate_checkpoint, evaluate_predictions, write_json
     from model.report import write_report
     from flows.config import save_effective_config
@@ -79,6 +80,8 @@ def evaluate_flow(
         raise ValueError("give exactly one of predictions (a folder) or checkpoint (a file)")
     if predictions is None:
         checkpoint = checkpoint_or_newest(config, checkpoint)
+    check_evaluation_inputs(benchmark, annotations, images, checkpoint=checkpoint, predictions=predictions,
+                            split=config.evaluate.redweb_split)
     run_dir = run_dir or str(default_run_dir(config.data_root, benchmark))
     save_effective_config(config, run_dir)  # every run keeps the config it used
     opts = evaluate_options(config)

@@ -302,6 +302,29 @@ def check_training_data(root: str | os.PathLike | None, *, layout: str | None = 
     return layout
 
 
+def check_evaluation_inputs(benchmark: str, annotations: str | os.PathLike, images: str | os.PathLike | None,
+                            *, checkpoint: str | os.PathLike | None = None,
+                            predictions: str | os.PathLike | None = None, split: str = "val") -> None:
+    """Fail early, in one line, when what ``redweb evaluate`` reads is missing or empty: the model (a
+    checkpoint file or a predictions folder), the annotations and the images; for ``redweb``, an export
+    with items in ``split``."""
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise MissingDataError(f"{checkpoint}: no such checkpoint file (expected a redweb train model.pt)")
+    if predictions is not None and not Path(predictions).is_dir():
+        raise MissingDataError(f"{predictions}: no such folder (expected one depth prediction per image)")
+    if not Path(annotations).exists():
+        raise MissingDataError(f"{annotations}: not found (expected the {benchmark} annotations: a file or folder)")
+    if images is not None and not Path(images).is_dir():
+        raise MissingDataError(f"{images}: no such folder (expected the {benchmark} images)")
+    if benchmark == "redweb":
+        try:
+            n = len(open_dataset(annotations, split, None, layout="export"))
+        except (OSError, ValueError) as exc:
+            raise MissingDataError(f"{annotations}: not a redweb export ({exc})") from None
+        if n == 0:
+            raise MissingDataError(f"{annotations}: no {split} items in the export (nothing to evaluate on)")
+
+
 def detect_layout(root: str | os.PathLike) -> str:
     """``"export"``, ``"redweb"`` or ``"hrwsi"`` from the folders present under ``root``."""
     root = Path(root)

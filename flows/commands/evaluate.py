@@ -62,6 +62,15 @@ def run(args: argparse.Namespace, config) -> int:
                                   "evaluate.pairs_per_image": args.pairs_per_image, "evaluate.seed": args.seed,
                                   "evaluate.device": args.device, "evaluate.max_side": args.max_side,
                                   "evaluate.chen_val_images": args.chen_val_images, "evaluate.chen_tau": args.chen_tau})
+    from model.data import MissingDataError, check_evaluation_inputs
+
+    if args.annotations is not None:  # (None: the deployment's defaults, checked inside the flow)
+        try:
+            check_evaluation_inputs(args.benchmark, args.annotations, args.images, checkpoint=args.checkpoint,
+                                    predictions=args.predictions, split=config.evaluate.redweb_split)
+        except MissingDataError as exc:
+            print(f"redweb evaluate: {exc}", file=sys.stderr)
+            return 2
     try:
         doc = evaluate_flow(
             **inputs, benchmark=args.benchmark, annotations=args.annotations, images=args.images,

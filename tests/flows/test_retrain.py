@@ -97,3 +97,12 @@ def test_retraining_export_drops_withdrawn_items(tmp_path, prefect_test_server):
     for sub, ext in (("imgs", ".jpg"), ("RDs", ".png"), ("masks", ".png")):
         assert not any((export_dir / sub / f"{i}{ext}").exists() for i in ids[:2])
     assert second["candidate_score"] is not None
+
+
+def test_retrain_on_nothing_accepted_says_so_and_trains_nothing(tmp_path, prefect_test_server):
+    """A scheduled retrain on a data root with nothing accepted ends cleanly with the reason, no crash."""
+    root = tmp_path / "data"
+    root.mkdir()
+    result = retrain_flow(data_root=str(root), overrides=TINY)
+    assert result["promoted"] is False and result["reason"] == "empty export"
+    assert not list(root.rglob("last.pt"))
