@@ -9,6 +9,8 @@ from typing import Any, Callable, Iterator
 
 from prefect.futures import PrefectFuture, as_completed
 
+from core.progress import progress
+
 
 def run_batches(
     submit: Callable[[list[str]], PrefectFuture],
@@ -20,14 +22,11 @@ def run_batches(
 ) -> Iterator[Any]:
     """Call ``submit(batch)`` for each batch of ``ids``; yield each batch's result as it completes.
 
-    ``desc``: show a tqdm bar (counted in ids) with this label; None for no bar.
+    ``desc``: show progress (counted in ids; ``core.progress``: a bar on a terminal, a few log lines
+    elsewhere) with this label; None for none.
     """
     futures = {submit(ids[i:i + batch_size]): len(ids[i:i + batch_size]) for i in range(0, len(ids), batch_size)}
-    bar = None
-    if desc is not None:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(ids), unit=unit, desc=desc)
+    bar = progress(len(ids), unit=unit, desc=desc) if desc is not None else None
     try:
         for future in as_completed(list(futures)):
             result = future.result()

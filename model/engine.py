@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.progress import progress
 from core.rules import resolve_device
 from model.checkpoint import load_checkpoint, save_checkpoint, unwrap
 
@@ -480,9 +481,7 @@ def fit(task: Task, model: nn.Module, dataset, s: LoopSettings, env: Env, run_di
             (run_dir / task.config_name).write_text(yaml.safe_dump(plain(task.effective), sort_keys=False))
         metrics_log = MetricsLog(run_dir, task.columns, resumed_from, task.tb_tags)
         if s.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=s.total_steps, initial=state.step, desc=task.name, dynamic_ncols=True)
+            bar = progress(s.total_steps, initial=state.step, desc=task.name, unit="step")
     net.train()
     t0 = time.time()
     interval = _Interval(t0=t0)

@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from core.progress import track
 from model import metrics as M
 from core.rules import METRIC_NAMES
 from model.benchmarks import DenseSample, DiwSample, glob_escape, read_image, read_map
@@ -162,13 +163,11 @@ def evaluate_diw(
     keep_examples: keep the first N ``(image, points, prediction per predictor)`` under
     ``"_examples"`` (needs ``images_dir``; for reports, not JSON).
     """
-    from tqdm import tqdm
-
     za = {name: np.empty(len(samples)) for name in predictors}
     zb = {name: np.empty(len(samples)) for name in predictors}
     root = Path(images_dir) if images_dir is not None else None
     examples: list[dict[str, Any]] = []
-    for i, s in enumerate(tqdm(samples, desc="diw", unit="img", disable=not progress)):
+    for i, s in enumerate(track(samples, desc="diw", unit="img", enabled=progress)):
 
         def load(s: DiwSample = s) -> np.ndarray:
             if root is None:
@@ -244,8 +243,6 @@ def evaluate_dense(
     keep_examples: keep the first N ``(image, gt, mask, aligned prediction per predictor)`` under
     the key ``"_examples"`` of the result (for reports; not JSON).
     """
-    from tqdm import tqdm
-
     alignment = alignment or ("paper" if train_stats is not None else "scale_shift")
     if alignment not in ALIGNMENTS:
         raise ValueError(f"alignment must be one of {ALIGNMENTS}")
@@ -259,7 +256,7 @@ def evaluate_dense(
     examples: list[dict[str, Any]] = []
     n_images = 0
     any_metric = False
-    for i, sample in enumerate(tqdm(samples, desc="evaluate", unit="img", disable=not progress)):
+    for i, sample in enumerate(track(samples, desc="evaluate", unit="img", enabled=progress)):
         if not sample.mask.any():
             log.warning("%s: no valid ground-truth pixel, skipped", sample.key)
             continue

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from core.progress import track
 from model.benchmarks import NYU_MAX_DEPTH, NYU_MIN_DEPTH, eigen_crop_mask, load_nyu_split, read_nyu_arrays
 from model.finetune import FinetuneResult
 from model.losses import TUKEY_C, tukey_biweight_loss
@@ -146,12 +147,7 @@ def augment_nyu(
         images = dst.create_dataset("images", (count, h, w, 3), np.uint8, chunks=(1, h, w, 3))
         depths = dst.create_dataset("depths", (count, h, w), np.float32, chunks=(1, h, w))
         cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        iterator: Any = range(count)
-        if progress:
-            from tqdm import tqdm
-
-            iterator = tqdm(iterator, desc="augment", unit="img")
-        for k in iterator:
+        for k in track(range(count), desc="augment", unit="img", enabled=progress):
             index = int(indices[k % n_train])
             if index not in cache:
                 if len(cache) > 64:  # images are revisited every n_train samples; keep memory bounded
@@ -229,13 +225,8 @@ def evaluate_metric_depth(
         raise ValueError("crop must be 'eigen' or 'none'")
     model.eval()
     per_image = []
-    iterator: Any = indices
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(indices, desc="evaluate", unit="img")
     with h5py.File(mat_path, "r") as f:
-        for index in iterator:
+        for index in track(indices, desc="evaluate", unit="img", enabled=progress):
             rgb, gt = read_nyu_arrays(f, int(index))
             mask = (gt > NYU_MIN_DEPTH) & (gt <= NYU_MAX_DEPTH)
             if crop == "eigen":

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from core.progress import track
 from model.finetune import FinetuneResult
 from model.voc import IGNORE_INDEX, N_CLASSES, VOC_CLASSES, SegmentationSource, train_aug_ids, voc_ids
 
@@ -110,12 +111,7 @@ def evaluate_segmentation(model: torch.nn.Module, source: SegmentationSource, id
 
     model.eval()
     conf = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
-    iterator: Any = ids
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(ids, desc="evaluate", unit="img")
-    for item in iterator:
+    for item in track(ids, desc="evaluate", unit="img", enabled=progress):
         raw = source.load(item)
         conf += M.confusion_matrix(predict_labels(model, raw["rgb"], device), raw["label"], N_CLASSES, IGNORE_INDEX)
     scores = M.segmentation_scores(conf)

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from core.progress import progress as progress_bar
 from core.rules import IMAGENET_MEAN, IMAGENET_STD, colorize_depth, resolve_device  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -170,8 +171,6 @@ def predict_files(
     folder can be scored directly with ``redweb evaluate --predictions OUT``.
     """
     import cv2
-    from tqdm import tqdm
-
     from model.benchmarks import read_image
 
     out = Path(out_dir)
@@ -197,7 +196,7 @@ def predict_files(
     batches = [idx[k : k + batch_size] for idx in groups.values() for k in range(0, len(idx), batch_size)]
 
     written: dict[int, Path] = {}
-    bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
+    bar = progress_bar(len(paths), desc="predict", unit="img", enabled=progress)
     for batch in batches:
         originals = [read_image(paths[i]) for i in batch]
         inputs = []
