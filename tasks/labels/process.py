@@ -13,6 +13,7 @@ image.jpg (the cropped left view, at the processing resolution).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -20,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -45,6 +46,33 @@ PROCESSABLE = (State.SPLIT, State.PROCESSED)  # PROCESSED: interrupted between t
 REPROCESSABLE = (State.PROCESSED, State.PENDING_REVIEW, State.AUTO_REJECTED, State.AUTO_ACCEPTED)
 
 
+class Stopwatch:
+    """Wall and CPU seconds per named step (``with clock("flow"): ...``), each step's own: a step inside
+    another (a second flow run inside the view-order step) is counted once, in the inner step. CPU is the
+    process's, every thread included: a step's own while one pair runs at a time (the benchmark); the
+    process flow, which runs pairs side by side in threads, reads only the wall times."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._stack: list[list[float]] = []  # per open step: [wall, cpu] spent in steps inside it
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        t, c = time.perf_counter(), time.process_time()
+        self._stack.append([0.0, 0.0])
+        try:
+            yield
+        finally:
+            inner_wall, inner_cpu = self._stack.pop()
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+            self.wall[step] = self.wall.get(step, 0.0) + wall - inner_wall
+            self.cpu[step] = self.cpu.get(step, 0.0) + cpu - inner_cpu
+            if self._stack:
+                self._stack[-1][0] += wall
+                self._stack[-1][1] += cpu
+
+
 @dataclass
 class PairResult:
     """Everything the stage computes for one pair, at the processing resolution, cropped."""
@@ -58,7 +86,8 @@ class PairResult:
     swapped_views: bool  # True when the data said the given left/right were the wrong way round
     view_order: str
     quality: dict
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # wall seconds per step
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per step (Stopwatch: every thread)
     info: dict = field(default_factory=dict)
     disparity: np.ndarray | None = None  # (h, w) float32, larger = nearer (for benchmarks)
 
@@ -174,7 +203,8 @@ def _reliable(left: np.ndarray, right: np.ndarray, fwd: np.ndarray, bwd: np.ndar
     return consistent, raw, exposure
 
 
-def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, settings: ProcessConfig) -> dict[str, Any]:
+def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, settings: ProcessConfig,
+             clock: Stopwatch | None = None) -> dict[str, Any]:
     """Flow both ways and everything that follows from it for one view order.
 
     When a cheap first look (``coarse_exposure``) shows the views at different exposures
@@ -182,16 +212,18 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, setti
     ETH3D's two cameras), the matcher sees the right view brought to the left one's exposure, so that
     brightness constancy (DIS and its variational refinement) holds. Only what the matcher sees
     changes, never the exported view."""
-    timings = {"flow": 0.0, "check": 0.0}
+    clock = clock or Stopwatch()
 
     def attempt(seen: Exposure | None) -> dict[str, Any]:
         """Flow and checks with the matcher seeing the right view at exposure ``seen``."""
-        t = time.perf_counter()
-        compensated = seen is not None and seen.differs()
-        matched = np.clip(np.rint(seen.apply(right)), 0, 255).astype(np.uint8) if compensated else right
-        fwd, bwd = backend.flow([left, matched], [matched, left])
-        timings["flow"] += time.perf_counter() - t
-        t = time.perf_counter()
+        with clock("flow"):
+            compensated = seen is not None and seen.differs()
+            matched = np.clip(np.rint(seen.apply(right)), 0, 255).astype(np.uint8) if compensated else right
+            fwd, bwd = backend.flow([left, matched], [matched, left])
+        with clock("consistency"):
+            return _checked(fwd, bwd, compensated, seen)
+
+    def _checked(fwd: np.ndarray, bwd: np.ndarray, compensated: bool, seen: Exposure | None) -> dict[str, Any]:
         r = dict(finite=bool(np.isfinite(fwd).all() and np.isfinite(bwd).all()),
                  fwd=np.nan_to_num(fwd, nan=0.0, posinf=0.0, neginf=0.0),
                  bwd=np.nan_to_num(bwd, nan=0.0, posinf=0.0, neginf=0.0),
@@ -199,10 +231,11 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, setti
                  compensated=compensated, seen=seen if compensated else Exposure.identity(right.shape[2]))
         r["consistent"], r["raw_consistency"], r["exposure"] = _reliable(left, right, r["fwd"], r["bwd"],
                                                                          settings=settings)
-        timings["check"] += time.perf_counter() - t
         return r
 
-    r = attempt(coarse_exposure(left, right))
+    with clock("exposure"):
+        seen = coarse_exposure(left, right)
+    r = attempt(seen)
     # the coarse look can be far off where little of the small views matches (scanned cards with
     # borders, strong vignetting): when the fit on the full flow's matches disagrees with what the
     # matcher saw by more than 5 %, match once more at that exposure
@@ -210,14 +243,13 @@ def _analyse(backend: FlowBackend, left: np.ndarray, right: np.ndarray, *, setti
     if rematched:
         r = attempt(r["exposure"])
     fwd, bwd, consistent, exposure = r["fwd"], r["bwd"], r["consistent"], r["exposure"]
-    t = time.perf_counter()
-    alignment = fit_alignment(fwd, consistent)
-    disparity, vres = rectified_disparity(fwd, alignment)
+    with clock("consistency"):
+        alignment = fit_alignment(fwd, consistent)
+        disparity, vres = rectified_disparity(fwd, alignment)
     return dict(fwd=fwd, bwd=bwd, consistent=consistent, raw_consistency=r["raw_consistency"],
-                finite=r["finite"], alignment=alignment, disparity=disparity, vres=vres, t_flow=timings["flow"],
-                mode=r["mode"],
+                finite=r["finite"], alignment=alignment, disparity=disparity, vres=vres, mode=r["mode"],
                 exposure={**exposure.as_dict(), "compensated": r["compensated"], "rematched": rematched}
-                if exposure is not None else None, t_check=timings["check"] + time.perf_counter() - t)
+                if exposure is not None else None)
 
 
 def _flow_to_given_right(fwd: np.ndarray, pre: PreAlignment | None) -> np.ndarray:
@@ -308,36 +340,32 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     if order not in ("auto", "given"):
         raise ValueError(f"order must be 'auto' or 'given', got {order!r}")
     s = settings or ProcessConfig()
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    pre = fit_prealignment(left, right) if s.prealign and needs_prealignment(left, right) else PreAlignment()
-    timings["prealign"] = time.perf_counter() - t
-    analyse = functools.partial(_analyse, backend, settings=s)
+    clock = Stopwatch()
+    with clock("prealign"):
+        pre = fit_prealignment(left, right) if s.prealign and needs_prealignment(left, right) else PreAlignment()
+    analyse = functools.partial(_analyse, backend, settings=s, clock=clock)
     a = analyse(left, apply_prealignment(right, pre))
-    timings["flow"], timings["consistency"] = a["t_flow"], a["t_check"]
 
-    t = time.perf_counter()
-    decision = decide_order(left, apply_prealignment(right, pre), a, settings=s, known_order=known_order,
-                            pre=pre)  # the view the flows were computed on
-    if order == "given":  # a reviewer fixed the order: the cues are recorded, never acted on
-        decision = OrderDecision("parallel", False, "reviewer", decision.evidence, decision.cues)
+    with clock("view_order"):
+        decision = decide_order(left, apply_prealignment(right, pre), a, settings=s, known_order=known_order,
+                                pre=pre)  # the view the flows were computed on
+        if order == "given":  # a reviewer fixed the order: the cues are recorded, never acted on
+            decision = OrderDecision("parallel", False, "reviewer", decision.evidence, decision.cues)
     swapped_views = decision.swapped
     if swapped_views:
-        left, right, a, pre = _swap_views(left, right, a, pre, analyse, s)
-    timings["view_order"] = time.perf_counter() - t
+        with clock("view_order"):
+            left, right, a, pre = _swap_views(left, right, a, pre, analyse, s)
 
-    t = time.perf_counter()
-    _, sky = detect_sky(sky_backend, left, a["consistent"], crf=s.crf, crf_iterations=s.crf_iterations,
-                        crf_max_side=s.crf_max_side)
-    timings["sky"] = time.perf_counter() - t
+    with clock("sky"):
+        _, sky = detect_sky(sky_backend, left, a["consistent"], crf=s.crf, crf_iterations=s.crf_iterations,
+                            crf_max_side=s.crf_max_side)
 
-    t = time.perf_counter()
-    h, w = left.shape[:2]
-    box = _crop_box(left, a["consistent"] | sky)
-    consistent, sky_c, disparity, vres = (crop_mod.crop(x, box) for x in (a["consistent"], sky, a["disparity"],
-                                                                           a["vres"]))
-    image = np.ascontiguousarray(crop_mod.crop(left, box))
-    timings["crop"] = time.perf_counter() - t
+    with clock("crop"):
+        h, w = left.shape[:2]
+        box = _crop_box(left, a["consistent"] | sky)
+        consistent, sky_c, disparity, vres = (crop_mod.crop(x, box) for x in (a["consistent"], sky,
+                                                                               a["disparity"], a["vres"]))
+        image = np.ascontiguousarray(crop_mod.crop(left, box))
 
     # the share of matched pixels off their row is a quality figure; whether the pair is misaligned is
     # judged from the keypoints (tasks/labels/triage.py). Masking those pixels out was measured: on the label
@@ -346,13 +374,12 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     misaligned_share = float((matched & (np.abs(vres) > s.vertical_tolerance_px)).sum()
                              / max(int(matched.sum()), 1))
 
-    t = time.perf_counter()
-    reliable_depth = consistent & ~sky_c
-    disparity = smooth_disparity(disparity, reliable_depth, sigma_px=s.disparity_smooth_px)
-    g, stats = disparity_to_depth(disparity, reliable_depth, range_ratio=s.depth_range_ratio,
-                                  min_far_margin_px=s.depth_min_far_margin_px)
-    depth = encode_depth(g, sky_c)
-    timings["depth"] = time.perf_counter() - t
+    with clock("depth"):
+        reliable_depth = consistent & ~sky_c
+        disparity = smooth_disparity(disparity, reliable_depth, sigma_px=s.disparity_smooth_px)
+        g, stats = disparity_to_depth(disparity, reliable_depth, range_ratio=s.depth_range_ratio,
+                                      min_far_margin_px=s.depth_min_far_margin_px)
+        depth = encode_depth(g, sky_c)
 
     view_order = "undecided" if decision.uncertain else decision.order
     q = quality_figures(consistent=consistent, sky=sky_c, vertical_residual=vres, d_far=stats.d_far,
@@ -363,9 +390,8 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
     q["misaligned_fraction"] = misaligned_share
     if s.prealign and pre.inliers < 30 and misaligned_share > 0.15:
         # many pixels off their row and no keypoints looked at yet: let them judge the geometry
-        t = time.perf_counter()
-        pre_check = fit_prealignment(left, apply_prealignment(right, pre))
-        timings["prealign"] += time.perf_counter() - t
+        with clock("prealign"):
+            pre_check = fit_prealignment(left, apply_prealignment(right, pre))
         if pre_check.inliers >= 30:
             pre = dataclasses.replace(pre, matches=pre_check.matches, inliers=pre_check.inliers,
                                       residual_px=pre_check.residual_px)
@@ -379,7 +405,7 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
             "exposure": a.get("exposure")}
     return PairResult(image=image, depth=depth, reliable=consistent | sky_c, sky=sky_c, box=box,
                       processed_size=(w, h), swapped_views=swapped_views, view_order=view_order, quality=q,
-                      timings=timings, info=info, disparity=disparity)
+                      timings=clock.wall, cpu=clock.cpu, info=info, disparity=disparity)
 
 
 def colourize(image: np.ndarray, depth: np.ndarray, reliable: np.ndarray, sky: np.ndarray) -> np.ndarray:
@@ -490,6 +516,7 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
     info = dict(item.info or {})
     info["view_order_source"] = source
     info["process"] = {**result.info, "crop_source": list(abs_box), "left_view": view_key, "timings": result.timings,
+                       "cpu": result.cpu,
                        "backend": getattr(backend, "name", "?"), "sky_backend": getattr(sky_backend, "name", "?"),
                        "processed_size": list(result.processed_size), "reasons": verdict.reasons}
     fields = dict(paths, crop_x0=rel_box[0], crop_y0=rel_box[1], crop_x1=rel_box[2], crop_y1=rel_box[3],
