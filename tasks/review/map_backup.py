@@ -10,7 +10,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from core.layout import DataRoot
+from core.layout import DataRoot, run_stamp
 from tasks.catalog.catalog import utcnow
 from tasks.review.errors import ReviewError
 
@@ -20,7 +20,7 @@ _BACKUPS = ".preflip"
 def backup_maps(data_root: Path, item_id: str) -> str:
     """Copy the files of maps/<id>/ (byte for byte, times kept) to maps/<id>/.preflip/<token>/."""
     src = DataRoot(data_root).maps(item_id)
-    token = f"{utcnow().strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+    token = f"{run_stamp(utcnow())}-{secrets.token_hex(4)}"
     dst = src / _BACKUPS / token
     dst.mkdir(parents=True)
     if src.is_dir():
