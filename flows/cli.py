@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="redweb", description="Relative-depth datasets from web stereo photos, and networks trained on them.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # none: main lists them
     for name, help_text in COMMANDS.items():
         try:
             module = importlib.import_module(f"flows.commands.{name}")
@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(p)
         p.set_defaults(_module=module)
     return parser
+
+
+def command_list(parser: argparse.ArgumentParser) -> str:
+    """Usage, then every command this checkout has with its one-line help (``redweb`` with no command)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    names = list(sub.choices)
+    width = max(map(len, names), default=0)
+    lines = [f"usage: {parser.prog} COMMAND [options]   ({parser.prog} COMMAND --help for its options)", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {COMMANDS[name]}" for name in names]
+    return "\n".join(lines) + "\n"
 
 
 def _prefect_defaults() -> None:
@@ -76,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # `redweb` alone: what can it do?
+        sys.stdout.write(command_list(parser))
+        return 0 if not (sys.argv[1:] if argv is None else argv) else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -216,6 +216,17 @@ def _aligned_maps(
     return maps
 
 
+class EmptyBenchmarkError(ValueError):
+    """A benchmark that yields no image: ``evaluate_benchmark`` names the folder and what it expected."""
+
+
+EXPECTED_IMAGES = {
+    "redweb": "manifest.csv rows with split={split} and their imgs/RDs/masks",
+    "nyu": "the test split's images in the labeled .mat",
+    "middlebury": "scene folders with im0.png + disp0GT.pfm, or <name>.pfm/.png disparity maps with --images",
+}
+
+
 def evaluate_dense(
     samples: Iterable[DenseSample],
     predictors: Mapping[str, Any],
@@ -297,7 +308,7 @@ def evaluate_dense(
         if example is not None:
             examples.append(example)
     if n_images == 0:
-        raise ValueError("the benchmark has no images")
+        raise EmptyBenchmarkError("the benchmark has no images")
 
     taus: dict[str, float] = {}
     val_info: dict[str, float] = {}
@@ -537,9 +548,13 @@ def evaluate_benchmark(
             settings["split"] = redweb_split
         chen_val = None if chen_tau is not None else chen_validation_samples(
             benchmark, annotations, images, chen_val_images, split_file=split_file, nyu_crop=nyu_crop)
-        results = evaluate_dense(samples, predictors, alignment=alignment, train_stats=train_stats, sigma=sigma,
-                                 pairs_per_image=pairs_per_image, seed=seed, progress=progress,
-                                 keep_examples=keep_examples, chen_val_samples=chen_val, chen_tau=chen_tau)
+        try:
+            results = evaluate_dense(samples, predictors, alignment=alignment, train_stats=train_stats,
+                                     sigma=sigma, pairs_per_image=pairs_per_image, seed=seed, progress=progress,
+                                     keep_examples=keep_examples, chen_val_samples=chen_val, chen_tau=chen_tau)
+        except EmptyBenchmarkError as exc:  # one line naming the folder and what it should hold
+            expected = EXPECTED_IMAGES[benchmark].format(split=redweb_split)
+            raise EmptyBenchmarkError(f"{annotations}: no images to evaluate (expected {expected})") from exc
         if chen_tau is not None or chen_val is not None:
             settings["wkdr_chen2016"] = ({"tau": "fixed", "value": chen_tau} if chen_tau is not None else
                                          {"tau": "selected on validation images", "val_images": chen_val_images,

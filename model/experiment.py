@@ -13,7 +13,7 @@ An experiment file (YAML; ``configs/experiments/*.yaml`` ship Table 2, Table 3 a
     base: {arch: resnet50_fusion, iterations: 40000, ...}   # redweb train options (TrainConfig)
     grid:                           # a mapping, or a list of mappings; each one's product is run,
       - {n_pairs: [1, 100, 1000, 3000, 6000], seed: [0]}    # the union (duplicates once) is the experiment
-      - {n_images: [360, 720, 1440, 2880, 3600], seed: [0]}
+      - {n_images: [360, 900, 1800, 2700, 3600], seed: [0]}
     plot: [{x: n_pairs, log_x: true}, {x: n_images}]        # optional: one panel per entry
     toy: {base: {...}, grid: ..., benchmark: {...}}          # overrides for --toy (CPU, seconds)
 

@@ -4,7 +4,9 @@ The packed files (``tasks.audit.packing``) go through ``tasks.ingest.run.ingest`
 folder (format detection, splitting; near-duplicate detection off, since the packings of one scene
 are near-duplicates by design), ``tasks.labels.process.process_batch`` (correspondence, view order,
 sky, crop, depth, triage) and ``tasks.publish.export.export_dataset`` (the RDs/masks a user trains
-on); every exported map is then scored against GT (``tasks.audit.scoring``). One ``AuditRow`` per
+on); every exported map is then scored against GT (``tasks.audit.scoring``) from the export alone: its
+RD, mask and manifest row, whose ``source_*`` columns place it in the packed file (so a wrong provenance
+column shows up as a wrong score). One ``AuditRow`` per
 (scene, packing) records the scores, the detected format, the view order, the triage state and
 reason and the seconds per stage. ``audit_photos`` runs real web photos without GT the same way.
 """
@@ -15,7 +17,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -157,23 +159,33 @@ def _audit_row(pk: Packed, item: Item, seconds: dict[str, float]) -> AuditRow:
                     degradation=asdict(pk.degradation))
 
 
-def _score_row(row: AuditRow, scene: Scene, pk: Packed, item: Item, export_dir: Path, *,
-               right_disparity: np.ndarray, n_pairs: int, keep_images: bool) -> dict[str, np.ndarray]:
-    """Score ``item``'s exported map into ``row`` (in place); returns the report images (empty
-    without ``keep_images``)."""
+def source_of(row: Mapping[str, Any]) -> tuple[int, list[float]]:
+    """(frame, [x0, y0, x1, y1]) of one manifest row: where the exported image lies in the original file.
+    Raises ValueError when the row has no source box (the manifest then claims no provenance)."""
+    try:
+        values = [float(row[k]) for k in ("source_frame", "source_x0", "source_y0", "source_x1", "source_y1")]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"manifest row {row.get('id', '?')} has no source box") from exc
+    if not all(math.isfinite(v) for v in values):  # an empty cell (pandas reads NaN)
+        raise ValueError(f"manifest row {row.get('id', '?')} has no source box")
+    return int(values[0]), values[1:]
+
+
+def _score_row(row: AuditRow, scene: Scene, pk: Packed, item_id: str, export_dir: Path,
+               manifest_row: Mapping[str, Any], *, right_disparity: np.ndarray, n_pairs: int,
+               keep_images: bool) -> dict[str, np.ndarray]:
+    """Score the exported map of ``item_id`` into ``row`` (in place) from the export alone: its RD, mask
+    and manifest row, whose source box places it in the packed file (so the audit also checks that the
+    manifest's provenance is right). Returns the report images (empty without ``keep_images``)."""
     from tasks.labels.process import read_rgb
 
     t = time.perf_counter()
-    info = item.info or {}
-    proc = info.get("process") or {}
-    left_view = proc.get("left_view", "right" if item.swapped else "left")
-    views = info.get("views") or {}
-    frame = int((info.get("view_frames") or {}).get(left_view, 0))
-    rd = _read_png(export_dir / "RDs" / f"{item.id}.png")
-    mask = _read_png(export_dir / "masks" / f"{item.id}.png")
-    s = score_map(scene, pk, rd=rd, mask=mask, crop_source=proc["crop_source"], frame=frame,
-                  view_box=views[left_view], n_pairs=n_pairs, keep_images=keep_images,
-                  right_disparity=right_disparity)
+    frame, box = source_of(manifest_row)
+    rd = _read_png(export_dir / "RDs" / f"{item_id}.png")
+    mask = _read_png(export_dir / "masks" / f"{item_id}.png")
+    # the box's centre lies in the view it was cut from, which is all score_map's view_box is for
+    s = score_map(scene, pk, rd=rd, mask=mask, crop_source=box, frame=frame, view_box=box, n_pairs=n_pairs,
+                  keep_images=keep_images, right_disparity=right_disparity)
     row.ordinal_error, row.error_neq, row.inverted, row.coverage = (
         _num(s.ordinal_error), _num(s.error_neq), _num(s.inverted), s.coverage)
     row.ceiling = _num(s.ceiling)
@@ -182,7 +194,7 @@ def _score_row(row: AuditRow, scene: Scene, pk: Packed, item: Item, export_dir: 
     row.seconds["score"] = time.perf_counter() - t
     if not keep_images:
         return {}
-    return {**s.images, "rd": rd, "mask": mask, "image": read_rgb(export_dir / "imgs" / f"{item.id}.jpg")}
+    return {**s.images, "rd": rd, "mask": mask, "image": read_rgb(export_dir / "imgs" / f"{item_id}.jpg")}
 
 
 def run_audit(scenes: Sequence[Scene], work_dir: str | Path, *, packings: Sequence[str] = PACKINGS,
@@ -218,8 +230,8 @@ def run_audit(scenes: Sequence[Scene], work_dir: str | Path, *, packings: Sequen
         if item.id in manifest.index:
             if pk.scene not in right_gt:
                 right_gt[pk.scene] = right_view_disparity(scene.disparity)
-            ims = _score_row(row, scene, pk, item, run.export_dir, right_disparity=right_gt[pk.scene],
-                             n_pairs=n_pairs, keep_images=keep_images)
+            ims = _score_row(row, scene, pk, item.id, run.export_dir, manifest.loc[item.id].to_dict(),
+                             right_disparity=right_gt[pk.scene], n_pairs=n_pairs, keep_images=keep_images)
             if keep_images:
                 images[item.id] = ims
         rows.append(row)

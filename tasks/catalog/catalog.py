@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-PIPELINE_VERSION = "3"  # bump when a stage changes its outputs; items record the version that made them
+log = logging.getLogger(__name__)
+
+PIPELINE_VERSION = "4"  # bump when a stage changes its outputs; items record the version that made them
 # 2: view order from several cues, keypoint pre-alignment, fused DIS + SGBM correspondence (issue 15)
 
 
@@ -281,6 +284,20 @@ def make_engine(url: str) -> Engine:
 _MIGRATE_LOCK = threading.Lock()
 
 
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic's INFO lines (plugin set-up on import, context, every revision step) only with debug
+    logging (``redweb -v``): a new data root would otherwise print them before a command's output."""
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    if not alembic_log.isEnabledFor(logging.DEBUG):
+        alembic_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        alembic_log.setLevel(level)
+
+
 def _alembic_config():
     from alembic.config import Config
 
@@ -292,9 +309,10 @@ def _alembic_config():
 @lru_cache(maxsize=1)
 def schema_head() -> str:
     """The newest schema revision this code knows."""
-    from alembic.script import ScriptDirectory
+    with _quiet_alembic():
+        from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def schema_revision(engine: Engine) -> str | None:
@@ -310,17 +328,25 @@ def schema_revision(engine: Engine) -> str | None:
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` with alembic (old catalogs open in new versions).
 
-    Cheap when the catalog is already current: one query, no alembic machinery.
+    Cheap when the catalog is already current: one query, no alembic machinery. Alembic's own INFO
+    lines are shown only with debug logging (``_quiet_alembic``); upgrading an existing catalog is
+    logged once, as one line.
     """
-    from alembic import command
-
     with _MIGRATE_LOCK:
-        if revision == "head" and schema_revision(engine) == schema_head():
+        before = schema_revision(engine)
+        if revision == "head" and before == schema_head():
             return
-        cfg = _alembic_config()
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+        with _quiet_alembic():
+            from alembic import command
+
+            cfg = _alembic_config()
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+        if before is None:
+            log.debug("catalog created at schema %s", revision)
+        else:
+            log.info("catalog schema upgraded from %s to %s", before, revision)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ import numpy as np
 from core.layout import DataRoot
 from core.settings import keyword_defaults
 from tasks.catalog.catalog import Catalog, Item, State, TransitionError
-from tasks.ingest.stereo_formats import detect_stereo_format, extract_views
+from tasks.ingest.stereo_formats import StereoLayout, detect_stereo_format, extract_views
 
 log = logging.getLogger(__name__)
 _DETECT = keyword_defaults(detect_stereo_format)
@@ -297,10 +297,25 @@ def split_item(
     info["views"] = layout.views
     if layout.format == "mpo":
         info["view_frames"] = layout.frames
+    info["view_sources"] = view_sources(layout)
     catalog.update(item_id, stereo_format=layout.format, swapped=layout.swapped, view_order=layout.view_order,
                    left_path=_rel(pair_dir / "left.png", data_root), right_path=_rel(pair_dir / "right.png", data_root),
                    view_width=vw, view_height=vh, phash=phash_hex(phash64(left)), info=info)
     return DETECTED
+
+
+def view_sources(layout: StereoLayout) -> dict[str, dict[str, Any]]:
+    """Where each stored view file came from: {"left.png" | "right.png": {"frame", "box", "exact"}}.
+
+    Keyed by the file in ``pairs/<id>/``, not by eye, because the process stage and a reviewer's flip
+    exchange which file is the left eye; the file's own origin never changes, so the manifest's
+    ``source_*`` columns (DESIGN.md) are found from whichever file ends up as the left eye. ``box`` is
+    [x0, y0, x1, y1] in ``frame``'s pixels after EXIF orientation; ``exact`` is False where the stored
+    pixels are not that region's pixels (a split anaglyph keeps one colour channel of it)."""
+    exact = layout.format != "anaglyph"
+    return {f"{eye}.png": {"frame": int(layout.frames.get(eye, 0)), "box": [int(v) for v in layout.views[eye]],
+                           "exact": exact}
+            for eye in ("left", "right")}
 
 
 def split_items(catalog: Catalog, ids: Iterable[str], **options: Any) -> dict[str, int]:

@@ -97,3 +97,23 @@ def box_to_source(box: Box, processed_size: tuple[int, int], view_box: Sequence[
            min(vx1 - vx0, math.ceil(x1 * fx - 1e-6)), min(vy1 - vy0, math.ceil(y1 * fy - 1e-6)))
     absolute = (rel[0] + vx0, rel[1] + vy0, rel[2] + vx0, rel[3] + vy0)
     return rel, absolute
+
+
+def exact_box_in_source(box: Box, processed_size: tuple[int, int],
+                        view_box: Sequence[int]) -> tuple[float, float, float, float]:
+    """``box`` on the processed left view as an exact box in source-file pixels (not rounded).
+
+    The processed view is the view at ``view_box`` resized to ``processed_size`` (pixel areas map
+    onto pixel areas), so processed pixel edge ``x`` lies at ``vx0 + x * (vx1 - vx0) / pw`` in the
+    source: the source region cropped to the result and resized to the box's size is the crop (the
+    manifest's ``source_*`` columns, DESIGN.md). Whole numbers when the view was not resized.
+    """
+    pw, ph = processed_size
+    vx0, vy0, vx1, vy1 = (float(v) for v in view_box)
+    fx, fy = (vx1 - vx0) / pw, (vy1 - vy0) / ph
+
+    def tidy(v: float) -> float:
+        return float(round(v)) if abs(v - round(v)) < 1e-6 else round(v, 4)
+
+    x0, y0, x1, y1 = box
+    return tidy(vx0 + x0 * fx), tidy(vy0 + y0 * fy), tidy(vx0 + x1 * fx), tidy(vy0 + y1 * fy)

@@ -42,8 +42,20 @@ lowered the mean ordinal error of DIS maps from 4.3 % (K only) to 3.9 % and of S
 to 3.3 % (M = 5: 4.1 / 3.5 %, M = 15: 3.9 / 3.3 %); it only acts when the range is under 9 M px.
 
 Encoding (contract): uint16, larger = farther, linear in g (so ratios survive), the farthest
-non-sky pixel at 65000 (65001..65534 unused), sky = 65535; unreliable pixels keep their value
-(mask.png says which to trust).
+non-sky pixel at 65000 (65001..65534 unused), sky = 65535. mask.png is the only statement of what
+was measured.
+
+Unreliable pixels (``fill_unreliable``)
+---------------------------------------
+An unreliable pixel's own disparity is a matching failure, and mostly a large one: read as depth it
+said "nearer than everything" (medians of 200-740 in maps whose measured pixels lay between 3,700
+and 27,000), which a loader without masks (the original ReDWeb release had none) would learn as
+the nearest thing in every image. So after encoding, every unreliable non-sky pixel takes a value
+interpolated from the measured non-sky pixels around it, edge-aware: a coarse-to-fine fill
+(pull-push) whose upsampling weighs each coarse neighbour by how alike its measured pixels' colour
+(CIELAB) is to the pixel's, so an occluded strip of background takes the background's depth, not
+the occluding object's. Every filled value is a weighted mean of measured values, so it lies within
+the measured range. Measured pixels and sky keep their values exactly; the mask is unchanged.
 """
 from __future__ import annotations
 
@@ -189,4 +201,87 @@ def encode_depth(depth: np.ndarray, sky: np.ndarray | None = None) -> np.ndarray
     out = np.clip(np.rint(depth / max(top, 1e-12) * MAX_DEPTH_VALUE), 1, MAX_DEPTH_VALUE).astype(np.uint16)
     if sky is not None:
         out[sky] = SKY_VALUE
+    return out
+
+
+def _block_mean(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2x2 blocks of ``a`` (h, w, ...) weighted by ``w`` (h, w): (weighted mean, summed weight / 4).
+    Odd sizes are padded with zero weight. Blocks without weight get 0."""
+    h, wd = w.shape
+    ph, pw = h % 2, wd % 2
+    if ph or pw:
+        pad = ((0, ph), (0, pw))
+        w = np.pad(w, pad)
+        a = np.pad(a, pad + ((0, 0),) * (a.ndim - 2), mode="edge")
+    wa = a * (w[..., None] if a.ndim == 3 else w)
+    s = wa[0::2, 0::2] + wa[1::2, 0::2] + wa[0::2, 1::2] + wa[1::2, 1::2]
+    ws = w[0::2, 0::2] + w[1::2, 0::2] + w[0::2, 1::2] + w[1::2, 1::2]
+    safe = np.where(ws > 0, ws, 1.0)
+    return s / (safe[..., None] if a.ndim == 3 else safe), ws / 4.0
+
+
+def _pull_push(values: np.ndarray, weight: np.ndarray, colour: np.ndarray, measured_colour: np.ndarray,
+               colour_sigma: float) -> np.ndarray:
+    """Fill where ``weight`` is 0 from coarser levels (float32 (h, w) values; colours (h, w, 3) CIELAB:
+    ``colour`` of all the cell's pixels, ``measured_colour`` of its measured ones). Returns values
+    defined everywhere, each a weighted mean of the given ones."""
+    h, w = weight.shape
+    holes = weight <= 0
+    if not holes.any():
+        return values
+    if not (~holes).any():
+        return values  # nothing measured at all: nothing to fill from (the caller checks first)
+    if min(h, w) <= 1:
+        # the coarsest level: colour-weighted mean of the measured cells
+        d2 = ((colour[holes][:, None, :] - measured_colour[~holes][None, :, :]) ** 2).sum(-1)
+        k = np.exp(-d2 / (2 * colour_sigma ** 2)) * weight[~holes][None, :] + 1e-12
+        out = values.copy()
+        out[holes] = (k * values[~holes][None, :]).sum(1) / k.sum(1)
+        return out
+    v_c, w_c = _block_mean(values, weight)
+    all_c, _ = _block_mean(colour, np.ones_like(weight))
+    meas_c, _ = _block_mean(measured_colour, weight)
+    meas_c = np.where((w_c > 0)[..., None], meas_c, all_c)
+    v_c = _pull_push(v_c.astype(np.float32), w_c.astype(np.float32), all_c, meas_c, colour_sigma)
+    # push: each hole takes the 3x3 coarse neighbours around its cell, weighted by distance (Gaussian,
+    # 1 coarse px), by how alike their measured colour is to its own, and by how measured they are
+    hc, wc = w_c.shape
+    ys, xs = np.nonzero(holes)
+    cy, cx = (ys + 0.5) / 2 - 0.5, (xs + 0.5) / 2 - 0.5
+    num = np.zeros(ys.size, np.float64)
+    den = np.zeros(ys.size, np.float64)
+    own = colour[ys, xs]
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            ny = np.clip(ys // 2 + dy, 0, hc - 1)
+            nx = np.clip(xs // 2 + dx, 0, wc - 1)
+            spatial = np.exp(-((ny - cy) ** 2 + (nx - cx) ** 2) / 2.0)
+            d2 = ((own - meas_c[ny, nx]) ** 2).sum(-1)
+            k = spatial * (np.exp(-d2 / (2 * colour_sigma ** 2)) + 1e-6) * (0.05 + w_c[ny, nx])
+            num += k * v_c[ny, nx]
+            den += k
+    out = values.copy()
+    out[ys, xs] = num / den
+    return out
+
+
+def fill_unreliable(depth: np.ndarray, measured: np.ndarray, sky: np.ndarray, image: np.ndarray, *,
+                    colour_sigma: float = 8.0) -> np.ndarray:
+    """Encoded depth with its unreliable non-sky pixels filled (module docstring, "Unreliable pixels").
+
+    ``depth``: (H, W) uint16 from ``encode_depth``; ``measured``: (H, W) bool, the reliable non-sky
+    pixels (their values are kept exactly); ``sky``: (H, W) bool (kept at 65535); ``image``: (H, W, 3)
+    uint8 RGB, the guide; ``colour_sigma``: CIELAB distance at which a neighbour's weight falls to
+    exp(-1/2) (about the colour spread within one surface of a web photo). Returns a new (H, W) uint16
+    map; with no measured pixel it is returned unchanged (triage rejects such a map)."""
+    targets = ~measured & ~sky
+    if not targets.any() or not measured.any():
+        return depth
+    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    weight = measured.astype(np.float32)
+    values = np.where(measured, depth, 0).astype(np.float32)
+    filled = _pull_push(values, weight, lab, lab, colour_sigma)
+    lo, hi = int(depth[measured].min()), int(depth[measured].max())
+    out = depth.copy()
+    out[targets] = np.clip(np.rint(filled[targets]), lo, hi).astype(np.uint16)
     return out

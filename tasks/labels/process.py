@@ -32,7 +32,8 @@ from tasks.catalog.catalog import PIPELINE_VERSION, Catalog, State, TransitionEr
 from tasks.labels import crop as crop_mod
 from tasks.labels.consistency import consistency_mask, local_range, warp_by_flow
 from tasks.labels.correspondence import FlowBackend, build_backend
-from tasks.labels.depth import disparity_to_depth, encode_depth, occlusion_votes, smooth_disparity
+from tasks.labels.depth import (disparity_to_depth, encode_depth, fill_unreliable, occlusion_votes,
+                                smooth_disparity)
 from tasks.labels.rectify import (PreAlignment, apply_prealignment, coarse_flows, fit_alignment, fit_prealignment,
                                   needs_prealignment, rectified_disparity)
 from tasks.labels.settings import ProcessConfig
@@ -380,6 +381,9 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
         g, stats = disparity_to_depth(disparity, reliable_depth, range_ratio=s.depth_range_ratio,
                                       min_far_margin_px=s.depth_min_far_margin_px)
         depth = encode_depth(g, sky_c)
+        # a loader without masks must not read unreliable pixels as "nearest": fill them from the measured
+        # ones around them (measured values and the mask are untouched)
+        depth = fill_unreliable(depth, reliable_depth, sky_c, image, colour_sigma=s.depth_fill_colour_sigma)
 
     view_order = "undecided" if decision.uncertain else decision.order
     q = quality_figures(consistent=consistent, sky=sky_c, vertical_residual=vres, d_far=stats.d_far,
@@ -458,6 +462,21 @@ def select_items(catalog: Catalog, *, reprocess: bool = False, limit: int | None
     return chosen[:limit] if limit else chosen
 
 
+def left_eye_origin(info: dict, eye_path: str | None, view_key: str) -> dict[str, Any]:
+    """Where the stored view file ``eye_path`` (the one processed as the left eye) lies in the source file:
+    {"frame", "box" (None: the whole stored view), "exact"}. From ingest's ``view_sources`` (keyed by file,
+    so swaps by this stage or a reviewer cannot mix them up); items ingested before it fall back on the
+    eye-keyed ``views`` / ``view_frames`` (``view_key``: which of them the left eye is)."""
+    sources = info.get("view_sources") or {}
+    name = Path(eye_path).name if eye_path else None
+    if name in sources:
+        src = sources[name]
+        return {"frame": int(src.get("frame", 0)), "box": src.get("box"), "exact": bool(src.get("exact", True))}
+    views = info.get("views") or {}
+    return {"frame": int((info.get("view_frames") or {}).get(view_key, 0)), "box": views.get(view_key),
+            "exact": True}
+
+
 def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backend: FlowBackend,
                  sky_backend: SkyBackend, settings: ProcessConfig | None = None, reprocess: bool = False,
                  order: str = "auto") -> str:
@@ -496,9 +515,12 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
 
     order_update = order_fields(swapped=bool(item.swapped), left_path=item.left_path, right_path=item.right_path,
                                 swap=result.swapped_views)
-    views = (item.info or {}).get("views") or {}
     view_key = "right" if result.swapped_views else "left"  # the source region the left eye came from
-    rel_box, abs_box = crop_mod.box_to_source(result.box, result.processed_size, views.get(view_key), stored)
+    eye_path = item.right_path if result.swapped_views else item.left_path
+    origin = left_eye_origin(item.info or {}, eye_path, view_key)
+    rel_box, abs_box = crop_mod.box_to_source(result.box, result.processed_size, origin["box"], stored)
+    source_box = crop_mod.exact_box_in_source(result.box, result.processed_size, origin["box"] or
+                                              (0, 0, *stored))
     source = result.quality["view_order_source"]
     if source == "format":
         view_order = item.view_order or item.stereo_format
@@ -515,8 +537,10 @@ def process_item(catalog: Catalog, item_id: str, data_root: str | Path, *, backe
     result.timings["total"] = time.perf_counter() - t0
     info = dict(item.info or {})
     info["view_order_source"] = source
-    info["process"] = {**result.info, "crop_source": list(abs_box), "left_view": view_key, "timings": result.timings,
-                       "cpu": result.cpu,
+    # the exported image's place in the original file (manifest source_*); the left eye is never warped
+    provenance = {"frame": origin["frame"], "box": list(source_box), "exact": origin["exact"]}
+    info["process"] = {**result.info, "crop_source": list(abs_box), "source": provenance, "left_view": view_key,
+                       "timings": result.timings, "cpu": result.cpu,
                        "backend": getattr(backend, "name", "?"), "sky_backend": getattr(sky_backend, "name", "?"),
                        "processed_size": list(result.processed_size), "reasons": verdict.reasons}
     fields = dict(paths, crop_x0=rel_box[0], crop_y0=rel_box[1], crop_x1=rel_box[2], crop_y1=rel_box[3],

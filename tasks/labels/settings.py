@@ -11,7 +11,7 @@ from pydantic import Field
 from core.settings import Section, keyword_defaults
 from tasks.labels.consistency import consistency_mask
 from tasks.labels.correspondence import DEFAULT_BACKEND
-from tasks.labels.depth import disparity_to_depth, smooth_disparity
+from tasks.labels.depth import disparity_to_depth, fill_unreliable, smooth_disparity
 from tasks.labels.sky import detect_sky
 from tasks.labels.triage import TriageThresholds
 from tasks.labels.view_order import combine, occlusion_cue
@@ -24,6 +24,7 @@ _CONSISTENCY = keyword_defaults(consistency_mask)
 _SKY = keyword_defaults(detect_sky)
 _SMOOTH = keyword_defaults(smooth_disparity)
 _DEPTH = keyword_defaults(disparity_to_depth)
+_FILL = keyword_defaults(fill_unreliable)
 
 
 class ProcessConfig(Section):
@@ -60,6 +61,9 @@ class ProcessConfig(Section):
     disparity_smooth_px: float = Field(
         _SMOOTH["sigma_px"], ge=0, description="px: bilateral smoothing of the reliable disparities before depth (range 0.5 px of "
         "disparity; 0 = off)")
+    depth_fill_colour_sigma: float = Field(
+        _FILL["colour_sigma"], gt=0, description="CIELAB distance that sets how strongly the fill of unreliable "
+        "pixels in depth.png keeps to surfaces of one colour (tasks/labels/depth.py fill_unreliable)")
     view_order_min_votes: int = Field(_OCCLUSION["min_votes"], ge=1, description="occlusion runs needed to decide the view order")
     view_order_min_margin: float = Field(
         _VIEW_ORDER["decide"], gt=0, le=2, description="|evidence| (the weighted sum of the view-order cues' "

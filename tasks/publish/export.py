@@ -37,7 +37,8 @@ SKY_VALUE_16 = SKY_VALUE
 FORMATS = ("redweb16", "redweb8")
 # Fixed manifest columns, in order (DESIGN.md); quality figures go between `height` and `reviewer`.
 HEAD_COLUMNS = ("id", "split", "state", "source", "source_id", "url", "owner", "license", "stereo_format", "swapped",
-                "crop_x0", "crop_y0", "crop_x1", "crop_y1", "width", "height")
+                "crop_x0", "crop_y0", "crop_x1", "crop_y1", "source_frame", "source_x0", "source_y0", "source_x1",
+                "source_y1", "width", "height")
 TAIL_COLUMNS = ("reviewer", "decided_at")
 STATE_FILE = ".redweb-export.json"
 _EXPORT_CODE_VERSION = "1"  # bump when the way files are written changes, so a re-export rewrites them
@@ -190,6 +191,27 @@ def quality_columns(items: Iterable) -> list[str]:
     return ["score"] + [f"quality_{k}" if k in fixed else k for k in keys]
 
 
+def source_columns(item) -> dict[str, Any]:
+    """``source_frame`` and the ``source_*`` box (DESIGN.md manifest): where the exported image lies in the
+    original file, in that frame's pixels with EXIF orientation applied (x1, y1 exclusive; fractional
+    where processing resized the view). The frame cropped to the box and resized to the exported size is
+    the exported image. Recorded by the process stage (``info["process"]["source"]``); items processed
+    before it fall back on the rounded ``crop_source`` box. Empty when the exported pixels are not the
+    file's pixels there (``exact`` false: a split anaglyph's one colour channel) or nothing is known."""
+    info = item.info or {}
+    proc = info.get("process") or {}
+    source = proc.get("source")
+    if source is None and proc.get("crop_source") is not None:
+        left_view = proc.get("left_view", "left")
+        source = {"frame": (info.get("view_frames") or {}).get(left_view, 0), "box": proc["crop_source"],
+                  "exact": item.stereo_format != "anaglyph"}
+    if not source or not source.get("exact", True) or not source.get("box"):
+        return {k: None for k in ("source_frame", "source_x0", "source_y0", "source_x1", "source_y1")}
+    box = [int(v) if float(v).is_integer() else float(v) for v in source["box"]]
+    return dict(source_frame=int(source.get("frame", 0)), source_x0=box[0], source_y0=box[1], source_x1=box[2],
+                source_y1=box[3])
+
+
 def manifest_row(item, *, split: str, width: int, height: int, qcols: Sequence[str]) -> dict[str, str]:
     quality = dict(item.quality or {})
     fixed = set(HEAD_COLUMNS) | set(TAIL_COLUMNS) | {"score"}
@@ -198,7 +220,7 @@ def manifest_row(item, *, split: str, width: int, height: int, qcols: Sequence[s
     values = dict(id=item.id, split=split, state=item.state, source=item.source, source_id=item.source_id,
                   url=item.url, owner=item.owner, license=item.license, stereo_format=item.stereo_format,
                   swapped=item.swapped, crop_x0=item.crop_x0, crop_y0=item.crop_y0, crop_x1=item.crop_x1,
-                  crop_y1=item.crop_y1, width=width, height=height,
+                  crop_y1=item.crop_y1, **source_columns(item), width=width, height=height,
                   reviewer=item.reviewer, decided_at=item.decided_at)
     values.update({c: q.get(c) for c in qcols})
     return {k: _fmt_value(v) for k, v in values.items()}

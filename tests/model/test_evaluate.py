@@ -346,3 +346,16 @@ def test_image_without_valid_pixels_is_skipped(dense):
     cv2.imwrite(str(export / "masks" / "flat.png"), np.zeros((4, 4), np.uint8))
     doc = E.evaluate_predictions("redweb", export, preds, pairs_per_image=10)
     assert doc["n_images"] == 2 and doc["n_pairs"] == 20
+
+
+def test_an_empty_export_fails_with_one_line_naming_it(tmp_path):
+    from model.evaluate import EmptyBenchmarkError, evaluate_benchmark
+
+    export = tmp_path / "export"
+    (export / "imgs").mkdir(parents=True)
+    (export / "manifest.csv").write_text("id,split\n")
+    with pytest.raises(EmptyBenchmarkError) as info:
+        evaluate_benchmark("redweb", export, lambda image: image[..., 0].astype(float), baselines=False,
+                           chen_tau=0.1)
+    message = str(info.value)
+    assert "\n" not in message and str(export) in message and "split=val" in message

@@ -31,6 +31,9 @@ def test_shipped_configs_validate_at_full_and_toy_size():
         assert full.base.get("input_size") == 384 and toy.base["input_size"] <= 64 and toy.base["iterations"] == 2
     assert sizes == {"table2": (4, 4), "table3": (4, 4), "fig5": (10, 10)}
     arches = [s["arch"] for s in expand_grid(load_experiment(CONFIGS / "table2.yaml"))]
+    # Fig. 5(b) of the paper: subsets of 360, 900, 1800, 2700 and 3600 training images, 3K pairs each
+    fig5 = expand_grid(load_experiment(CONFIGS / "fig5.yaml"))
+    assert sorted(s["n_images"] for s in fig5 if s.get("n_images")) == [360, 900, 1800, 2700, 3600]
     assert arches == ["resnet50_direct_upsample", "resnet50_dilated", "resnet50_upproj", "resnet50_fusion"]
 
 
