@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 
 from core.rules import IMAGENET_MEAN, IMAGENET_STD, SKY_VALUE  # noqa: F401  (SKY_VALUE: re-exported)
 from core.rules import split_for as _hash_split  # the export's split rule, for layouts without one
+from tasks.publish.export import HEAD_COLUMNS, TAIL_COLUMNS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -372,10 +373,6 @@ def dataset_fingerprint(root: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-MANIFEST_COLUMNS = (
-    "id", "split", "state", "source", "source_id", "url", "owner", "license", "stereo_format", "swapped",
-    "crop_x0", "crop_y0", "crop_x1", "crop_y1", "width", "height", "reviewer", "decided_at",
-)  # fmt: skip
 
 
 def synthetic_scene(
@@ -459,10 +456,12 @@ def make_synthetic_export(
             "id": item, "split": "val" if k >= n - n_val else "train", "state": "accepted",
             "source": "synthetic", "source_id": str(k), "url": "", "owner": "", "license": "CC0",
             "stereo_format": "synthetic", "swapped": "false", "crop_x0": 0, "crop_y0": 0,
-            "crop_x1": width, "crop_y1": height, "width": width, "height": height, "reviewer": "", "decided_at": "",
+            "crop_x1": width, "crop_y1": height, "source_frame": 0, "source_x0": 0, "source_y0": 0,
+            "source_x1": width, "source_y1": height, "width": width, "height": height, "reviewer": "",
+            "decided_at": "",
         })  # fmt: skip
     with open(out / "manifest.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=[*HEAD_COLUMNS, *TAIL_COLUMNS])  # the export's columns
         writer.writeheader()
         writer.writerows(rows)
     return out

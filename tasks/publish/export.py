@@ -6,7 +6,7 @@
     OUT/RDs/<id>.png      relative depth: uint16, larger = farther, sky = 65535   (redweb16)
                           or uint8 like the original ReDWeb release                 (redweb8)
     OUT/masks/<id>.png    uint8, 255 = reliable label, 0 elsewhere
-    OUT/manifest.csv      one row per item (columns: MANIFEST_COLUMNS + quality figures, see below)
+    OUT/manifest.csv      one row per item (columns: HEAD_COLUMNS + quality figures + TAIL_COLUMNS, see below)
 
 Re-export is incremental: ``OUT/.redweb-export.json`` remembers a fingerprint of each item's
 inputs and settings, so unchanged items are not rewritten, and items no longer selected are
