@@ -40,9 +40,11 @@ class Leases:
         self.timeout = timeout
         self.clock = clock
 
-    def lease(self, item_id: str, reviewer: str) -> LeaseInfo:
+    def lease(self, item_id: str, reviewer: str, *, only: bool = False) -> LeaseInfo:
         """Lease ``item_id`` to ``reviewer`` (renewing their own lease); ReviewConflict if someone
-        else holds it, KeyError if there is no such item."""
+        else holds it, KeyError if there is no such item. ``only``: give back every other lease of
+        ``reviewer`` once this one is theirs (an item page holds the item in front of the reviewer,
+        not the ones they browsed past)."""
         now = self.clock()
         expires = now + self.timeout
         with self.catalog.session() as s:
@@ -63,7 +65,18 @@ class Leases:
                         raise KeyError(item_id) from exc
                     raise ReviewConflict(f"{item_id}: lease race, try again") from exc
                 raise ReviewConflict(f"{item_id} is being reviewed by {holder.reviewer}") from exc
+        if only:
+            self.release_all(reviewer, keep=[item_id])
         return LeaseInfo(item_id, reviewer, expires)
+
+    def release_all(self, reviewer: str, *, keep: Iterable[str] = ()) -> int:
+        """Give back every lease of ``reviewer`` but those on ``keep``; how many were given back."""
+        keep = list(keep)
+        with self.catalog.session() as s:
+            q = delete(Lease).where(Lease.reviewer == reviewer)
+            if keep:
+                q = q.where(Lease.item_id.not_in(keep))
+            return s.execute(q.execution_options(synchronize_session=False)).rowcount or 0
 
     def grant(self, s: Session, item_id: str, reviewer: str, now: datetime) -> None:
         """Give ``reviewer`` the item's lease inside session ``s``, whoever's (expired) row was there;
@@ -83,6 +96,7 @@ class Leases:
             return LeaseInfo(row.item_id, row.reviewer, aware(row.expires_at))
 
     def release(self, item_id: str, reviewer: str) -> None:
+        """Give back ``reviewer``'s lease on ``item_id`` (nothing happens if they do not hold it)."""
         with self.catalog.session() as s:
             s.execute(delete(Lease).where(Lease.item_id == item_id, Lease.reviewer == reviewer))
 
