@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -39,6 +40,7 @@ class UndoBody(BaseModel):
 
 class ItemsBody(BaseModel):
     item_ids: list[str] = Field(max_length=500)
+    renewed_by: datetime | None = None  # release: only leases not renewed after this (the page's last)
 
 
 class BulkBody(BaseModel):
@@ -102,7 +104,8 @@ def api_lease(body: Annotated[ItemBody, Depends(json_body(ItemBody))], me: Write
         holder = store.lease_holder(item.id)
         return JSONResponse({"error": clip(str(exc).strip("'"), 300),
                              "holder": holder.reviewer if holder else None}, status_code=409)
-    return {"ok": True, "expires_at": lease.expires_at.isoformat()}
+    return {"ok": True, "expires_at": lease.expires_at.isoformat(),
+            "acquired_at": lease.acquired_at.isoformat() if lease.acquired_at else None}
 
 
 @router.post("/undo")
@@ -183,5 +186,5 @@ def api_release(body: Annotated[ItemsBody, Depends(json_body(ItemsBody))], me: W
     """Give back the reviewer's leases on ``item_ids`` (unselected in the grid, or a page closed)."""
     for item_id in dict.fromkeys(body.item_ids):
         if ITEM_ID.match(item_id):
-            ctx.store.release(item_id, me.reviewer)
+            ctx.store.release(item_id, me.reviewer, renewed_by=body.renewed_by)
     return {"ok": True}

@@ -132,7 +132,9 @@ def item_page(request: Request, item_id: str, ctx: Ctx, me: Me):
                 reasons=[c for c, _ in ctx.reasons], state=item.state if mode != "second" else "second review",
                 decided_by=item.reviewer if mode != "second" else None,
                 heartbeat_ms=int(ctx.heartbeat_s * 1000), can_flip=(mode == "review" and bool(item.left_path)),
-                undo_id=undo["offer"]["decision_id"] if undo["offer"] else None, undo_blocked=undo["blocked"])
+                undo_id=undo["offer"]["decision_id"] if undo["offer"] else None, undo_blocked=undo["blocked"],
+                lease_at=holder.acquired_at.isoformat() if mode in ("review", "second") and holder is not None
+                and holder.acquired_at else None)
     has = {k: ctx.images.has(item, k) for k in ("image", "depth", "mask", "sky")}
     if mode in ("review", "second"):
         ctx.warm_next(filt, item.id)

@@ -254,7 +254,8 @@
     if (page.mode !== "review" && page.mode !== "second") return;
     if (document.visibilityState !== "visible") return;
     try {
-      await post("/api/lease", { item_id: page.item_id });
+      const held = await post("/api/lease", { item_id: page.item_id });
+      if (held.acquired_at) page.lease_at = held.acquired_at;
     } catch (e) {
       if (e.status === 409) {
         const who = e.data && e.data.holder;
@@ -274,7 +275,7 @@
       try {
         fetch("/api/release", { method: "POST", credentials: "same-origin", keepalive: true,
                                 headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-                                body: JSON.stringify({ item_ids: [page.item_id] }) });
+                                body: JSON.stringify({ item_ids: [page.item_id], renewed_by: page.lease_at || null }) });
       } catch (e) { /* the lease runs out by itself */ }
     });
   }

@@ -24,6 +24,7 @@ class LeaseInfo:
     item_id: str
     reviewer: str
     expires_at: datetime
+    acquired_at: datetime | None = None  # when it was taken or last renewed
 
 
 def live_lease(s: Session, item_id: str, now: datetime) -> Lease | None:
@@ -67,7 +68,7 @@ class Leases:
                 raise ReviewConflict(f"{item_id} is being reviewed by {holder.reviewer}") from exc
         if only:
             self.release_all(reviewer, keep=[item_id])
-        return LeaseInfo(item_id, reviewer, expires)
+        return LeaseInfo(item_id, reviewer, expires, now)
 
     def release_all(self, reviewer: str, *, keep: Iterable[str] = ()) -> int:
         """Give back every lease of ``reviewer`` but those on ``keep``; how many were given back."""
@@ -95,10 +96,15 @@ class Leases:
                 return None
             return LeaseInfo(row.item_id, row.reviewer, aware(row.expires_at))
 
-    def release(self, item_id: str, reviewer: str) -> None:
-        """Give back ``reviewer``'s lease on ``item_id`` (nothing happens if they do not hold it)."""
+    def release(self, item_id: str, reviewer: str, *, renewed_by: datetime | None = None) -> None:
+        """Give back ``reviewer``'s lease on ``item_id`` (nothing happens if they do not hold it).
+        ``renewed_by``: only if it was not taken or renewed after that time (a page that closes
+        must not give back the lease its own reload has just taken again)."""
         with self.catalog.session() as s:
-            s.execute(delete(Lease).where(Lease.item_id == item_id, Lease.reviewer == reviewer))
+            q = delete(Lease).where(Lease.item_id == item_id, Lease.reviewer == reviewer)
+            if renewed_by is not None:
+                q = q.where(Lease.acquired_at <= renewed_by)
+            s.execute(q.execution_options(synchronize_session=False))
 
     def live_leases(self, item_ids: Iterable[str]) -> dict[str, str]:
         """Item id -> holder, for the items of ``item_ids`` that are leased now (the grid marks them)."""
