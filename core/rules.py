@@ -102,6 +102,7 @@ def colorize_depth(
     percentiles: tuple[float, float] = (2, 98),
     sky_rgb: tuple[int, int, int] | None = (10, 20, 60),
     invalid_rgb: tuple[int, int, int] | None = None,
+    invalid_hatch_rgb: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
     """``(H, W)`` depth (larger = farther) -> ``(H, W, 3)`` uint8 **RGB** preview.
 
@@ -111,6 +112,9 @@ def colorize_depth(
     ``"dark"`` at its bottom (magma: black; ReDWeb's "dark = close"). ``inverse`` scales 1/depth, which
     spreads the near range. ``sky``: bool mask; default for uint16 maps ``depth == SKY_VALUE``.
     ``sky_rgb`` / ``invalid_rgb``: colour of sky / of pixels outside ``valid`` (None: leave them).
+    ``invalid_hatch_rgb``: with ``invalid_rgb``, the colour of the diagonal stripes (``hatch``) drawn
+    over those pixels. A neutral grey for both keeps unmeasured pixels out of every colour of the
+    scale, so no reviewer reads "near" or "far" into pixels that were never measured.
     """
 
     depth = np.asarray(depth)
@@ -132,5 +136,15 @@ def colorize_depth(
     if sky_rgb is not None:
         rgb[sky] = sky_rgb
     if invalid_rgb is not None and valid is not None:
-        rgb[~valid & ~sky] = invalid_rgb
+        bad = ~valid & ~sky
+        rgb[bad] = invalid_rgb
+        if invalid_hatch_rgb is not None:
+            rgb[bad & hatch(depth.shape)] = invalid_hatch_rgb
     return rgb
+
+
+def hatch(shape: tuple[int, ...], period: int = 6, width: int = 2) -> np.ndarray:
+    """``(H, W)`` bool: diagonal stripes ``width`` pixels wide every ``period`` pixels; the one
+    hatching pattern of unreliable pixels in every depth picture (previews, review maps, legends)."""
+    h, w = shape[:2]
+    return ((np.arange(h, dtype=np.int32)[:, None] + np.arange(w, dtype=np.int32)[None, :]) % period) < width

@@ -38,6 +38,7 @@ from review_ui.security import SessionSigner, load_secret_key, same_origin
 from review_ui.throttle import LoginThrottle
 from tasks.labels.process import Reprocessor
 from tasks.labels.settings import ProcessConfig
+from tasks.review.errors import ReviewConflict, ReviewError
 from tasks.review.settings import ReviewConfig
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,13 @@ def _reasons(codes: tuple[str, ...]) -> list[tuple[str, str]]:
     from tasks.catalog.catalog import REASONS
 
     return [(code, REASONS.get(code, _label(code)).removeprefix("reviewer: ")) for code in codes]
+
+
+def server_options() -> dict[str, Any]:
+    """uvicorn options the app needs: uvicorn's own proxy-header handling off, because by default it
+    believes ``X-Forwarded-For`` from any local client; the app reads the header itself, and only
+    from the proxies named in ``review.trusted_proxies`` (review_ui/routes/auth.py ``client_of``)."""
+    return {"proxy_headers": False, "server_header": False}
 
 
 def create_app(
@@ -100,7 +108,9 @@ def create_app(
     ctx = ReviewContext(
         catalog=catalog, store=store, images=ImageCache(data_root, thumbnail_px=cfg.thumbnail_px),
         signer=SessionSigner(secret_key, max_age_s=cfg.session_max_age_s), templates=templates,
-        throttle=LoginThrottle.from_config(cfg), data_root=data_root, reasons=_reasons(cfg.reject_reasons),
+        throttle=LoginThrottle.from_config(cfg, log_key=secret_key), data_root=data_root,
+        reasons=_reasons(cfg.reject_reasons), trusted_proxies=frozenset(cfg.trusted_proxies),
+        bulk_confirm_over=cfg.bulk_confirm_over,
         process=process, reprocessor=Reprocessor(process), session_max_age_s=cfg.session_max_age_s,
         cookie_secure=cfg.cookie_secure, page_size=cfg.page_size, double_review_share=cfg.double_review_share,
         # the page renews its lease a few times per lease period, at most every 10 s
@@ -164,6 +174,15 @@ def _install_guards(app: FastAPI) -> None:
             return JSONResponse({"error": detail}, status_code=status)
         return HTMLResponse(f"<!doctype html><title>{status}</title><p>{status}: {html.escape(detail)}</p>"
                             f"<p><a href='/next'>back to the queue</a></p>", status_code=status)
+
+    @app.exception_handler(ReviewConflict)
+    async def _conflict(request: Request, exc: ReviewConflict):
+        # a race lost anywhere (a lease, a decision, an undo) is a 409 with its reason, never a 500
+        return _error(request, 409, clip(str(exc), 400))
+
+    @app.exception_handler(ReviewError)
+    async def _review_error(request: Request, exc: ReviewError):
+        return _error(request, 400, clip(str(exc), 400))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):

@@ -64,6 +64,8 @@ class ReviewContext:
     page_size: int
     double_review_share: float
     heartbeat_s: float
+    trusted_proxies: frozenset[str] = frozenset()  # peers whose X-Forwarded-For is believed
+    bulk_confirm_over: int = 5  # a grid bulk action on more items asks first
     legend: dict = field(default_factory=dict)  # swatch name -> data: URL (drawn by review_ui.images)
     warmer: Any = None  # a one-thread executor that builds the next items' derived images ahead of time
     reprocessor: Reprocessor | None = None  # re-derives the maps after a flip (backends built on first use)

@@ -7,9 +7,12 @@ cookie key, configs, another item's files nor anything a symlink points to elsew
 Derived images (colourized depth, validity and sky overlays as transparent PNGs, thumbnails) are
 made once per source file and rebuilt when the source changes (re-processing, a reviewer's flip).
 
-Colours (one scheme for both views, legend from the same constants): depth runs from bright
-yellow (near) through green and blue to dark purple (far) (viridis); sky is pale blue; unreliable
-pixels are magenta (solid on the photo, striped over the depth so the depth colour still shows).
+Colours (one scheme for every view, legend drawn by the same functions): depth runs from bright
+yellow (near) through green and blue to dark purple (far) (viridis), scaled over the *measured*
+pixels only (reliable and not sky); sky is pale blue; unreliable pixels are neutral grey, never a
+colour of the scale (their stored values are near zero and would read as "nearest"). The unreliable
+overlay (``M``) is one hatch of dark and light grey, drawn over the photo, the depth map and the
+grid thumbnails alike; with it off, the depth map still shows those pixels plain grey.
 """
 from __future__ import annotations
 
@@ -25,11 +28,13 @@ from core.layout import DataRoot
 from core.rules import SKY_VALUE  # noqa: F401  (re-exported)
 
 ITEM_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-KINDS = ("image", "depth", "mask", "sky", "thumb")
-MEDIA = {"image": "image/jpeg", "depth": "image/png", "mask": "image/png", "sky": "image/png", "thumb": "image/jpeg"}
-UNRELIABLE_RGB = (255, 0, 200)  # magenta: in no part of the depth colour map
+KINDS = ("image", "depth", "mask", "sky", "thumb", "thumbmask")
+MEDIA = {"image": "image/jpeg", "depth": "image/png", "mask": "image/png", "sky": "image/png",
+         "thumb": "image/jpeg", "thumbmask": "image/png"}
+UNRELIABLE_RGB = (128, 128, 128)  # neutral grey: in no part of the depth colour map (viridis has no grey)
+HATCH_DARK_RGB = (64, 64, 64)  # the overlay's stripes: dark and light grey, so they show on any photo
+HATCH_LIGHT_RGB = (200, 200, 200)
 SKY_RGB = (150, 205, 255)  # pale blue: brighter and less saturated than any blue of the depth map
-MASK_RGBA = (*UNRELIABLE_RGB, 255)
 SKY_RGBA = (*SKY_RGB, 255)
 MAP_FOLDERS = DataRoot.ITEM_FOLDERS  # an item's files live in <folder>/<id>/
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -75,40 +80,62 @@ def depth_colours(t: np.ndarray) -> np.ndarray:
     return colour_levels(1.0 - np.clip(t, 0, 1), "viridis")[..., ::-1]
 
 
-def _stripes(shape: tuple[int, int], period: int = 6, width: int = 2) -> np.ndarray:
-    h, w = shape
-    return ((np.arange(h, dtype=np.int32)[:, None] + np.arange(w, dtype=np.int32)[None, :]) % period) < width
-
-
-def colorize_depth(depth: np.ndarray, reliable: np.ndarray | None = None) -> np.ndarray:
+def colorize_depth(depth: np.ndarray, reliable: np.ndarray | None = None, *, hatched: bool = False) -> np.ndarray:
     """uint16 (H, W), larger = farther, sky = 65535 -> BGR uint8 (H, W, 3) in the scheme above.
 
-    ``core.rules.colorize_depth`` (viridis, near = yellow, 2nd..98th percentile of non-sky values)
-    plus magenta stripes on pixels outside ``reliable`` (H, W) bool that are not sky.
+    ``core.rules.colorize_depth`` (viridis, near = yellow, 2nd..98th percentile) over the pixels of
+    ``reliable`` (H, W) bool that are not sky; the others (not sky) plain grey, or with ``hatched``
+    the unreliable overlay's grey hatch baked in (pictures without a separate overlay layer).
     """
     from core.rules import colorize_depth as colourise
 
     depth = depth[..., 0] if depth.ndim == 3 else depth
     sky = depth == SKY_VALUE
-    out = np.ascontiguousarray(colourise(depth, sky=sky, colormap="viridis", near="warm", sky_rgb=SKY_RGB)[..., ::-1])
-    if reliable is not None and reliable.shape == depth.shape:
-        out[~reliable & ~sky & _stripes(depth.shape)] = UNRELIABLE_RGB[::-1]
+    valid = reliable if reliable is not None and reliable.shape == depth.shape else None
+    out = np.ascontiguousarray(colourise(depth, valid=valid, sky=sky, colormap="viridis", near="warm",
+                                         sky_rgb=SKY_RGB, invalid_rgb=UNRELIABLE_RGB)[..., ::-1])
+    if hatched and valid is not None:
+        out = paint_unreliable(out, ~valid & ~sky)
+    return out
+
+
+def unreliable_overlay(bad: np.ndarray) -> np.ndarray:
+    """Bool (H, W) -> BGRA uint8: the unreliable overlay, a hatch of dark and light grey stripes over
+    ``bad``, transparent between the stripes and elsewhere (over the depth map's plain grey it reads
+    as hatched grey; over a photo the photo shows between the stripes)."""
+    from core.rules import hatch
+
+    out = np.zeros(bad.shape + (4,), np.uint8)
+    dark = hatch(bad.shape)
+    light = np.roll(dark, 3, axis=1)  # the same stripes, half a period over
+    out[bad & dark] = (*HATCH_DARK_RGB[::-1], 255)
+    out[bad & light & ~dark] = (*HATCH_LIGHT_RGB[::-1], 255)
+    return out
+
+
+def paint_unreliable(bgr: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """``bgr`` (H, W, 3) with the unreliable overlay of ``bad`` drawn on it (a copy)."""
+    over = unreliable_overlay(bad)
+    out = bgr.copy()
+    opaque = over[..., 3] > 0
+    out[opaque] = over[..., :3][opaque]
     return out
 
 
 def legend_pngs() -> dict[str, bytes]:
-    """The legend's swatches as PNG bytes, drawn with the very functions that colour the maps."""
+    """The legend's swatches as PNG bytes, drawn with the very functions that colour the maps:
+    ``ramp`` (near .. far), ``sky``, ``unreliable`` (plain grey with the overlay on, as the depth
+    pane shows it) and ``unreliable_plain`` (overlay off)."""
     import cv2
 
     ramp = depth_colours(np.tile(np.linspace(0, 1, 160, dtype=np.float32), (14, 1)))
     sky = np.zeros((14, 28, 3), np.uint8)
     sky[:] = SKY_RGB[::-1]
-    unrel = depth_colours(np.full((14, 28), 0.5, np.float32))
-    unrel[_stripes(unrel.shape[:2])] = UNRELIABLE_RGB[::-1]
-    solid = np.zeros((14, 28, 3), np.uint8)
-    solid[:] = UNRELIABLE_RGB[::-1]
+    swatch_depth = np.full((14, 28), 1000, np.uint16)  # a map whose every pixel is unreliable
+    plain = colorize_depth(swatch_depth, np.zeros((14, 28), bool))
+    hatched = colorize_depth(swatch_depth, np.zeros((14, 28), bool), hatched=True)
     return {k: cv2.imencode(".png", v)[1].tobytes()
-            for k, v in (("ramp", ramp), ("sky", sky), ("unreliable", unrel), ("unreliable_solid", solid))}
+            for k, v in (("ramp", ramp), ("sky", sky), ("unreliable", hatched), ("unreliable_plain", plain))}
 
 
 def _overlay(binary: np.ndarray, rgba: tuple[int, int, int, int]) -> np.ndarray:
@@ -157,7 +184,8 @@ class ImageCache:
         """Whether ``item`` has an image of ``kind``, without building it (the page renders faster;
         the browser's parallel image requests build what is missing)."""
         source = {"image": item.image_path, "depth": item.depth_path or item.preview_path, "mask": item.mask_path,
-                  "sky": item.sky_path, "thumb": item.image_path or item.depth_path}[kind]
+                  "sky": item.sky_path, "thumb": item.image_path or item.depth_path,
+                  "thumbmask": item.mask_path}[kind]
         return safe_path(self.data_root, source, item.id) is not None
 
     def path_for(self, item, kind: str) -> Path | None:
@@ -188,29 +216,57 @@ class ImageCache:
         if kind == "mask":
             if mask is None:
                 return None
-            return self._cached(item.id, "mask.png", [mask], lambda: enc(
-                ".png", _overlay(_imread(mask, cv2.IMREAD_GRAYSCALE) == 0, MASK_RGBA), (cv2.IMWRITE_PNG_COMPRESSION, 1)))
+            def build_mask() -> bytes:
+                bad = _imread(mask, cv2.IMREAD_GRAYSCALE) == 0
+                if depth is not None:  # sky is drawn as sky, not as unreliable
+                    d = _imread(depth, cv2.IMREAD_UNCHANGED)
+                    if d.shape[:2] == bad.shape:
+                        bad &= (d[..., 0] if d.ndim == 3 else d) != SKY_VALUE
+                return enc(".png", unreliable_overlay(bad), (cv2.IMWRITE_PNG_COMPRESSION, 1))
+
+            return self._cached(item.id, "overlay.png", [p for p in (mask, depth) if p is not None], build_mask)
         if kind == "sky":
             sky = safe_path(self.data_root, item.sky_path, item.id)
             if sky is None:
                 return None
             return self._cached(item.id, "sky.png", [sky], lambda: enc(
                 ".png", _overlay(_imread(sky, cv2.IMREAD_GRAYSCALE) > 127, SKY_RGBA)))
-        if kind == "thumb":
-            sources = [p for p in (image, depth) if p is not None]
-            if not sources:
+        if kind in ("thumb", "thumbmask"):
+            sources = [p for p in (image, depth, mask) if p is not None]
+            if image is None and depth is None:
+                return None
+            if kind == "thumbmask" and mask is None:
                 return None
 
-            def build() -> bytes:
+            def tiles() -> tuple[list[np.ndarray], list[np.ndarray]]:
+                """(pictures, unreliable masks) of the thumbnail's halves, at thumbnail height."""
                 h = self.thumbnail_px
-                tiles = []
+                pics, bads = [], []
+                d = _imread(depth, cv2.IMREAD_UNCHANGED) if depth is not None else None
+                d = d[..., 0] if d is not None and d.ndim == 3 else d
+                rel = _imread(mask, cv2.IMREAD_GRAYSCALE) > 0 if mask is not None else None
+                bad = (~rel & (d != SKY_VALUE)) if rel is not None and d is not None and d.shape == rel.shape \
+                    else (~rel if rel is not None else None)
                 if image is not None:
-                    tiles.append(_imread(image, cv2.IMREAD_COLOR))
-                if depth is not None:
-                    tiles.append(colorize_depth(_imread(depth, cv2.IMREAD_UNCHANGED)))
-                tiles = [cv2.resize(t, (max(1, round(t.shape[1] * h / t.shape[0])), h), interpolation=cv2.INTER_AREA)
-                         for t in tiles]
-                return enc(".jpg", np.concatenate(tiles, axis=1), (cv2.IMWRITE_JPEG_QUALITY, 80))
+                    pics.append(_imread(image, cv2.IMREAD_COLOR))
+                if d is not None:
+                    pics.append(colorize_depth(d, rel))
+                size = [(max(1, round(t.shape[1] * h / t.shape[0])), h) for t in pics]
+                pics = [cv2.resize(t, sz, interpolation=cv2.INTER_AREA) for t, sz in zip(pics, size)]
+                if bad is not None:
+                    bads = [cv2.resize(bad.astype(np.uint8), sz, interpolation=cv2.INTER_NEAREST) > 0
+                            for sz in size]
+                return pics, bads
 
-            return self._cached(item.id, f"thumb{self.thumbnail_px}.jpg", sources, build)
+            def build_thumb() -> bytes:
+                pics, _ = tiles()
+                return enc(".jpg", np.concatenate(pics, axis=1), (cv2.IMWRITE_JPEG_QUALITY, 85))
+
+            def build_thumbmask() -> bytes:
+                _, bads = tiles()
+                return enc(".png", unreliable_overlay(np.concatenate(bads, axis=1)))
+
+            if kind == "thumb":
+                return self._cached(item.id, f"thumb{self.thumbnail_px}.jpg", sources, build_thumb)
+            return self._cached(item.id, f"thumbmask{self.thumbnail_px}.png", sources, build_thumbmask)
         raise ValueError(f"unknown image kind {kind!r}")

@@ -1,5 +1,10 @@
 """The item page's quality panel and view-order flag: human names, the live thresholds, good/bad marks.
 
+The view order is told once, in plain words (:func:`view_order_flag`), judged with the live
+``view_order_min_margin``: the stored figures it comes from (margin, decided/undecided, source) are
+not repeated as table rows with marks of their own, which could contradict each other when the
+threshold changed after processing. :func:`what_to_check` is the short list a reviewer looks for.
+
 Figures are those ``tasks.labels.triage.quality_figures`` writes into ``item.quality``; thresholds are read
 from the same :class:`ProcessConfig` the process stage decides with (triage's, and the view-order decision
 threshold ``view_order_min_margin``), so "bad" here means "the stage would reject (or not decide) on this
@@ -47,15 +52,19 @@ FIGURES: dict[str, tuple[str, str, Rule]] = {
                                     _at_most("vertical_tolerance_px", "{:.1f} px")),
     "disparity_range_px": ("disparity range near–far", "{:.1f} px", _at_least("min_disparity_range_px", "{:.1f} px")),
     "crop_fraction": ("kept after cropping", "{:.0%}", _at_least("min_crop_fraction")),
-    "view_order_margin": ("view-order vote margin", "{:+.2f}",
-                          lambda v, s: (abs(v) >= s.view_order_min_margin, f"|margin| ≥ {s.view_order_min_margin:.2f}")),
-    "view_order": ("view order (from the data)", "{}", lambda v, o: (v != "undecided", "decided")),
-    "known_order": ("view order fixed by the file format", "{}", _none),
-    "view_order_uncertain": ("view order uncertain", "{}", lambda v, o: (not v, "must be no")),
-    "view_order_source": ("view order decided by", "{}", _none),
 }
+#: quality keys about the view order: told in words by ``view_order_flag``, not as table rows
+VIEW_ORDER_KEYS = ("view_order_margin", "view_order", "known_order", "view_order_uncertain", "view_order_source")
 SOURCES = {"format": "file format's convention", "data": "data", "data_over_format": "data, overturning the file format",
-           "reviewer": "reviewer"}
+           "reviewer": "reviewer", "uncertain": "data, which could not tell"}
+ORDER_WORDS = {"parallel": "left eye on the left", "cross_eyed": "left eye on the right (cross-eyed)",
+               "undecided": "undecided"}
+WHAT_TO_CHECK = (
+    "Near things look near (yellow), far things far (purple).",
+    "Sky is pale blue and behind everything.",
+    "No object is inside out (a bump drawn as a dent).",
+    "Depth edges line up with the photo's edges.",
+)
 
 
 def _fmt(fmt: str, v: Any) -> str:
@@ -82,6 +91,8 @@ def quality_rows(item, settings: ProcessConfig) -> list[dict]:
         settings = settings.model_copy(update={"max_misaligned_fraction": MISALIGNED_WITH_KEYPOINTS})
     elif "keypoint_residual_px" in q:
         q.pop("keypoint_residual_px")  # too few keypoint matches to say anything
+    for key in VIEW_ORDER_KEYS:
+        q.pop(key, None)
     for key, (name, fmt, rule) in FIGURES.items():
         if key not in q:
             continue
@@ -90,7 +101,7 @@ def quality_rows(item, settings: ProcessConfig) -> list[dict]:
             ok, threshold = rule(v, settings)
         except TypeError:
             ok, threshold = None, ""
-        value = SOURCES.get(v, v) if key == "view_order_source" else _fmt(fmt, v)
+        value = _fmt(fmt, v)
         rows.append(dict(key=key, name=name, value=value, threshold=threshold, ok=ok))
     for key in sorted(q):
         v = q[key]
@@ -99,15 +110,51 @@ def quality_rows(item, settings: ProcessConfig) -> list[dict]:
     return rows
 
 
-def view_order_flag(item) -> dict:
-    """How the item's view order was decided, and whether the reviewer should check it (press F)."""
+def view_order_flag(item, settings: ProcessConfig | None = None) -> dict:
+    """How the item's view order was decided, in plain words, and whether the reviewer should check
+    it (press F). ``settings``: the live process settings (the margin the data needs to decide)."""
     info = item.info or {}
-    source = info.get("view_order_source") or (item.quality or {}).get("view_order_source")
+    q = item.quality or {}
+    source = info.get("view_order_source") or q.get("view_order_source")
     if source is None:
         source = "format" if item.stereo_format in ("mpo", "jps") else "data"
-    uncertain = bool((item.quality or {}).get("view_order_uncertain")) or item.view_order in (None, "undecided")
+    order = item.view_order or "undecided"
+    uncertain = bool(q.get("view_order_uncertain")) or order == "undecided"
     if source == "reviewer":
         uncertain = False  # a person already fixed it
-    return dict(order=item.view_order or "undecided", source=source, source_text=SOURCES.get(source, source),
-                uncertain=uncertain,
+    need = settings.view_order_min_margin if settings is not None else None
+    margin = q.get("view_order_margin")
+    evidence = ""
+    if isinstance(margin, (int, float)) and need is not None:
+        strength = "clear" if abs(margin) >= need else "too weak to decide"
+        evidence = f"the two views' evidence is {strength} (margin {margin:+.2f}; it takes ±{need:.2f})"
+    if source == "reviewer":
+        how = "set by a reviewer" + (f" ({info['view_order_flipped_by']})" if info.get("view_order_flipped_by") else "")
+        detail = ""
+    elif uncertain:
+        how = "not decided"
+        detail = "the picture could not tell which view is the left eye"
+        if evidence and isinstance(margin, (int, float)) and abs(margin) >= need:
+            detail += (f"; it was processed under another threshold: {evidence}, so today it would be decided;"
+                       " check it anyway")
+        elif evidence:
+            detail += f": {evidence}"
+    else:
+        how = {"format": "from the file format's convention",
+               "data_over_format": "from the data, overturning the file format's convention"}.get(source, "from the data")
+        detail = evidence if source != "format" else ""
+    words = how + (f": {detail}" if detail else "")
+    return dict(order=order, order_words=ORDER_WORDS.get(order, order.replace("_", " ")), source=source,
+                source_text=SOURCES.get(source, source), uncertain=uncertain, words=words, how=how, detail=detail,
                 flipped_by=info.get("view_order_flipped_by"))
+
+
+def what_to_check(flag: dict) -> dict:
+    """The short list a reviewer looks for on every item, and when F (flip) beats a reject."""
+    return dict(
+        points=WHAT_TO_CHECK,
+        flip="Press F when the whole map is inside out (near looks far everywhere): flipping swaps the views"
+             " and fixes it.",
+        reject="Reject with “wrong view order” only when F does not fix it: after flipping it is still inside"
+               " out, or only parts are.",
+        first="check the view order first" if flag.get("uncertain") else None)

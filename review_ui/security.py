@@ -24,6 +24,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 SESSION_COOKIE = "redweb_session"
 LOGIN_COOKIE = "redweb_login"
+LOGIN_NAME_COOKIE = "redweb_login_name"  # the name typed at a failed sign-in, back into the form
 
 
 def load_secret_key(path: Path) -> bytes:
@@ -61,6 +62,7 @@ class SessionSigner:
         self.max_age_s = max_age_s
         self._session = URLSafeTimedSerializer(secret, salt="redweb-review-session")
         self._login = URLSafeTimedSerializer(secret, salt="redweb-review-login")
+        self._login_name = URLSafeTimedSerializer(secret, salt="redweb-review-login-name")
 
     def dump_session(self, reviewer: str, fingerprint: str, nonce: str | None = None) -> tuple[str, SessionData]:
         """The signed cookie for a session; ``nonce`` names its server-side row (review_sessions)."""
@@ -81,6 +83,18 @@ class SessionSigner:
 
     def check_csrf(self, nonce: str, token: str | None, purpose: str = "session") -> bool:
         return bool(token) and hmac.compare_digest(self.csrf_token(nonce, purpose), token)
+
+    def dump_login_name(self, name: str) -> str:
+        """The signed cookie carrying a typed name back to the sign-in form (never in the URL)."""
+        return self._login_name.dumps(name)
+
+    def load_login_name(self, cookie: str | None) -> str | None:
+        if not cookie:
+            return None
+        try:
+            return str(self._login_name.loads(cookie, max_age=300))
+        except (BadSignature, ValueError, TypeError):
+            return None
 
     def dump_login_nonce(self) -> tuple[str, str]:
         nonce = secrets.token_urlsafe(16)

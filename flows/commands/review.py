@@ -6,6 +6,7 @@
   redweb review --add-user NAME --replace               set a new password (ends that reviewer's sessions)
   redweb review --remove-user NAME                      deactivate an account (its decisions stay in the log)
   redweb review --list-users
+  redweb review --allow-no-users                        serve even with no accounts (nobody can sign in yet)
 
 Keys in the app: A accept, R + 1..9 (+ optional comment) + Enter reject with a reason, S skip,
 U undo, F flip the view order (depth looks inverted), arrows previous/next, V side-by-side/overlay,
@@ -31,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     users.add_argument("--remove-user", metavar="NAME", help="deactivate a reviewer account and exit")
     users.add_argument("--list-users", action="store_true", help="list reviewer accounts and exit")
     parser.add_argument("--replace", action="store_true", help="with --add-user: set a new password if NAME exists")
+    parser.add_argument("--allow-no-users", action="store_true",
+                        help="serve even when the catalog has no reviewer accounts (nobody can sign in)")
 
 
 def _read_password() -> str:
@@ -72,12 +75,20 @@ def run(args: argparse.Namespace, config) -> int:
                 return 2
         return 0
 
+    with Catalog(config.catalog_url) as catalog:
+        names = ReviewStore(catalog, rc).reviewer_names()
+    if not names and not args.allow_no_users:
+        print("redweb review: this catalog has no reviewer accounts, so nobody could sign in.\n"
+              "  add one:  redweb review --add-user NAME   (password from $REDWEB_REVIEW_PASSWORD or stdin)\n"
+              "  or start anyway with --allow-no-users", file=sys.stderr)
+        return 2
+
     import uvicorn
 
-    from review_ui.app import create_app
+    from review_ui.app import create_app, server_options
 
     app = create_app(config.catalog_url, config.data_root, rc, process=config.process)
     host, port = args.host or rc.host, args.port if args.port is not None else rc.port
     print(f"redweb review on http://{host}:{port}/  (catalog {config.catalog_url_redacted})")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", **server_options())
     return 0

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -28,8 +30,17 @@ class ItemBody(BaseModel):
     item_id: str = Field(pattern=ITEM_ID.pattern)
 
 
-class EmptyBody(BaseModel):
-    pass
+class UndoBody(BaseModel):
+    """Which decision U takes back: the one the page showed (``decision_id``), else the reviewer's
+    own on ``item_id``, else (neither: the empty page, the grid) their latest."""
+
+    decision_id: int | None = Field(None, ge=1)
+    item_id: str | None = Field(None, pattern=ITEM_ID.pattern)
+
+
+class ItemsBody(BaseModel):
+    item_ids: list[str] = Field(max_length=500)
+    renewed_by: datetime | None = None  # release: only leases not renewed after this (the page's last)
 
 
 class BulkBody(BaseModel):
@@ -40,7 +51,10 @@ class BulkBody(BaseModel):
 
 
 def conflict(exc: Exception) -> JSONResponse:
-    code = 409 if isinstance(exc, ReviewConflict) else 404 if isinstance(exc, KeyError) else 400
+    """A refused action as JSON: 409 (someone else got there first), 404 (no such item), 400."""
+    if isinstance(exc, KeyError):
+        return JSONResponse({"error": f"no such item: {clip(str(exc).strip(chr(39)), 40)}"}, status_code=404)
+    code = 409 if isinstance(exc, ReviewConflict) else 400
     return JSONResponse({"error": clip(str(exc).strip("'"), 300)}, status_code=code)
 
 
@@ -90,21 +104,25 @@ def api_lease(body: Annotated[ItemBody, Depends(json_body(ItemBody))], me: Write
         holder = store.lease_holder(item.id)
         return JSONResponse({"error": clip(str(exc).strip("'"), 300),
                              "holder": holder.reviewer if holder else None}, status_code=409)
-    return {"ok": True, "expires_at": lease.expires_at.isoformat()}
+    return {"ok": True, "expires_at": lease.expires_at.isoformat(),
+            "acquired_at": lease.acquired_at.isoformat() if lease.acquired_at else None}
 
 
 @router.post("/undo")
-def api_undo(body: Annotated[EmptyBody, Depends(json_body(EmptyBody))], me: Writer, ctx: Ctx):
+def api_undo(body: Annotated[UndoBody, Depends(json_body(UndoBody))], me: Writer, ctx: Ctx):
+    """Take back the decision the page showed (or the reviewer's latest) and say which, in words."""
     try:
-        last = ctx.store.last_action(me.reviewer)
-        item_id = ctx.store.undo(me.reviewer, data_root=ctx.data_root)
+        done = ctx.store.undo_action(me.reviewer, decision_id=body.decision_id, item_id=body.item_id,
+                                     data_root=ctx.data_root)
     except (ReviewError, KeyError) as exc:
         return conflict(exc)
-    if item_id is None:
-        return JSONResponse({"error": "nothing to undo"}, status_code=409)
-    if last is not None and last.kind == "flip":
-        ctx.images.invalidate(item_id)
-    return {"ok": True, "item_id": item_id, "undone": last.kind if last else None}
+    if done is None:
+        where = f" on #{body.item_id}" if body.item_id else ""
+        return JSONResponse({"error": f"nothing of yours to undo{where}"}, status_code=409)
+    if done.kind == "flip":
+        ctx.images.invalidate(done.item_id)
+    return {"ok": True, "item_id": done.item_id, "item_ids": list(done.item_ids), "undone": done.kind,
+            "bulk": done.group is not None, "text": "Undid " + done.describe()}
 
 
 @router.post("/flip")
@@ -122,9 +140,11 @@ def api_flip(body: Annotated[ItemBody, Depends(json_body(ItemBody))], me: Writer
 @router.post("/bulk")
 def api_bulk(body: Annotated[BulkBody, Depends(json_body(BulkBody))], me: Writer, ctx: Ctx):
     """Decide many items from the grid: each is leased, decided and released on its own, so one
-    item held by another reviewer or already decided does not stop the rest."""
+    item held by another reviewer or already decided does not stop the rest. The decisions share a
+    group id, so one U takes the whole action back."""
     check_reason(ctx, body.decision, body.reason, body.comment)
     store = ctx.store
+    group = uuid.uuid4().hex
     done, failed = [], {}
     for item_id in dict.fromkeys(body.item_ids):
         if not ITEM_ID.match(item_id):
@@ -132,9 +152,39 @@ def api_bulk(body: Annotated[BulkBody, Depends(json_body(BulkBody))], me: Writer
             continue
         try:
             store.lease(item_id, me.reviewer)
-            store.decide(item_id, me.reviewer, body.decision, reason=body.reason, comment=body.comment, via="grid")
+            store.decide(item_id, me.reviewer, body.decision, reason=body.reason, comment=body.comment, via="grid",
+                         group=group)
             done.append(item_id)
         except (ReviewError, KeyError) as exc:
             store.release(item_id, me.reviewer)
             failed[item_id] = clip(str(exc).strip("'"), 300)
     return {"ok": not failed, "done": done, "failed": failed}
+
+
+@router.post("/hold")
+def api_hold(body: Annotated[ItemsBody, Depends(json_body(ItemsBody))], me: Writer, ctx: Ctx):
+    """The grid's selection: lease each selected item while it stays selected (the page renews
+    them); ``refused``: item -> who holds it, so the page can unselect it and say so."""
+    held, refused = [], {}
+    for item_id in dict.fromkeys(body.item_ids):
+        if not ITEM_ID.match(item_id):
+            refused[clip(item_id, 40)] = "bad id"
+            continue
+        try:
+            ctx.store.lease(item_id, me.reviewer)
+            held.append(item_id)
+        except KeyError:
+            refused[item_id] = "no such item"
+        except ReviewConflict:
+            holder = ctx.store.lease_holder(item_id)
+            refused[item_id] = holder.reviewer if holder else "someone else"
+    return {"ok": not refused, "held": held, "refused": refused}
+
+
+@router.post("/release")
+def api_release(body: Annotated[ItemsBody, Depends(json_body(ItemsBody))], me: Writer, ctx: Ctx):
+    """Give back the reviewer's leases on ``item_ids`` (unselected in the grid, or a page closed)."""
+    for item_id in dict.fromkeys(body.item_ids):
+        if ITEM_ID.match(item_id):
+            ctx.store.release(item_id, me.reviewer, renewed_by=body.renewed_by)
+    return {"ok": True}

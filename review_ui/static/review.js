@@ -35,19 +35,44 @@
     return data;
   }
 
-  function go(url) { window.location.assign(url); }
+  let leaving = false; // set when this script navigates: the next page (or /next) moves the lease itself
+  function go(url) { leaving = true; window.location.assign(url); }
+
+  // a message that must outlive a navigation (undo moves to the undone item) is shown by the next page
+  function sayNext(text, ok) {
+    try { sessionStorage.setItem("redweb.flash", JSON.stringify({ text: text, ok: !!ok })); } catch (e) { /* private */ }
+  }
+  try {
+    const kept = JSON.parse(sessionStorage.getItem("redweb.flash") || "null");
+    sessionStorage.removeItem("redweb.flash");
+    if (kept && kept.text) say(kept.text, kept.ok);
+  } catch (e) { /* private mode */ }
+
+  // the unreliable overlay (M): one switch for every picture on the page, the legend included
+  function showMask(on) {
+    document.body.classList.toggle("mask-off", !on);
+    const box = $("show-mask");
+    if (box) box.checked = on;
+    try { localStorage.setItem("redweb.mask", on ? "1" : "0"); } catch (e) { /* private mode */ }
+  }
+  try { if (localStorage.getItem("redweb.mask") === "0") showMask(false); } catch (e) { /* private mode */ }
 
   function keyName(ev) {
     return ev.key.length === 1 ? ev.key.toUpperCase() : ev.key;
   }
 
+  // U takes back the decision the page names in its green line (page.undo_id), not whatever is latest
   async function undo() {
     if (busy) { say("busy: wait for the last action to finish"); return; }
+    if (!page.undo_id && page.undo_blocked) { say(page.undo_blocked); return; }
     busy = true;
+    const body = page.undo_id ? { decision_id: page.undo_id } : (page.item_id ? { item_id: page.item_id } : {});
     try {
-      const data = await post("/api/undo", {});
-      say(data.undone === "flip" ? "flip undone" : "undone", true);
-      go("/item/" + encodeURIComponent(data.item_id) + (page.qs ? "?" + page.qs : ""));
+      const data = await post("/api/undo", body);
+      say(data.text, true);
+      sayNext(data.text, true);
+      if (data.bulk) { if (page.mode === "empty") window.location.reload(); else go(page.grid_url); }
+      else go("/item/" + encodeURIComponent(data.item_id) + (page.qs ? "?" + page.qs : ""));
     } catch (e) { say(e.message); busy = false; }
   }
 
@@ -60,6 +85,7 @@
       const k = ev.key.toLowerCase();
       if (ev.repeat && ACTION_KEYS.has(k)) return;
       if (k === "u" || (k === "z" && ev.ctrlKey)) undo();
+      else if (k === "m") { showMask(document.body.classList.contains("mask-off")); say("unreliable overlay " + (document.body.classList.contains("mask-off") ? "off" : "on"), true); }
       else if (k === "arrowleft") go(page.prev_url);
       else if (k === "arrowright" || k === "n") go(page.next_url);
       else if (k === "g") go(page.grid_url);
@@ -103,6 +129,7 @@
     try {
       await post("/api/decide", { item_id: page.item_id, decision: decision, reason: reason || null,
                                   comment: text || null, override: !!override });
+      forgetDraft();
       say(decision === "accepted" ? "accepted #" + page.item_id : "rejected #" + page.item_id + ": " + reason, true);
       go(page.next_url); // auto-advance
     } catch (e) {
@@ -152,10 +179,27 @@
     say("reject: press 1–" + nReasons + " for the reason");
   }
 
+  // a reject being written survives a reload (or a lost connection): kept per item in this tab
+  const draftKey = "redweb.reject." + page.item_id;
+  function saveDraft() {
+    try { sessionStorage.setItem(draftKey, JSON.stringify({ reason: pickedReason, comment: comment.value })); } catch (e) { /* private */ }
+  }
+  function forgetDraft() { try { sessionStorage.removeItem(draftKey); } catch (e) { /* private */ } }
+  function restoreDraft() {
+    let d = null;
+    try { d = JSON.parse(sessionStorage.getItem(draftKey) || "null"); } catch (e) { d = null; }
+    if (!d || readOnly() || (!d.reason && !d.comment)) return;
+    openReject();
+    comment.value = d.comment || "";
+    if (d.reason && page.reasons.indexOf(d.reason) !== -1) pickReason(d.reason);
+    say("your unfinished reject is back: Enter rejects, Esc cancels", true);
+  }
+
   function pickReason(code) {
     pickedReason = code;
     document.querySelectorAll(".reason").forEach((b) => b.classList.toggle("picked", b.dataset.reason === code));
     comment.focus();
+    saveDraft();
     say(code.replace(/_/g, " ") + (code === "other" ? ": type a comment (needed), then Enter"
                                                      : ": add a comment or just press Enter"), true);
   }
@@ -199,7 +243,7 @@
     if (!n) {
       n = document.createElement("p");
       n.id = "notice";
-      $("view-order-flag").insertAdjacentElement("afterend", n);
+      document.querySelector(".actions").insertAdjacentElement("beforebegin", n);
     }
     n.className = "notice warn";
     n.textContent = text + ". Read only: → for the next item.";
@@ -210,7 +254,8 @@
     if (page.mode !== "review" && page.mode !== "second") return;
     if (document.visibilityState !== "visible") return;
     try {
-      await post("/api/lease", { item_id: page.item_id });
+      const held = await post("/api/lease", { item_id: page.item_id });
+      if (held.acquired_at) page.lease_at = held.acquired_at;
     } catch (e) {
       if (e.status === 409) {
         const who = e.data && e.data.holder;
@@ -223,6 +268,16 @@
   if (page.mode === "review" || page.mode === "second") {
     setInterval(heartbeat, page.heartbeat_ms);
     document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") heartbeat(); });
+    // leaving the item any other way than this script's own navigation (a link, closing the tab,
+    // a reload) gives it back at once instead of holding it for the lease period
+    window.addEventListener("pagehide", () => {
+      if (leaving || page.mode === "locked") return;
+      try {
+        fetch("/api/release", { method: "POST", credentials: "same-origin", keepalive: true,
+                                headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+                                body: JSON.stringify({ item_ids: [page.item_id], renewed_by: page.lease_at || null }) });
+      } catch (e) { /* the lease runs out by itself */ }
+    });
   }
 
   // ---- view controls ----
@@ -236,13 +291,13 @@
   }
   function applyOpacity() {
     const v = Number(opacity.value) / 100;
-    document.querySelectorAll(".stack .layer").forEach((el) => { el.style.opacity = String(v); });
+    document.querySelectorAll(".stack .layer:not(.solid)").forEach((el) => { el.style.opacity = String(v); });
     $("opacity-value").textContent = opacity.value + "%";
     try { localStorage.setItem("redweb.opacity", opacity.value); } catch (e) { /* private mode */ }
   }
   function applyToggles() {
-    const m = $("img-mask"), s = $("img-sky");
-    if (m) m.classList.toggle("hidden", !$("show-mask").checked);
+    const s = $("img-sky");
+    showMask($("show-mask").checked || $("show-mask").disabled);
     if (s) s.classList.toggle("hidden", !$("show-sky").checked);
   }
   function nudgeOpacity(delta) {
@@ -263,9 +318,11 @@
       const s = scale(W, H - caption); w = iw * s; h = ih * s;
       viewer.classList.remove("cols");
     } else {
+      // side by side in a row uses the window's width; a column only when it shows the maps much larger
       const row = scale((W - gap) / 2, H - caption), col = scale(W, (H - gap) / 2 - caption);
-      viewer.classList.toggle("cols", col > row);
-      const s = Math.max(row, col); w = iw * s; h = ih * s;
+      const stack = col > 1.3 * row;
+      viewer.classList.toggle("cols", stack);
+      const s = stack ? col : row; w = iw * s; h = ih * s;
     }
     document.querySelectorAll(".stack").forEach((st) => {
       st.style.width = Math.floor(w) + "px";
@@ -296,7 +353,10 @@
     if (o !== null) opacity.value = o;
   } catch (e) { /* private mode */ }
   applyOpacity();
+  if (document.body.classList.contains("mask-off")) $("show-mask").checked = false;
   applyToggles();
+  comment.addEventListener("input", saveDraft);
+  restoreDraft();
 
   document.addEventListener("keydown", (ev) => {
     const tag = ev.target.tagName;
@@ -306,7 +366,7 @@
     if (k === "Escape") {
       const open = !rejectPanel.classList.contains("hidden") || !overridePanel.classList.contains("hidden");
       closePanels();
-      if (open) say("cancelled", true);
+      if (open) { say("cancelled", true); forgetDraft(); }
       ev.preventDefault();
       return;
     }
@@ -344,8 +404,17 @@
       case "z": if (ev.ctrlKey) undo(); else say("Z does nothing alone: Ctrl+Z (or U) undoes"); break;
       case "arrowleft": go(page.prev_url); break;
       case "arrowright": go(page.next_url); break;
-      case "v": setView(viewer.classList.contains("sbs") ? "ovl" : "sbs"); break;
-      case "m": $("show-mask").checked = !$("show-mask").checked; applyToggles(); say("validity overlay " + ($("show-mask").checked ? "on" : "off"), true); break;
+      case "v": {
+        const to = viewer.classList.contains("sbs") ? "ovl" : "sbs";
+        setView(to);
+        say(to === "sbs" ? "side by side: photo | depth" : "overlay: depth over the photo (opacity [ ])", true);
+        break;
+      }
+      case "m":
+        if ($("show-mask").disabled) { say("no reliability mask for this item"); break; }
+        $("show-mask").checked = !$("show-mask").checked; applyToggles();
+        say("unreliable overlay " + ($("show-mask").checked ? "on (hatched grey)" : "off (plain grey on the depth)"), true);
+        break;
       case "y": $("show-sky").checked = !$("show-sky").checked; applyToggles(); say("sky overlay " + ($("show-sky").checked ? "on" : "off"), true); break;
       case "[": nudgeOpacity(-10); break;
       case "]": nudgeOpacity(10); break;

@@ -414,12 +414,11 @@ def process_pair(left: np.ndarray, right: np.ndarray, backend: FlowBackend, sky_
 
 def colourize(image: np.ndarray, depth: np.ndarray, reliable: np.ndarray, sky: np.ndarray) -> np.ndarray:
     """Reviewer preview, (h, 2w, 3) uint8 RGB: the image with sky tinted blue | depth (turbo, near = red)
-    with unreliable pixels hatched grey."""
+    scaled over the reliable non-sky pixels only, unreliable pixels hatched grey (no colour of the scale:
+    their values were never measured, and showing them in the scale's colours reads as depth)."""
     # colour by inverse depth: spreads the near range
-    turbo = colorize_depth(depth, valid=reliable, sky=sky, inverse=True, percentiles=(1, 99), sky_rgb=(40, 40, 90))
-    hatch = ((np.add.outer(np.arange(depth.shape[0]), np.arange(depth.shape[1])) // 3) % 2).astype(bool)
-    bad = ~reliable
-    turbo[bad & hatch] = (128, 128, 128)
+    turbo = colorize_depth(depth, valid=reliable, sky=sky, inverse=True, percentiles=(1, 99), sky_rgb=(40, 40, 90),
+                           invalid_rgb=(128, 128, 128), invalid_hatch_rgb=(88, 88, 88))
     left = image.copy()
     left[sky] = (0.5 * left[sky] + 0.5 * np.array([60, 120, 255])).astype(np.uint8)
     return np.hstack([left, turbo])

@@ -8,17 +8,21 @@ put back last, after the catalog side has been checked).
 * **Double review**: an item whose id hash falls below ``double_review_share`` gets a
   ``review_double`` row at its first decision; the queue then offers it to a different reviewer
   (tasks/review/queue.py), whose ``second`` decision records the other opinion without a state change.
-* **Undo**: a reviewer retracts their own latest decision (or flip) that still stands; the item goes
-  back exactly to where it was and is leased back to them.
+* **Undo**: a reviewer retracts a decision (or flip) of theirs that still stands: the one on screen
+  (``decision_id`` / ``item_id``) or their latest; the item goes back exactly to where it was and is
+  leased back to them. A bulk action (decisions sharing a ``group``) is undone as one unit, all or
+  nothing. A decision someone decided again after (an override) is not offered and is refused, with
+  who and what, so the page can say why.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, delete, exists, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from core.rules import id_fraction
 from tasks.catalog.catalog import PIPELINE_VERSION, Catalog, Item, State, TransitionError
@@ -37,6 +41,28 @@ from tasks.review.tables import (
 )
 
 _COMMENT_CHARS = 2000  # a reviewer's comment is cut to this
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    """What an undo took back: the items (one, or a bulk action's), the kind and decision undone."""
+
+    item_ids: tuple[str, ...]
+    kind: str
+    decision: str | None
+    group: str | None = None
+
+    @property
+    def item_id(self) -> str:
+        return self.item_ids[0]
+
+    def describe(self) -> str:
+        """Plain words for the page: "your accept of #abc", "your bulk accept of 7 items"."""
+        what = {"flip": "view-order flip", "accepted": "accept", "rejected": "reject"}.get(
+            self.kind if self.kind == "flip" else (self.decision or self.kind), self.kind)
+        if self.group is not None and len(self.item_ids) > 1:
+            return f"your bulk {what} of {len(self.item_ids)} items"
+        return f"your {'second-review ' if self.kind == 'second' else ''}{what} of #{self.item_id}"
 
 
 class Decisions:
@@ -62,12 +88,14 @@ class Decisions:
         override: bool = False,
         via: str = "ui",
         require_lease: bool = True,
+        group: str | None = None,
     ) -> Decision:
         """Record ``reviewer``'s ``decision`` ("accepted" | "rejected") on ``item_id``.
 
         The reviewer must hold the item's lease (``require_lease``; the grid's bulk action leases
         each item itself). A person-decided item changes only with ``override=True``; the override
-        is logged with the decision it supersedes.
+        is logged with the decision it supersedes. ``group``: the id of the bulk action this decision
+        belongs to (undone together).
 
         One transaction: the state change (and its event), the decision row, the double-review row
         and the lease release commit together or not at all.
@@ -81,6 +109,8 @@ class Decisions:
         comment = (comment or "").strip()[:_COMMENT_CHARS] or None
         now = self.clock()
         with self.catalog.session() as s:
+            if s.get(Item, item_id) is None:  # an unknown id is a 404, before any lease talk
+                raise KeyError(item_id)
             self._check_holder(s, item_id, reviewer, now, required=require_lease and not override)
             item = s.get(Item, item_id, with_for_update=True)
             if item is None:
@@ -93,7 +123,8 @@ class Decisions:
                            pipeline_version=item.pipeline_version or PIPELINE_VERSION, via=via,
                            supersedes_id=self._superseded(s, item_id) if kind == "override" else None,
                            prev_reason=item.reason, prev_detail=item.reason_detail,
-                           prev_reviewer=item.reviewer, prev_decided_at=item.decided_at)
+                           prev_reviewer=item.reviewer, prev_decided_at=item.decided_at,
+                           data={"group": group} if group else None)
             if expect is not None:
                 try:
                     self.catalog.transition(item_id, decision, reason=reason, detail=comment,
@@ -173,53 +204,135 @@ class Decisions:
             s.execute(delete(Lease).where(Lease.item_id == item_id, Lease.reviewer == reviewer))
 
     # ---- undo -----------------------------------------------------------------------------------
-    def last_action(self, reviewer: str) -> Decision | None:
-        """``reviewer``'s latest decision or flip that can still be undone (for the "U to undo" line)."""
+    @staticmethod
+    def _mine(reviewer: str, item_id: str | None) -> Select:
+        """``reviewer``'s undoable decisions that no undo took back (of ``item_id`` when given)."""
+        q = select(Decision).where(Decision.reviewer == reviewer, Decision.kind.in_(UNDOABLE_KINDS),
+                                   Decision.id.not_in(undone_ids()))
+        return q.where(Decision.item_id == item_id) if item_id else q
+
+    @staticmethod
+    def _not_superseded(q: Select) -> Select:
+        """``q`` without decisions that a later standing decision on the same item replaced."""
+        later = aliased(Decision)
+        return q.where(~exists().where(later.item_id == Decision.item_id, later.id > Decision.id,
+                                       later.kind.in_(UNDOABLE_KINDS), later.id.not_in(undone_ids())))
+
+    def last_action(self, reviewer: str, item_id: str | None = None) -> Decision | None:
+        """``reviewer``'s latest decision or flip (on ``item_id`` when given) that can still be undone:
+        not undone, and nobody decided the item after it (for the "U to undo" line)."""
         with self.catalog.session() as s:
-            return s.scalars(select(Decision).where(Decision.reviewer == reviewer,
-                                                    Decision.kind.in_(UNDOABLE_KINDS),
-                                                    Decision.id.not_in(undone_ids()))
+            return s.scalars(self._not_superseded(self._mine(reviewer, item_id))
                              .order_by(Decision.id.desc()).limit(1)).first()
 
+    def overridden(self, reviewer: str, item_id: str | None = None) -> tuple[Decision, Decision] | None:
+        """(``reviewer``'s latest standing decision, the later one that replaced it) when someone
+        decided that item after them, so it can no longer be undone; None when it still stands."""
+        with self.catalog.session() as s:
+            return self._overridden(s, reviewer, item_id)
+
+    def _overridden(self, s: Session, reviewer: str, item_id: str | None) -> tuple[Decision, Decision] | None:
+        mine = s.scalars(self._mine(reviewer, item_id).order_by(Decision.id.desc()).limit(1)).first()
+        if mine is None:
+            return None
+        later = self._later(s, mine)
+        return None if later is None else (mine, later)
+
+    @staticmethod
+    def _later(s: Session, target: Decision) -> Decision | None:
+        """The latest standing decision on ``target``'s item made after it, if any."""
+        return s.scalars(select(Decision).where(Decision.item_id == target.item_id, Decision.id > target.id,
+                                                Decision.kind.in_(UNDOABLE_KINDS),
+                                                Decision.id.not_in(undone_ids()))
+                         .order_by(Decision.id.desc()).limit(1)).first()
+
+    def group_size(self, reviewer: str, group: str) -> int:
+        """How many of ``reviewer``'s decisions of bulk action ``group`` still stand (not undone)."""
+        with self.catalog.session() as s:
+            return int(s.scalar(select(func.count()).select_from(
+                self._mine(reviewer, None).where(Decision.data["group"].as_string() == group).subquery())) or 0)
+
+    @staticmethod
+    def why_not_undoable(mine: Decision, later: Decision) -> str:
+        """Plain words for a decision that was decided again after (the page and the 409 say this)."""
+        did = "flipped its view order" if later.kind == "flip" else f"{later.decision or later.kind} it"
+        who = "you" if later.reviewer == mine.reviewer else later.reviewer
+        noun = {"flip": "flip", "accepted": "accept", "rejected": "reject"}.get(
+            "flip" if mine.kind == "flip" else mine.decision or "", mine.kind)
+        return (f"#{mine.item_id}: {who} {did} after your {noun}, so your {noun} no longer stands "
+                f"and cannot be undone")
+
     def undo(self, reviewer: str, *, data_root: str | Path | None = None) -> str | None:
-        """Retract ``reviewer``'s latest not-yet-undone decision (or view-order flip); the item returns
-        to its state before it (reason, reviewer, decided_at restored; a flip also restores the map
-        files and every catalog field, which needs ``data_root``) and is leased back to them.
-        Returns the item id, or None if there is nothing to undo. ReviewConflict if someone decided
-        the item after them. One transaction for the catalog side."""
-        target = self.last_action(reviewer)
+        """Retract ``reviewer``'s latest decision (or flip) that can still be undone (see
+        :meth:`undo_action`); returns the (first) item id, or None if there is nothing to undo."""
+        done = self.undo_action(reviewer, data_root=data_root)
+        return done.item_id if done is not None else None
+
+    def undo_action(self, reviewer: str, *, decision_id: int | None = None, item_id: str | None = None,
+                    data_root: str | Path | None = None) -> UndoResult | None:
+        """Retract one decision (or flip) of ``reviewer``: ``decision_id`` (the one the page showed),
+        else their latest standing one on ``item_id``, else their latest standing one anywhere. The
+        item returns to its state before it (reason, reviewer, decided_at restored; a flip also
+        restores the map files and every catalog field, which needs ``data_root``) and is leased
+        back to them. A decision of a bulk action takes the whole action back (no lease then).
+
+        None: nothing to undo. ReviewConflict, saying who and what, if someone decided the item
+        after them (or holds it now). One transaction for the catalog side."""
+        target = self._target(reviewer, decision_id, item_id)
         if target is None:
             return None
-        item_id = target.item_id
+        group = (target.data or {}).get("group") if target.kind in ("first", "second", "override") else None
         now = self.clock()
         if target.kind == "flip" and data_root is None:
             raise ReviewError("undoing a flip needs the data root")
         with self.catalog.session() as s:
-            self._check_undoable(s, target, reviewer, now)
-            try:
-                self._revert(s, target, reviewer, data_root)
-            except TransitionError as exc:
-                raise ReviewConflict(str(exc)) from exc
-            s.add(Decision(at=now, item_id=item_id, reviewer=reviewer, kind="undo", decision=None,
-                           from_state=target.to_state, to_state=target.from_state,
-                           pipeline_version=target.pipeline_version, supersedes_id=target.id))
-            self._forget_double(s, target)
-            # the lease row was none, the reviewer's own, or someone's expired one
-            self.leases.grant(s, item_id, reviewer, now)
+            members = [target] if group is None else list(s.scalars(
+                self._mine(reviewer, None).where(Decision.data["group"].as_string() == group).order_by(Decision.id)))
+            for d in members:
+                self._check_undoable(s, d, reviewer, now)
+            for d in members:
+                try:
+                    self._revert(s, d, reviewer, data_root)
+                except TransitionError as exc:
+                    raise ReviewConflict(str(exc)) from exc
+                s.add(Decision(at=now, item_id=d.item_id, reviewer=reviewer, kind="undo", decision=None,
+                               from_state=d.to_state, to_state=d.from_state,
+                               pipeline_version=d.pipeline_version, supersedes_id=d.id))
+                self._forget_double(s, d)
+            if group is None:
+                # the lease row was none, the reviewer's own, or someone's expired one
+                self.leases.grant(s, target.item_id, reviewer, now)
         if target.kind == "flip":
             drop_backup(Path(data_root), (target.data or {}).get("backup"))
-        return item_id
+        return UndoResult(tuple(d.item_id for d in members), target.kind, target.decision,
+                          group if len(members) > 1 else None)
+
+    def _target(self, reviewer: str, decision_id: int | None, item_id: str | None) -> Decision | None:
+        """The decision an undo takes back (see :meth:`undo_action`); ReviewConflict when the one
+        asked for is not the reviewer's or no longer stands."""
+        with self.catalog.session() as s:
+            if decision_id is not None:
+                target = s.scalars(self._mine(reviewer, None).where(Decision.id == decision_id)).first()
+                if target is None:
+                    raise ReviewConflict("that decision is not yours, or was already undone")
+            else:
+                target = s.scalars(self._not_superseded(self._mine(reviewer, item_id))
+                                   .order_by(Decision.id.desc()).limit(1)).first()
+                if target is None:
+                    blocked = self._overridden(s, reviewer, item_id)
+                    if blocked is not None:
+                        raise ReviewConflict(self.why_not_undoable(*blocked))
+                    return None
+            later = self._later(s, target)
+            if later is not None:
+                raise ReviewConflict(self.why_not_undoable(target, later))
+            return target
 
     def _check_undoable(self, s: Session, target: Decision, reviewer: str, now: datetime) -> None:
         """Refuse when a later decision on the item still stands, or someone else holds it now."""
-        later = s.scalars(select(Decision.id).where(Decision.item_id == target.item_id,
-                                                    Decision.id > target.id,
-                                                    Decision.kind.in_(UNDOABLE_KINDS),
-                                                    Decision.id.not_in(undone_ids()))
-                          .limit(1)).first()
+        later = self._later(s, target)
         if later is not None:
-            raise ReviewConflict(
-                f"{target.item_id} was decided again after your decision; override it instead")
+            raise ReviewConflict(self.why_not_undoable(target, later))
         self._check_holder(s, target.item_id, reviewer, now, required=False)
 
     def _revert(self, s: Session, target: Decision, reviewer: str,

@@ -24,6 +24,7 @@ class LeaseInfo:
     item_id: str
     reviewer: str
     expires_at: datetime
+    acquired_at: datetime | None = None  # when it was taken or last renewed
 
 
 def live_lease(s: Session, item_id: str, now: datetime) -> Lease | None:
@@ -40,9 +41,11 @@ class Leases:
         self.timeout = timeout
         self.clock = clock
 
-    def lease(self, item_id: str, reviewer: str) -> LeaseInfo:
+    def lease(self, item_id: str, reviewer: str, *, only: bool = False) -> LeaseInfo:
         """Lease ``item_id`` to ``reviewer`` (renewing their own lease); ReviewConflict if someone
-        else holds it, KeyError if there is no such item."""
+        else holds it, KeyError if there is no such item. ``only``: give back every other lease of
+        ``reviewer`` once this one is theirs (an item page holds the item in front of the reviewer,
+        not the ones they browsed past)."""
         now = self.clock()
         expires = now + self.timeout
         with self.catalog.session() as s:
@@ -63,7 +66,18 @@ class Leases:
                         raise KeyError(item_id) from exc
                     raise ReviewConflict(f"{item_id}: lease race, try again") from exc
                 raise ReviewConflict(f"{item_id} is being reviewed by {holder.reviewer}") from exc
-        return LeaseInfo(item_id, reviewer, expires)
+        if only:
+            self.release_all(reviewer, keep=[item_id])
+        return LeaseInfo(item_id, reviewer, expires, now)
+
+    def release_all(self, reviewer: str, *, keep: Iterable[str] = ()) -> int:
+        """Give back every lease of ``reviewer`` but those on ``keep``; how many were given back."""
+        keep = list(keep)
+        with self.catalog.session() as s:
+            q = delete(Lease).where(Lease.reviewer == reviewer)
+            if keep:
+                q = q.where(Lease.item_id.not_in(keep))
+            return s.execute(q.execution_options(synchronize_session=False)).rowcount or 0
 
     def grant(self, s: Session, item_id: str, reviewer: str, now: datetime) -> None:
         """Give ``reviewer`` the item's lease inside session ``s``, whoever's (expired) row was there;
@@ -82,9 +96,15 @@ class Leases:
                 return None
             return LeaseInfo(row.item_id, row.reviewer, aware(row.expires_at))
 
-    def release(self, item_id: str, reviewer: str) -> None:
+    def release(self, item_id: str, reviewer: str, *, renewed_by: datetime | None = None) -> None:
+        """Give back ``reviewer``'s lease on ``item_id`` (nothing happens if they do not hold it).
+        ``renewed_by``: only if it was not taken or renewed after that time (a page that closes
+        must not give back the lease its own reload has just taken again)."""
         with self.catalog.session() as s:
-            s.execute(delete(Lease).where(Lease.item_id == item_id, Lease.reviewer == reviewer))
+            q = delete(Lease).where(Lease.item_id == item_id, Lease.reviewer == reviewer)
+            if renewed_by is not None:
+                q = q.where(Lease.acquired_at <= renewed_by)
+            s.execute(q.execution_options(synchronize_session=False))
 
     def live_leases(self, item_ids: Iterable[str]) -> dict[str, str]:
         """Item id -> holder, for the items of ``item_ids`` that are leased now (the grid marks them)."""

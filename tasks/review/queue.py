@@ -10,13 +10,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable, Iterable, Sequence
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from tasks.catalog.catalog import Catalog, Item
 from tasks.review.errors import ReviewConflict
 from tasks.review.leases import Leases
-from tasks.review.tables import Decision, DoubleReview, Lease
+from tasks.review.tables import Decision, DoubleReview, Lease, aware
 
 _CANDIDATES_PER_PAGE = 32  # queue rows fetched at a time; a lost lease race moves on to the next one
 
@@ -45,6 +45,21 @@ class QueueFilter:
         if self.max_score is not None:
             conds.append(Item.score <= self.max_score)
         return conds
+
+    def after(self, item: Item) -> list:
+        """Conditions for the items that come after ``item`` in this filter's order (keyset), so
+        "next" moves on past the item on screen instead of offering the one just left again.
+        Empty when ``item`` has no place in the order (no score under a score sort)."""
+        if self.sort in ("score_asc", "score_desc"):
+            if item.score is None:
+                return []
+            if self.sort == "score_asc":
+                return [or_(Item.score > item.score, and_(Item.score == item.score, Item.id > item.id))]
+            return [or_(Item.score < item.score, and_(Item.score == item.score, Item.id < item.id))]
+        if item.created_at is None:
+            return []
+        return [or_(Item.created_at > item.created_at,
+                    and_(Item.created_at == item.created_at, Item.id > item.id))]
 
     def order(self) -> list:
         # Plain column orders so the (state, score, id) / (state, created_at, id) indexes serve them.
@@ -79,10 +94,11 @@ class Queue:
         return dr is not None and dr.second_decision_id is None and dr.first_reviewer != reviewer
 
     def next_item(self, reviewer: str, filt: QueueFilter = QueueFilter(), *,
-                  exclude: Iterable[str] = ()) -> str | None:
+                  exclude: Iterable[str] = (), after: str | None = None) -> str | None:
         """Lease and return the next item for ``reviewer``: their own live lease first, then open
-        second reviews (double review), then the queue in ``filt`` order. None when the queue is empty."""
-        exclude = set(exclude)
+        second reviews (double review), then the queue in ``filt`` order, starting after the item
+        ``after`` (the one on screen) and wrapping round. None when the queue is empty."""
+        exclude = set(exclude) | ({after} if after else set())
         base = replace(filt, states=())
         mine, seconds = self._held_and_second(reviewer, base)
         for item_id in mine:
@@ -91,6 +107,14 @@ class Queue:
         for item_id in seconds:
             if item_id not in exclude and self._try_take(item_id, reviewer):
                 return item_id
+        if after:
+            with self.catalog.session() as s:
+                here = s.get(Item, after)
+                beyond = filt.after(here) if here is not None else []
+            if beyond:
+                found = self._take_from_queue(reviewer, filt, base, exclude, extra=beyond)
+                if found is not None:
+                    return found
         return self._take_from_queue(reviewer, filt, base, exclude)
 
     def _held_and_second(self, reviewer: str, base: QueueFilter) -> tuple[list[str], list[str]]:
@@ -110,14 +134,15 @@ class Queue:
         return mine, seconds
 
     def _take_from_queue(self, reviewer: str, filt: QueueFilter, base: QueueFilter,
-                         exclude: set[str]) -> str | None:
-        """Lease the first free queue item in ``filt`` order, fetching candidates a page at a time."""
+                         exclude: set[str], extra: Sequence = ()) -> str | None:
+        """Lease the first free queue item in ``filt`` order (meeting ``extra`` conditions too),
+        fetching candidates a page at a time."""
         now = self.clock()
         recent_skips = select(Decision.item_id).where(
             Decision.reviewer == reviewer, Decision.kind == "skip", Decision.at >= now - self.skip_cooldown)
         query = (select(Item.id).outerjoin(Lease, and_(Lease.item_id == Item.id, Lease.expires_at >= now))
                  .where(Item.state.in_(self._states(filt)), Lease.item_id.is_(None),
-                        Item.id.not_in(recent_skips), *base.where())
+                        Item.id.not_in(recent_skips), *base.where(), *extra)
                  .order_by(*filt.order()))
         offset = 0
         while True:
@@ -158,6 +183,19 @@ class Queue:
                 .where(Item.state.in_(self._states(filt)), Lease.item_id.is_(None),
                        Item.id.not_in(list(exclude) or ["-"]), *base.where())
                 .order_by(*filt.order()).limit(n)))
+
+    def held_by_others(self, reviewer: str, filt: QueueFilter = QueueFilter()) -> tuple[int, datetime | None]:
+        """(how many queue items in ``filt`` other reviewers hold now, when the first lease runs out):
+        what "nothing left" owes the reviewer, so held items are not mistaken for finished ones.
+        A lease is renewed while its holder's page is open, so the time is the earliest it can end."""
+        now = self.clock()
+        base = replace(filt, states=tuple(self._states(filt)))
+        with self.catalog.session() as s:
+            n, first = s.execute(
+                select(func.count(), func.min(Lease.expires_at)).select_from(Item)
+                .join(Lease, Lease.item_id == Item.id)
+                .where(Lease.expires_at >= now, Lease.reviewer != reviewer, *base.where())).one()
+        return int(n or 0), aware(first)
 
     def queue_size(self, filt: QueueFilter = QueueFilter()) -> int:
         """How many items in ``filt`` await review (leased ones included)."""

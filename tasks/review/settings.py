@@ -53,9 +53,19 @@ class ReviewConfig(Section):
     thumbnail_px: int = Field(
         160, ge=32, le=1024, description="thumbnail height (pixels) cached under <data_root>/cache/review")
     login_free_attempts: int = Field(
-        5, ge=1, description="failed sign-ins per account and per client address before a lockout starts")
+        5, ge=1, description="failed sign-ins per (account, client address) before that pair is locked out")
+    login_free_attempts_account: int = Field(
+        10, ge=1, description="failed sign-ins per account, from any address, before the account is locked out")
+    login_free_attempts_address: int = Field(
+        30, ge=1, description="failed sign-ins per client address, any account, before the address is locked "
+                              "out; higher than the others so one person's typos do not lock out an office")
     login_lockout_s: float = Field(1.0, gt=0, description="first lockout; doubles with each further failure")
     login_lockout_max_s: float = Field(900.0, gt=0, description="longest lockout")
+    trusted_proxies: tuple[str, ...] = Field(
+        (), description="addresses of reverse proxies whose X-Forwarded-For names the client; from any "
+                        "other peer the header is ignored (it could name any address and dodge throttling)")
+    bulk_confirm_over: int = Field(
+        5, ge=0, description="a grid bulk action on more items than this asks for confirmation first")
 
     def with_overrides(self, **changes: Any) -> ReviewConfig:
         """This config with ``changes`` (field names), validated like the config file: a wrong value

@@ -22,7 +22,7 @@ from typing import Any, Callable, Concatenate, Generic, ParamSpec, TypeVar
 from core.rules import id_fraction
 from tasks.catalog.catalog import Catalog, State, utcnow
 from tasks.review.accounts import Accounts
-from tasks.review.decisions import Decisions
+from tasks.review.decisions import Decisions, UndoResult
 from tasks.review.errors import ReviewConflict, ReviewError
 from tasks.review.flip import Flips
 from tasks.review.leases import LeaseInfo, Leases
@@ -35,7 +35,7 @@ from tasks.review.tables import DECISIONS, Decision, DoubleReview, Lease, Review
 
 __all__ = [  # what callers import from the review store (each defined in the module named above)
     "DECISIONS", "Agreement", "Decision", "DoubleReview", "Lease", "LeaseInfo", "QueueFilter",
-    "ReviewConflict", "ReviewError", "ReviewSession", "ReviewStore", "Reviewer", "hash_password",
+    "ReviewConflict", "ReviewError", "ReviewSession", "ReviewStore", "Reviewer", "UndoResult", "hash_password",
     "id_fraction", "verify_password",
 ]
 
@@ -96,10 +96,12 @@ class ReviewStore:
     lease = _Via("leases", Leases.lease)
     lease_holder = _Via("leases", Leases.lease_holder)
     release = _Via("leases", Leases.release)
+    release_all = _Via("leases", Leases.release_all)
     live_leases = _Via("leases", Leases.live_leases)
     next_item = _Via("queue", Queue.next_item)
     upcoming = _Via("queue", Queue.upcoming)
     queue_size = _Via("queue", Queue.queue_size)
+    held_by_others = _Via("queue", Queue.held_by_others)
     browse = _Via("queue", Queue.browse)
     sources = _Via("queue", Queue.sources)
     # decisions, undo and the log (decisions.py); the view-order flip (flip.py)
@@ -107,6 +109,10 @@ class ReviewStore:
     skip = _Via("decision_log", Decisions.skip)
     last_action = _Via("decision_log", Decisions.last_action)
     undo = _Via("decision_log", Decisions.undo)
+    undo_action = _Via("decision_log", Decisions.undo_action)
+    overridden = _Via("decision_log", Decisions.overridden)
+    group_size = _Via("decision_log", Decisions.group_size)
+    why_not_undoable = _Via("decision_log", Decisions.why_not_undoable)
     decisions = _Via("decision_log", Decisions.decisions)
     history = _Via("decision_log", Decisions.history)
     double_review = _Via("decision_log", Decisions.double_review)

@@ -36,13 +36,15 @@ def test_sign_in_is_throttled_per_account_and_per_address(review_env, caplog):
         c = httpx.Client(base_url=base)
         for _ in range(3):
             r = _login(c, "alice", "wrong")
-            assert r.status_code == 303 and "wrong+name+or+password" in r.headers["location"]
+            assert r.status_code == 303 and r.headers["location"].endswith("error=failed")
         # locked: even the right password is refused, without a password check, and it says for how long
         r = _login(c, "alice", PASSWORD)
-        assert r.status_code == 303 and "too+many+failed+sign-ins" in r.headers["location"]
+        assert r.status_code == 303 and "error=throttled" in r.headers["location"]
         assert "redweb_session" not in r.cookies and int(r.headers["retry-after"]) >= 1
-        # the address is locked as well: another account from the same client is refused too
-        assert "too+many" in _login(c, "bob", "whatever").headers["location"]
+        assert "too many failed sign-ins: try again in" in c.get(r.headers["location"]).text
+        # one person's typos do not lock out the address (an office behind one NAT): the per-address
+        # limit is separate and higher
+        assert _login(c, "bob", "whatever").headers["location"].endswith("error=failed")
         time.sleep(1.2)  # the first lockout is 1 s; each further failure doubles it
         r = _login(c, "alice", PASSWORD)
         assert r.status_code == 303 and r.headers["location"] == "/next" and "redweb_session" in r.cookies
@@ -64,7 +66,8 @@ def test_failed_sign_in_keeps_the_name(review_env):
 @pytest.mark.skipif(os.environ.get("REDWEB_SKIP_TIMING") == "1", reason="timing check switched off")
 def test_unknown_and_known_names_take_the_same_time(review_env):
     """Issue 14: unknown vs known name within 20 % over 20 tries (medians, interleaved to cancel load)."""
-    server, *_ = _serve(review_env, login_free_attempts=10_000)
+    server, *_ = _serve(review_env, login_free_attempts=10_000, login_free_attempts_account=10_000,
+                        login_free_attempts_address=10_000)
     with server as base:
         c = httpx.Client(base_url=base)
         page = c.get("/login")

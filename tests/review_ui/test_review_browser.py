@@ -98,15 +98,16 @@ def test_review_flow_in_browser(page, app_env, tmp_path):
 
         # overlay opacity slider: drag by value, then nudge with the keyboard
         # overlays are transparent where they mark nothing (the image must show through them)
+        # (depth under the photo, the unreliable overlay on both panes, sky)
         assert page.eval_on_selector_all(".stack .layer", "es => es.map(e => getComputedStyle(e).backgroundColor)") \
-            == ["rgba(0, 0, 0, 0)"] * 3
+            == ["rgba(0, 0, 0, 0)"] * 4
         page.fill("#opacity", "80")
         assert page.eval_on_selector("#img-mask", "e => getComputedStyle(e).opacity") == "0.8"
         assert page.inner_text("#opacity-value") == "80%"
         page.keyboard.press("]")
         assert page.eval_on_selector("#img-sky", "e => getComputedStyle(e).opacity") == "0.9"
-        page.keyboard.press("m")  # hide validity overlay
-        assert not page.is_visible("#img-mask")
+        page.keyboard.press("m")  # hide the unreliable overlay: on the photo and on the depth
+        assert not page.is_visible("#img-mask") and not page.is_visible("#img-depth-mask")
         page.keyboard.press("m")
         page.keyboard.press("v")  # overlay view: depth drawn over the image
         assert "ovl" in page.get_attribute("#viewer", "class") and page.is_visible("#img-depth-layer")
