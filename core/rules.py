@@ -143,6 +143,12 @@ def colorize_depth(
     return rgb
 
 
+#: unmeasured (unreliable, non-sky) pixels in every depth picture: a neutral grey, hatched darker, that no
+#: colour scale of ours contains, so nobody reads "near" or "far" into pixels that were never measured
+UNMEASURED_RGB = (128, 128, 128)
+UNMEASURED_HATCH_RGB = (88, 88, 88)
+
+
 def hatch(shape: tuple[int, ...], period: int = 6, width: int = 2) -> np.ndarray:
     """``(H, W)`` bool: diagonal stripes ``width`` pixels wide every ``period`` pixels; the one
     hatching pattern of unreliable pixels in every depth picture (previews, review maps, legends)."""

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from core.layout import DataRoot
-from core.rules import SKY_VALUE  # noqa: F401  (re-exported)
+from core.rules import SKY_VALUE, UNMEASURED_RGB  # noqa: F401  (SKY_VALUE: re-exported)
 
 ITEM_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 KINDS = ("image", "depth", "mask", "sky", "thumb", "thumbmask")
 MEDIA = {"image": "image/jpeg", "depth": "image/png", "mask": "image/png", "sky": "image/png",
          "thumb": "image/jpeg", "thumbmask": "image/png"}
-UNRELIABLE_RGB = (128, 128, 128)  # neutral grey: in no part of the depth colour map (viridis has no grey)
+UNRELIABLE_RGB = UNMEASURED_RGB  # neutral grey: in no part of the depth colour map (viridis has no grey)
 HATCH_DARK_RGB = (64, 64, 64)  # the overlay's stripes: dark and light grey, so they show on any photo
 HATCH_LIGHT_RGB = (200, 200, 200)
 SKY_RGB = (150, 205, 255)  # pale blue: brighter and less saturated than any blue of the depth map

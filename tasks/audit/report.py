@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from core.rules import SKY_VALUE, colorize_depth
+from core.rules import SKY_VALUE, UNMEASURED_HATCH_RGB, UNMEASURED_RGB, colorize_depth
 from tasks.audit.runner import AuditRow
 from tasks.audit.scoring import BAD_COVERAGE, BAD_ERROR, REPORT_RADII
 from tasks.audit.tables import confusion_frame, percent, shown_frame
@@ -33,9 +33,11 @@ _STYLE = (
 
 
 def _depth_colour(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Inverse depth in turbo (near = red), unknown grey: one look for produced and GT maps."""
+    """Inverse depth in turbo (near = red) scaled over the known pixels only, unknown ones hatched grey:
+    one look for produced and GT maps, and the same as the review UI's previews."""
     return colorize_depth(np.asarray(depth, np.float64), valid=valid, sky=np.zeros(valid.shape, bool),
-                          inverse=True, percentiles=(1, 99), invalid_rgb=(90, 90, 90))
+                          inverse=True, percentiles=(1, 99), invalid_rgb=UNMEASURED_RGB,
+                          invalid_hatch_rgb=UNMEASURED_HATCH_RGB)
 
 
 def _error_colour(disagree: np.ndarray, image: np.ndarray) -> np.ndarray:

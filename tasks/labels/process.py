@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from core.layout import DataRoot
-from core.rules import colorize_depth
+from core.rules import UNMEASURED_HATCH_RGB, UNMEASURED_RGB, colorize_depth
 from tasks.catalog.catalog import PIPELINE_VERSION, Catalog, State, TransitionError
 from tasks.labels import crop as crop_mod
 from tasks.labels.consistency import consistency_mask, local_range, warp_by_flow
@@ -418,7 +418,7 @@ def colourize(image: np.ndarray, depth: np.ndarray, reliable: np.ndarray, sky: n
     their values were never measured, and showing them in the scale's colours reads as depth)."""
     # colour by inverse depth: spreads the near range
     turbo = colorize_depth(depth, valid=reliable, sky=sky, inverse=True, percentiles=(1, 99), sky_rgb=(40, 40, 90),
-                           invalid_rgb=(128, 128, 128), invalid_hatch_rgb=(88, 88, 88))
+                           invalid_rgb=UNMEASURED_RGB, invalid_hatch_rgb=UNMEASURED_HATCH_RGB)
     left = image.copy()
     left[sky] = (0.5 * left[sky] + 0.5 * np.array([60, 120, 255])).astype(np.uint8)
     return np.hstack([left, turbo])

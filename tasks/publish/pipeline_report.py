@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from core.rules import METRIC_NAMES, colorize_depth
+from core.rules import METRIC_NAMES, UNMEASURED_HATCH_RGB, UNMEASURED_RGB, colorize_depth
 
 GALLERY_STATES = ("accepted", "auto_accepted", "pending_review", "auto_rejected")
 
@@ -39,7 +39,11 @@ def _gallery(catalog, data_root: Path, path: Path, n: int) -> tuple[Path | None,
     fig = Figure(figsize=(9, 2.6 * len(rows)))
     axes = fig.subplots(len(rows), 3, squeeze=False)
     for r, row in enumerate(rows):
-        shown = colorize_depth(row["depth"], near="dark", sky_rgb=(255, 255, 255))  # turbo, near = dark blue
+        sky = row["sky"] > 127 if row["sky"] is not None else None
+        measured = row["mask"] > 127 if row["mask"] is not None else None  # (reliable or sky)
+        # turbo, near = dark blue, scaled over the measured pixels only; unmeasured ones hatched grey
+        shown = colorize_depth(row["depth"], valid=measured, sky=sky, near="dark", sky_rgb=(255, 255, 255),
+                               invalid_rgb=UNMEASURED_RGB, invalid_hatch_rgb=UNMEASURED_HATCH_RGB)
         overlay = np.zeros(row["depth"].shape[:2] + (3,), np.uint8)
         if row["mask"] is not None:
             overlay[..., 1] = row["mask"]
