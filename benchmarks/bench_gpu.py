@@ -245,15 +245,14 @@ def row_process(scale: Scale) -> dict[str, Any]:
     from tasks.labels.process import build_backends, downscale, process_pair
     from tasks.labels.settings import ProcessConfig
 
-    cfg = ProcessConfig()
-    backend, sky_backend = build_backends(correspondence=PROCESS_BACKEND, sky=cfg.sky, device=_device())
+    cfg = ProcessConfig(correspondence=PROCESS_BACKEND, device=_device())
+    backend, sky_backend = build_backends(cfg)
     net_backend = backend.flow_backend  # FusedBackend's network flow (the GPU part)
     max_side = scale.process_max_side or cfg.max_side
     left, right = downscale(left, max_side), downscale(right, max_side)
 
     def run():
-        return process_pair(left, right, backend, sky_backend, crf=cfg.crf, crf_iterations=cfg.crf_iterations,
-                            crf_max_side=cfg.crf_max_side)
+        return process_pair(left, right, backend, sky_backend, settings=cfg)
     # ---
     _set_iters(net_backend.net, scale.flow_iters)
     spent = [0.0]
@@ -360,8 +359,8 @@ def _train_run(data: Path, run_dir: Path, overrides: dict[str, Any], iterations:
 
     kwargs = {**TrainConfig().model_dump(), "pretrained": False, **overrides, "iterations": iterations,
               "epochs": None, "val_every": 10**9, "checkpoint_every": 10**9, "log_every": 1,
-              "tensorboard": False, "progress": False, "device": device}
-    train(data=data, run_dir=run_dir, **kwargs)
+              "tensorboard": False, "device": device}
+    train(data=data, run_dir=run_dir, config=TrainConfig(**kwargs), progress=False)
     # ---
     return kwargs
 
