@@ -40,8 +40,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.labels.correspondence import build_backend, is_gpu_backend  # noqa: E402
-from tasks.labels.process import process_pair, read_rgb, write_maps  # noqa: E402
+from tasks.labels.correspondence import is_gpu_backend  # noqa: E402
+from tasks.labels.process import build_correspondence, process_pair, read_rgb, write_maps  # noqa: E402
 from tasks.labels.sky import build_sky, detect_sky  # noqa: E402
 
 
@@ -148,8 +148,7 @@ def speed_setup(spec: str, config_file: str | None, overrides: list[str]):
 
     cfg = load_config(config_file, data_root=Path(tempfile.gettempdir()), overrides=[*overrides, *spec_overrides(spec)])
     p = cfg.process
-    kw = {"device": "cpu"} if is_gpu_backend(p.correspondence) else {}
-    return build_backend(p.correspondence, checkpoint=p.correspondence_checkpoint, **kw), p
+    return build_correspondence(p, device="cpu" if is_gpu_backend(p.correspondence) else None), p
 
 
 def run_pair(left_path: Path, right_path: Path, backend, sky_backend, out_root: Path, item: str, settings):

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Create .venv and install redweb into it. Idempotent: re-runs only when pyproject.toml changed.
 #   scripts/bootstrap.sh          runtime dependencies (what `redweb demo` needs)
-#   scripts/bootstrap.sh --test   + test tools and the optional backends the tests exercise
+#   scripts/bootstrap.sh --test   + test tools and the optional backends the tests exercise (mccnn: its
+#                                 weights package without its dependencies, then the extra that lists them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
-[ "${1:-}" = "--test" ] && extras="[test,flow,segformer]"
+[ "${1:-}" = "--test" ] && extras="[test,flow,segformer,mccnn]"
 PY=${PYTHON:-python3}
 # pip warns about every package missing from the machine's local extra indexes: noise, not errors
 pipq() { .venv/bin/python -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; return "${PIPESTATUS[0]}"; }
@@ -27,6 +28,10 @@ esac
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   echo "[bootstrap] installing $torch_pins"
   pipq install -q $torch_pins
+fi
+if [ -n "$extras" ]; then
+  # MC-CNN's weights: --no-deps, its opencv-python-headless would clash with opencv-python
+  pipq install -q --no-deps "mccnn==1.4.1"
 fi
 echo "[bootstrap] installing redweb${extras}"
 pipq install -q -e ".${extras}"

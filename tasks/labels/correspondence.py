@@ -12,6 +12,9 @@ uint8 RGB; a pair has one size, pairs in a batch may differ. Backends are looked
 - ``sgbm`` (and ``sgbm_dense``): OpenCV's semi-global matching on the views after compensating
   their global vertical offset / rotation / scale, both disparity signs; no weights, CPU.
 - ``dis+sgbm``: DIS flow kept where SGBM agrees with it.
+- ``mccnn``: SGBM's pipeline with MC-CNN fast's learned matching cost and a numpy SGM in place of
+  OpenCV's (``MccnnBackend``; tasks/labels/mccnn.py; the ``mccnn`` extra, weights from the installed
+  PyPI package). ``fused`` takes it for narrow pairs with ``learned_below_px`` (off by default).
 - ``fused`` (the default): DIS and SGBM averaged where they agree, SGBM where they do not, on
   pairs whose rows the flow finds rectified; DIS alone on pairs it does not (``FusedBackend``).
 - ``flownet2``, ``raft``, ``raft_small``, ``sea_raft_m``, ... and ``ptlflow:<any ptlflow model>``:
@@ -110,7 +113,7 @@ def call_builder(builder: Callable[..., Any], what: str, common: dict[str, Any],
 CORRESPONDENCE = Registry("correspondence")
 
 
-_CPU_BACKENDS = ("dis", "sgbm", "sgbm_dense", "dis+sgbm", "fused")  # the rest run networks
+_CPU_BACKENDS = ("dis", "sgbm", "sgbm_dense", "dis+sgbm", "fused", "mccnn")  # the rest run networks
 DEFAULT_BACKEND = "fused"  # chosen by the label audit (README, "Choosing the backend")
 
 
@@ -308,6 +311,17 @@ def _similarity_to_target(alignment: Any, w: int, h: int) -> np.ndarray:
     return np.array([[b, -a, cx - b * cx + a * cy], [a, b, cy + ty - a * cx - b * cy]], np.float64)
 
 
+def _flow_from_disparity(d: np.ndarray, valid: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Flow a -> b (H, W, 2) float32 from a's rectified disparity: (x - d, y) through ``affine`` (rectified
+    b pixels -> b's); invalid pixels get a flow outside the image (``mark_unmatched``)."""
+    h, w = d.shape
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    xr = xs - d
+    tx = affine[0, 0] * xr + affine[0, 1] * ys + affine[0, 2]
+    ty = affine[1, 0] * xr + affine[1, 1] * ys + affine[1, 2]
+    return mark_unmatched(np.stack([tx - xs, ty - ys], axis=-1).astype(np.float32), ~valid)
+
+
 class SgbmBackend:
     """OpenCV StereoSGBM (Hirschmüller 2008) after compensating the global misalignment; CPU, no weights.
 
@@ -384,16 +398,38 @@ class SgbmBackend:
             if coarse_flows is None:
                 coarse_flows = tuple(self.coarse.flow([a, b], [b, a]))
             alignment, lo, hi = self._coarse(a, b, coarse_flows)
+        dmin, ndisp = self._search_range(lo, hi, w)
+        ia, ib, affine = self._rectified(a, b, alignment)
+        d, valid = self._refine(*self._disparity(ia, ib, dmin, ndisp))
+        return _flow_from_disparity(d, valid, affine), valid, coarse_flows
+
+    disparity_step = 16  # SGBM searches a multiple of 16 disparities
+
+    def _search_range(self, lo: float, hi: float, w: int) -> tuple[int, int]:
+        """(dmin, number of disparities) that cover the rectified range lo .. hi px with a margin."""
         lo, hi = max(lo, -0.5 * w), min(hi, 0.5 * w)  # a wild coarse flow must not blow up the search
         m = self.margin + 0.1 * max(hi - lo, 0.0)
         dmin = int(np.floor(lo - m))
-        ndisp = max(16, int(np.ceil((hi + m - dmin) / 16.0)) * 16)
-        dmax = dmin + ndisp - 1
+        step = self.disparity_step
+        return dmin, max(step, int(np.ceil((hi + m - dmin) / step)) * step)
+
+    def _rectified(self, a: np.ndarray, b: np.ndarray, alignment: Any
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(a, b warped onto a's rows, the 2x3 affine from rectified b pixels to b's); grey unless
+        ``colour``."""
+        h, w = a.shape[:2]
         affine = _similarity_to_target(alignment, w, h)
         b_rect = cv2.warpAffine(b, affine, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_REPLICATE)
-        ia, ib = (a, b_rect) if self.colour else (cv2.cvtColor(a, cv2.COLOR_RGB2GRAY),
-                                                   cv2.cvtColor(b_rect, cv2.COLOR_RGB2GRAY))
+        if self.colour:
+            return a, b_rect, affine
+        return cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b_rect, cv2.COLOR_RGB2GRAY), affine
+
+    def _disparity(self, ia: np.ndarray, ib: np.ndarray, dmin: int, ndisp: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Rectified views -> (disparity of ia (H, W) float32 px, x_b = x_a - d; valid (H, W) bool)."""
+        w = ia.shape[1]
+        dmax = dmin + ndisp - 1
         # SGBM leaves the first dmax and the last -dmin columns invalid: pad them away
         half = self.block_size // 2 + 1
         pl, pr = max(dmax, 0) + half, max(-dmin, 0) + half
@@ -404,21 +440,18 @@ class SgbmBackend:
                                      uniquenessRatio=self.uniqueness, speckleWindowSize=self.speckle_window,
                                      speckleRange=self.speckle_range, preFilterCap=63, mode=self.mode)
         raw = sgbm.compute(ia, ib)[:, pl:pl + w]  # int16, 16 x disparity; (dmin - 1) * 16 = invalid
-        valid = raw > (dmin - 1) * 16
-        d = raw.astype(np.float32) / 16.0
+        return raw.astype(np.float32) / 16.0, raw > (dmin - 1) * 16
+
+    def _refine(self, d: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The bilateral smoothing and the edge band of the class docstring."""
         if self.smooth > 0:
             d = smooth_disparity(d, valid, sigma_px=self.smooth, range_px=self.smooth_range)
         if self.edge_band is not None:
             k = np.ones((self.edge_window, self.edge_window), np.uint8)
             top = cv2.dilate(np.where(valid, d, -1e4).astype(np.float32), k)
             bottom = cv2.erode(np.where(valid, d, 1e4).astype(np.float32), k)
-            valid &= (top - bottom) < self.edge_band
-        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        xr = xs - d
-        tx = affine[0, 0] * xr + affine[0, 1] * ys + affine[0, 2]
-        ty = affine[1, 0] * xr + affine[1, 1] * ys + affine[1, 2]
-        flow = mark_unmatched(np.stack([tx - xs, ty - ys], axis=-1).astype(np.float32), ~valid)
-        return flow, valid, coarse_flows
+            valid = valid & ((top - bottom) < self.edge_band)
+        return d, valid
 
     def matches(self, sources: Sequence[np.ndarray], targets: Sequence[np.ndarray]
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -440,6 +473,96 @@ class SgbmBackend:
 
 CORRESPONDENCE.register("sgbm", SgbmBackend)
 CORRESPONDENCE.register("sgbm_dense", functools.partial(SgbmBackend, edge_band=None))
+
+
+class MccnnBackend(SgbmBackend):
+    """MC-CNN fast's learned matching cost + semi-global aggregation in SGBM's place (tasks/labels/mccnn.py).
+
+    Everything around the matcher is SGBM's: the global similarity compensated from a coarse flow (or
+    given), the search range, the bilateral smoothing and the edge band, the flow from the disparity.
+    The disparity comes from :func:`tasks.labels.mccnn.match_rectified`: the 64-d features of both grey
+    views (weights from the installed ``mccnn`` package, onnxruntime on ``threads`` threads), ``1 - cos``
+    over the range, 4-path SGM (``p1``, ``p2`` in those units), the uniqueness test (``uniqueness`` %),
+    parabola sub-pixel, the left-right check (``lr_max_diff`` px) and the speckle filter.
+    :meth:`match_both` gives both directions from one cost volume (half the features and aggregation
+    of two calls), which :meth:`matches` and ``FusedBackend`` use for a pair and its reverse.
+
+    ``p1`` = 1, ``p2`` = 8 were chosen on the clean ETH3D terrace and Middlebury Tsukuba frames (bad-1
+    px over GT-valid pixels: terrace 9.9 % with SGBM, 7.2 % at p1 0.1 / p2 0.8, 4.0 % at 1 / 8, 3.7 %
+    at 2 / 16; Tsukuba 3.9 % with SGBM, 5.4 % at 1 / 8: its weights were trained on Middlebury
+    2005-2006, which is why the audit and not this table chose where the cost is used).
+    """
+
+    name = "mccnn"
+    device = "cpu"
+    disparity_step = 1
+
+    def __init__(self, *, p1: float = 1.0, p2: float = 8.0, uniqueness: float = 5.0, lr_max_diff: float = 1.0,
+                 speckle_window: int = 100, speckle_range: float = 2.0, margin: float = 8.0,
+                 smooth: float = 4.0, smooth_range: float = 1.0, edge_band: float | None = 3.0,
+                 edge_window: int = 3, coarse_preset: str = "ultrafast", coarse_scale: int = 2,
+                 threads: int = 1) -> None:
+        from tasks.labels.mccnn import load_network
+
+        super().__init__(margin=margin, smooth=smooth, smooth_range=smooth_range, edge_band=edge_band,
+                         edge_window=edge_window, coarse_preset=coarse_preset, coarse_scale=coarse_scale)
+        self.p1, self.p2 = p1, p2  # (in 1 - cos units, not SGBM's)
+        self.checks = dict(uniqueness=uniqueness, lr_max_diff=lr_max_diff, speckle_window=speckle_window,
+                           speckle_range=speckle_range)
+        self.network = load_network(threads)  # a missing extra fails here, before any pair is touched
+
+    def _both(self, ia: np.ndarray, ib: np.ndarray, dmin: int, ndisp: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        from tasks.labels.mccnn import match_rectified
+
+        return match_rectified(self.network, ia, ib, dmin, ndisp, p1=self.p1, p2=self.p2, **self.checks)
+
+    def _disparity(self, ia: np.ndarray, ib: np.ndarray, dmin: int, ndisp: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        return self._both(ia, ib, dmin, ndisp)[:2]
+
+    def match_both(self, a: np.ndarray, b: np.ndarray, geometry: tuple[Any, float, float]
+                   ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """((flow a -> b, valid), (flow b -> a, valid)) from one cost volume on a and b rectified onto
+        a's rows by ``geometry`` = (b's alignment, lo, hi). b's disparity lives on the rectified grid:
+        each pixel p of b looks it up at A^-1 p (bilinear; valid only where all four neighbours are)."""
+        h, w = a.shape[:2]
+        alignment, lo, hi = geometry
+        dmin, ndisp = self._search_range(lo, hi, w)
+        ia, ib, affine = self._rectified(np.ascontiguousarray(a), np.ascontiguousarray(b), alignment)
+        d_a, valid_a, d_b, valid_b = self._both(ia, ib, dmin, ndisp)
+        d_a, valid_a = self._refine(d_a, valid_a)
+        d_b, valid_b = self._refine(d_b, valid_b)
+        inverse = cv2.invertAffineTransform(affine)  # b's pixels -> rectified b pixels
+        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        qx = (inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]).astype(np.float32)
+        qy = (inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]).astype(np.float32)
+        d = cv2.remap(np.where(valid_b, d_b, 0).astype(np.float32), qx, qy, cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        ok = cv2.remap(valid_b.astype(np.float32), qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                       borderValue=0) > 0.999
+        back = mark_unmatched(np.stack([qx + d - xs, qy - ys], axis=-1).astype(np.float32), ~ok)
+        return (_flow_from_disparity(d_a, valid_a, affine), valid_a), (back, ok)
+
+    def matches(self, sources: Sequence[np.ndarray], targets: Sequence[np.ndarray]
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(flow, valid) per pair; a pair whose reverse is in the batch gets both from one cost volume."""
+        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(sources)
+        for k, (a, b) in enumerate(zip(sources, targets)):
+            if out[k] is not None:
+                continue
+            j = next((j for j in range(k + 1, len(sources)) if out[j] is None and sources[j] is b
+                      and targets[j] is a), None)
+            if j is None:
+                flow, valid, _ = self.match(np.ascontiguousarray(a), np.ascontiguousarray(b))
+                out[k] = (flow, valid)
+                continue
+            coarse = (self.coarse.flow([a, b], [b, a]))
+            out[k], out[j] = self.match_both(a, b, self._coarse(a, b, (coarse[0], coarse[1])))
+        return out  # type: ignore[return-value]
+
+
+CORRESPONDENCE.register("mccnn", MccnnBackend)
 
 
 class DisSgbmBackend:
@@ -517,9 +640,15 @@ class FusedBackend:
     ``flow`` may name any backend, a network included (``fused:raft``); ``checkpoint`` and
     ``device`` go to it.
 
+    ``learned_below_px``: a pair whose rectified disparity range (from the flow's geometry) spans less
+    than this gets MC-CNN's learned cost (``MccnnBackend``, ``learned_options``) in SGBM's place, both
+    directions from one cost volume; ``last_mode`` then ends in ``+mccnn``. None (the default): never.
+    On the label audit it made the narrow scenes' labels worse, not better (README, "Learned matching
+    cost"), so it stays off.
+
     Measured with the label audit over 7 scenes x 4 packings (README, "Choosing the backend").
-    ``last_mode`` says what the latest call did ("fused", "flow" or "flow_fallback"), for the quality
-    record.
+    ``last_mode`` says what the latest call did ("fused", "flow" or "flow_fallback", "+mccnn" where the
+    learned cost was used), for the quality record.
     """
 
     name = "fused"
@@ -528,7 +657,9 @@ class FusedBackend:
     def __init__(self, *, flow: str = "dis", tolerance: float = 1.0, weight: float = 0.5,
                  max_off_row: float = 0.10, off_row_px: float = 1.0, conflict: str = "out",
                  fill_smooth_px: float | None = 0.5, min_kept: float = 0.7, checkpoint: str | None = None,
-                 device: str = "auto", flow_options: dict | None = None, **sgbm: Any) -> None:
+                 device: str = "auto", flow_options: dict | None = None,
+                 learned_below_px: float | None = None, learned_options: dict | None = None,
+                 **sgbm: Any) -> None:
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"weight must lie in [0, 1], got {weight}")
         if conflict not in ("out", "sgbm"):
@@ -541,6 +672,9 @@ class FusedBackend:
         self.tolerance, self.weight = tolerance, weight
         self.max_off_row, self.off_row_px = max_off_row, off_row_px
         self.sgbm = SgbmBackend(**sgbm)
+        self.learned_below_px = learned_below_px
+        # built here, so that a missing extra is a configuration error before any pair is touched
+        self.learned = MccnnBackend(**(learned_options or {})) if learned_below_px is not None else None
         self.last_mode = ""
 
     def geometry(self, fwd: np.ndarray, bwd: np.ndarray) -> tuple[Any, float, float, np.ndarray] | None:
@@ -585,25 +719,43 @@ class FusedBackend:
                     out[j] = flows[j]
                 modes.append("flow")
                 continue
-            out[k] = self._fuse(a, b, flows[k], geo_ab)
+            learned = self.routes_to_learned(geo_ab)
+            if learned:  # both directions from one learned cost volume
+                match_ab, match_ba = self.learned.match_both(a, b, geo_ab[:3])
+            else:
+                match_ab = self.sgbm.match(np.ascontiguousarray(a), np.ascontiguousarray(b),
+                                           geometry=geo_ab[:3])
+            out[k] = self._fuse(flows[k], match_ab[:2], geo_ab[3])
+            cost = "+mccnn" if learned else ""  # the matching cost, in the pair's record
             if j is not None:
-                out[j] = self._fuse(b, a, flows[j], geo_ba)
+                if not learned:
+                    match_ba = self.sgbm.match(np.ascontiguousarray(b), np.ascontiguousarray(a),
+                                               geometry=geo_ba[:3])
+                out[j] = self._fuse(flows[j], match_ba[:2], geo_ba[3])
                 # SGBM failing on the pair (blur, noise, heavy JPEG: its uniqueness and speckle tests
                 # reject most pixels) must not cost it the flow's labels: the flow alone when the fused
                 # flows keep under ``min_kept`` of the flow's own consistent pixels (geometry's)
                 if consistency_mask(out[k], out[j]).mean() < self.min_kept * geo_ab[3].mean():
                     out[k], out[j] = flows[k], flows[j]
-                    modes.append("flow_fallback")
+                    modes.append("flow_fallback" + cost)
                     continue
-            modes.append("fused")
+            modes.append("fused" + cost)
         self.last_mode = modes[0] if len(set(modes)) == 1 else ",".join(modes)
         return out  # type: ignore[return-value]
 
-    def _fuse(self, a: np.ndarray, b: np.ndarray, f: np.ndarray, geometry: tuple[Any, float, float, np.ndarray]
-              ) -> np.ndarray:
-        """The per-pixel rule of the class docstring for the flow ``f`` of a -> b."""
-        alignment, lo, hi, flow_ok = geometry
-        s, valid, _ = self.sgbm.match(np.ascontiguousarray(a), np.ascontiguousarray(b), geometry=(alignment, lo, hi))
+    def routes_to_learned(self, geometry: tuple[Any, float, float, np.ndarray]) -> bool:
+        """Whether a pair with this ``geometry`` (a -> b's) gets the learned cost: its rectified disparities
+        (0.5th to 99.5th percentile of the flow's consistent pixels) span under ``learned_below_px`` px."""
+        if self.learned is None or self.learned_below_px is None:
+            return False
+        _, lo, hi, _ = geometry
+        return hi - lo < self.learned_below_px
+
+    def _fuse(self, f: np.ndarray, match: tuple[np.ndarray, np.ndarray], flow_ok: np.ndarray) -> np.ndarray:
+        """The per-pixel rule of the class docstring for the flow ``f`` of a -> b and the rectified
+        matcher's (flow, valid) ``match`` (SGBM's or the learned cost's); ``flow_ok``: f's consistent
+        pixels."""
+        s, valid = match
         agree = valid & (np.abs(f[..., 0] - s[..., 0]) < self.tolerance)
         fused = s.copy()  # SGBM where valid (and its "outside the image" flow where not)
         fused[agree] = self.weight * f[agree] + (1.0 - self.weight) * s[agree]

@@ -573,10 +573,24 @@ class Reprocessor:
                             settings=self.settings, reprocess=True, order="given")
 
 
+def build_correspondence(settings: ProcessConfig, *, device: str | None = None) -> FlowBackend:
+    """The correspondence backend ``settings`` names, with the options the section holds for it, on
+    ``device`` (None: the section's). ``learned_cost_below_px`` is a fused backend's: set for another
+    backend it is refused rather than silently ignored."""
+    s = settings
+    options: dict[str, Any] = {}
+    if s.correspondence == "fused" or s.correspondence.startswith("fused:"):
+        options["learned_below_px"] = s.learned_cost_below_px
+    elif s.learned_cost_below_px != ProcessConfig.model_fields["learned_cost_below_px"].default:
+        raise ValueError(f"process.learned_cost_below_px applies to fused backends, not {s.correspondence!r}")
+    return build_backend(s.correspondence, checkpoint=s.correspondence_checkpoint,
+                         device=s.device if device is None else device, **options)
+
+
 def build_backends(settings: ProcessConfig | None = None) -> tuple[FlowBackend, SkyBackend]:
     """The correspondence and sky backends ``settings`` names (None: the defaults), on its device."""
     s = settings or ProcessConfig()
-    backend = build_backend(s.correspondence, checkpoint=s.correspondence_checkpoint, device=s.device)
+    backend = build_correspondence(s)
     sky_backend = build_sky(s.sky, checkpoint=s.sky_checkpoint, mmseg_config=s.mmseg_config, device=s.device)
     return backend, sky_backend
 

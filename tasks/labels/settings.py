@@ -10,7 +10,7 @@ from pydantic import Field
 
 from core.settings import Section, keyword_defaults
 from tasks.labels.consistency import consistency_mask
-from tasks.labels.correspondence import DEFAULT_BACKEND
+from tasks.labels.correspondence import DEFAULT_BACKEND, FusedBackend
 from tasks.labels.depth import disparity_to_depth, fill_unreliable, smooth_disparity
 from tasks.labels.sky import detect_sky
 from tasks.labels.triage import TriageThresholds
@@ -25,6 +25,7 @@ _SKY = keyword_defaults(detect_sky)
 _SMOOTH = keyword_defaults(smooth_disparity)
 _DEPTH = keyword_defaults(disparity_to_depth)
 _FILL = keyword_defaults(fill_unreliable)
+_FUSED = keyword_defaults(FusedBackend)
 
 
 class ProcessConfig(Section):
@@ -33,9 +34,13 @@ class ProcessConfig(Section):
     # fused (DIS + SGBM, both OpenCV, no weights) was chosen by the label audit over 7 scenes x 4 packings
     # (README, "Choosing the backend"); dis is the fastest
     correspondence: str = Field(
-        DEFAULT_BACKEND, description="fused | dis | sgbm | sgbm_dense | dis+sgbm | flownet2 | raft | sea_raft_m | "
-        "ptlflow:<name> | tv_raft | fused:<any of these>")
+        DEFAULT_BACKEND, description="fused | dis | sgbm | sgbm_dense | dis+sgbm | mccnn | flownet2 | raft | "
+        "sea_raft_m | ptlflow:<name> | tv_raft | fused:<any of these>")
     correspondence_checkpoint: str | None = Field(None, description="local weights file for network backends")
+    learned_cost_below_px: float | None = Field(
+        _FUSED["learned_below_px"], gt=0, description="fused backends: pairs whose rectified disparity "
+        "range is under this (px) get MC-CNN's learned matching cost instead of SGBM's (the mccnn extra); "
+        "None = never")
     sky: str = Field("heuristic", description="heuristic | segformer | mmseg")
     sky_checkpoint: str | None = Field(None, description="segformer: local model directory; mmseg: checkpoint file")
     mmseg_config: str | None = Field(None, description="mmseg: model config file")
