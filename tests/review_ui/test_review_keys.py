@@ -61,6 +61,9 @@ def test_holding_a_accepts_exactly_one_and_waits_for_images(page, tmp_path):
         page.wait_for_selector("#item-id")
         page.wait_for_function("() => document.body.dataset.ready !== '1'")
         page.keyboard.press("a")
+        # the page answers in its key handler; on a loaded machine that can take a moment
+        page.wait_for_function("() => document.querySelector('#flash').innerText.includes('images still loading')",
+                               timeout=10_000)
         assert "images still loading" in flash_text(page)
         for route in held:
             route.continue_()

@@ -357,10 +357,11 @@ def test_mpo_stored_right_first_is_overturned_and_logged(sqlite_catalog, tmp_pat
 
 def test_the_decision_threshold_has_one_home_that_the_stage_and_the_review_panel_read(moto, backends):
     """``process.view_order_min_margin`` is what the process stage decides with and what the quality panel
-    shows: raising it above this pair's evidence leaves the order undecided, and the panel marks it."""
+    tells the reviewer: raising it above this pair's evidence leaves the order undecided, and the panel says
+    the evidence is too weak for that threshold."""
     from types import SimpleNamespace
 
-    from review_ui.quality import quality_rows
+    from review_ui.quality import view_order_flag
 
     left, right = moto
     strict = ProcessConfig(crf=False, view_order_min_margin=1.9)
@@ -368,10 +369,13 @@ def test_the_decision_threshold_has_one_home_that_the_stage_and_the_review_panel
     margin = res.quality["view_order_margin"]
     assert 0.5 < margin < 1.9
     assert res.quality["view_order_uncertain"] and res.view_order == "undecided"
-    item = SimpleNamespace(quality=res.quality, score=None)
-    shown = {r["key"]: r for r in quality_rows(item, strict)}["view_order_margin"]
-    assert shown["threshold"] == "|margin| ≥ 1.90" and shown["ok"] is False
-    default = {r["key"]: r for r in quality_rows(item, ProcessConfig())}["view_order_margin"]
-    assert default["threshold"] == f"|margin| ≥ {ProcessConfig().view_order_min_margin:.2f}" and default["ok"]
+    item = SimpleNamespace(quality=res.quality, score=None, info={}, stereo_format="side_by_side",
+                           view_order=res.view_order)
+    shown = view_order_flag(item, strict)
+    assert shown["uncertain"] and f"too weak to decide (margin {margin:+.2f}; it takes ±1.90)" in shown["words"]
+    decided = SimpleNamespace(**{**vars(item), "view_order": "parallel",
+                                 "quality": {**res.quality, "view_order_uncertain": False}})
+    default = view_order_flag(decided, ProcessConfig())
+    assert f"it takes ±{ProcessConfig().view_order_min_margin:.2f}" in default["words"] and "clear" in default["words"]
     # and the default decides this pair (test_real_pair_in_order_is_parallel)
     assert margin >= ProcessConfig().view_order_min_margin
