@@ -89,24 +89,25 @@ class SessionSigner:
         return self._login_name.dumps(name)
 
     def load_login_name(self, cookie: str | None) -> str | None:
-        if not cookie:
-            return None
-        try:
-            return str(self._login_name.loads(cookie, max_age=300))
-        except (BadSignature, ValueError, TypeError):
-            return None
+        return _load_signed(self._login_name, cookie, max_age=300)
 
     def dump_login_nonce(self) -> tuple[str, str]:
         nonce = secrets.token_urlsafe(16)
         return self._login.dumps(nonce), nonce
 
     def load_login_nonce(self, cookie: str | None) -> str | None:
-        if not cookie:
-            return None
-        try:
-            return str(self._login.loads(cookie, max_age=3600))
-        except (BadSignature, ValueError, TypeError):
-            return None
+        return _load_signed(self._login, cookie, max_age=3600)
+
+
+def _load_signed(serializer, cookie: str | None, *, max_age: int) -> str | None:
+    """The string a signed cookie carries, or None when it is missing, forged, malformed or older than
+    ``max_age`` seconds."""
+    if not cookie:
+        return None
+    try:
+        return str(serializer.loads(cookie, max_age=max_age))
+    except (BadSignature, ValueError, TypeError):
+        return None
 
 
 def same_origin(origin: str | None, host: str | None, scheme: str | None = None) -> bool:
