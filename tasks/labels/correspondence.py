@@ -757,16 +757,18 @@ class FusedBackend:
         pixels."""
         s, valid = match
         agree = valid & (np.abs(f[..., 0] - s[..., 0]) < self.tolerance)
-        fused = s.copy()  # SGBM where valid (and its "outside the image" flow where not)
-        fused[agree] = self.weight * f[agree] + (1.0 - self.weight) * s[agree]
+        # SGBM where valid (and its "outside the image" flow where not); the mean where the two agree
+        # (whole-array arithmetic and np.where: a third of the time of boolean indexing, same values)
+        mean = np.float32(self.weight) * f + np.float32(1.0 - self.weight) * s
+        fused = np.where(agree[..., None], mean, s)
         if self.fill_smooth_px is not None:
             # SGBM has no answer (textureless walls fail its uniqueness test) but the flow is
             # self-consistent and smooth there, away from any depth edge: the flow
             fill = ~valid & flow_ok & (local_range(f[..., 0]) < self.fill_smooth_px)
-            fused[fill] = f[fill]
+            fused = np.where(fill[..., None], f, fused)
         if self.conflict == "out":
             mark_unmatched(fused, valid & ~agree & flow_ok)
-        return fused.astype(np.float32)
+        return fused.astype(np.float32, copy=False)
 
 
 CORRESPONDENCE.register("fused", FusedBackend)
