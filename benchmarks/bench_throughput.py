@@ -13,13 +13,15 @@ The pairs. The real web stereo photos under ``--photos`` (any ``*.mpo`` / ``*.jp
 are ingested once with this checkout's ingest, which splits them into views. Each of ``--pairs`` pairs is
 a crop of one of those pairs (round robin over the photos), cut at the same place from both views at a
 random position and a random scale (the crop is ``--megapixels`` per view, 1 by default, taken from
-0.7-1.0 of the view's shorter side), written as one parallel side-by-side JPEG at quality 85-95: the
+0.5-0.85 of the view's shorter side, so that no two crops are
+near-duplicates of each other), written as one parallel side-by-side JPEG at quality 85-95: the
 common web case. So the pairs are real stereo (real disparities, real JPEG, real noise), of real size, and
 no two are alike.
 
 Each arm (``this`` checkout and ``--against`` COMMIT, a ``git worktree`` checked out in a temporary folder
 and run with the same interpreter) gets its own fresh data root and catalog: ``redweb ingest`` of the
-crops (not timed; near-duplicate detection off, since crops of one photo share much of their content),
+crops (not timed; near-duplicate distance 0, identical perceptual hashes only: crops of one photo share
+much of their content),
 then ``redweb process`` timed: wall seconds, CPU seconds (user + system of the command and every process
 it started, from ``getrusage``), peak resident memory of the process that runs the pairs (its ``VmHWM``,
 sampled while it runs; the worker threads share it) and the states the pairs ended in. Arms run one after
@@ -86,7 +88,7 @@ def make_crops(sources, n: int, megapixels: float, folder: Path, seed: int = 0) 
         name, left, right = sources[k % len(sources)]
         h = min(left.shape[0], right.shape[0])
         w = min(left.shape[1], right.shape[1])
-        side = int(min(h, w) * rng.uniform(0.7, 1.0))  # the crop's shorter side in source pixels
+        side = int(min(h, w) * rng.uniform(0.5, 0.85))  # the crop's shorter side in source pixels
         aspect = 1.5 if w >= h else 1 / 1.5
         ch, cw = (side, min(w, int(side * aspect))) if w >= h else (min(h, int(side / aspect)), side)
         y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
