@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tasks.labels.correspondence import is_gpu_backend  # noqa: E402
-from tasks.labels.process import build_correspondence, process_pair, read_rgb, write_maps  # noqa: E402
+from tasks.labels.process import build_correspondence, downscale, process_pair, read_rgb, write_maps  # noqa: E402
 from tasks.labels.sky import build_sky, detect_sky  # noqa: E402
 
 
@@ -152,14 +152,15 @@ def speed_setup(spec: str, config_file: str | None, overrides: list[str]):
 
 
 def run_pair(left_path: Path, right_path: Path, backend, sky_backend, out_root: Path, item: str, settings):
-    """What process_item does for one pair, minus the catalog: read, every stage, write. Timed per step,
-    wall and CPU (``result.timings`` / ``result.cpu``; ``total`` in both)."""
+    """What process_item does for one pair, minus the catalog: read, the downscale to ``process.max_side``,
+    every stage, write. Timed per step, wall and CPU (``result.timings`` / ``result.cpu``; ``total`` in both)."""
     from tasks.labels.process import Stopwatch
 
     clock = Stopwatch()
     t0, c0 = time.perf_counter(), time.process_time()
     with clock("read"):
         left, right = read_rgb(left_path), read_rgb(right_path)
+        left, right = downscale(left, settings.max_side), downscale(right, settings.max_side)
     result = process_pair(left, right, backend, sky_backend, settings=settings)
     with clock("write"):
         write_maps(out_root, item, result, jpeg_quality=settings.jpeg_quality)
@@ -182,9 +183,13 @@ def speed_pair(tmp: Path, megapixels: float) -> tuple[Path, Path, tuple[int, int
     return d / "left.png", d / "right.png", size
 
 
-def dis_reference_cpu(left_path: Path, right_path: Path, repeats: int = 3) -> float:
-    """CPU seconds of OpenCV DIS (medium preset) both ways on the pair: the issue's yardstick."""
-    gl, gr = (cv2.cvtColor(read_rgb(p), cv2.COLOR_RGB2GRAY) for p in (left_path, right_path))
+def dis_reference_cpu(left_path: Path, right_path: Path, repeats: int = 3, max_side: int | None = None) -> float:
+    """CPU seconds of OpenCV DIS (medium preset) both ways on the pair: the issue's yardstick (with
+    ``max_side``: on the views downscaled as ``redweb process`` does)."""
+    views = [read_rgb(p) for p in (left_path, right_path)]
+    if max_side is not None:
+        views = [downscale(v, max_side) for v in views]
+    gl, gr = (cv2.cvtColor(v, cv2.COLOR_RGB2GRAY) for v in views)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     best = float("inf")
     for _ in range(repeats):
@@ -203,7 +208,7 @@ def bench_speed(tmp: Path, specs: list[str], megapixels: float = 1.0, repeats: i
 
     left_path, right_path, size = speed_pair(tmp, megapixels)
     reference = dis_reference_cpu(left_path, right_path)
-    cpu_cols, wall = {}, {}
+    cpu_cols, wall, processed = {}, {}, {}
     for spec in specs:
         (backend, settings), sky_backend = speed_setup(spec, config_file, list(overrides)), build_sky("heuristic")
         runs = [run_pair(left_path, right_path, backend, sky_backend, tmp / "speed_out", f"s{k}", settings)
@@ -211,16 +216,23 @@ def bench_speed(tmp: Path, specs: list[str], megapixels: float = 1.0, repeats: i
         steps = sorted({k for r in runs for k in r.cpu})
         cpu_cols[spec] = {k: float(np.median([r.cpu.get(k, 0.0) for r in runs])) for k in steps}
         wall[spec] = float(np.median([r.timings["total"] for r in runs]))
+        processed[spec] = (runs[0].processed_size[0] * runs[0].processed_size[1] / 1e6, settings.max_side)
     table = pd.DataFrame(cpu_cols).fillna(0.0)
     order = [k for k in table.index if k != "total"]
     table = table.loc[sorted(order, key=lambda k: -table.loc[k].max()) + ["total"]]
     table.loc["wall s per pair"] = pd.Series(wall)
+    table.loc["MP per view processed"] = pd.Series({k: mp for k, (mp, _) in processed.items()})
     table.loc["x DIS medium (CPU)"] = table.loc["total"] / reference
     print(f"\n## Speed: CPU seconds per step, {size[0]}x{size[1]} per view ({size[0] * size[1] / 1e6:.2f} MP), "
           f"heuristic sky, cv2 threads {cv2.getNumThreads()}, {os.cpu_count()} cores, median of {repeats}\n")
     print(table.to_markdown(floatfmt=".3f"))
     print(f"\nOpenCV DIS (medium) both ways on the same pair: {reference:.3f} CPU-s (the target is <= 4x that). "
           "CPU counts every thread of the process; the machine may be shared, so compare columns of one run.")
+    stored_mp = size[0] * size[1] / 1e6
+    for mp, side in sorted(set(processed.values())):
+        if abs(mp - stored_mp) > 1e-3:  # process.max_side downscaled the views, as redweb process does
+            print(f"The views were processed at {mp:.2f} MP (process.max_side {side}); DIS (medium) both ways at "
+                  f"that size: {dis_reference_cpu(left_path, right_path, max_side=side):.3f} CPU-s.")
 
 
 _MPO_CHILD = """

@@ -52,3 +52,18 @@ def test_mpo_part_runs_an_mpo_through_ingest_and_process(bench, tmp_path, capsys
     out = capsys.readouterr().out
     assert "MPO: dis" in out and "peak memory" in out
     assert "pending_review" in out or "auto_accepted" in out or "auto_rejected" in out
+
+
+def test_speed_part_downscales_as_redweb_process_does(bench, tmp_path, capsys):
+    """The speed table times what ``redweb process`` runs: views over ``process.max_side`` are downscaled
+    first, so a spec with a smaller max_side processes fewer pixels, and the table and the DIS yardstick
+    at that size say so."""
+    bench.bench_speed(tmp_path, ["dis", "dis@max_side=120"], megapixels=0.05, repeats=1)
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| MP per view processed"))
+    full, small = (float(v) for v in row.strip("|").split("|")[1:])
+    assert full == pytest.approx(0.05, abs=0.002)  # 272 px wide: under the default max_side, untouched
+    assert small == pytest.approx(120 * 81 / 1e6, abs=0.001)
+    assert re.search(r"processed at 0\.01 MP \(process\.max_side 120\); DIS \(medium\) both ways at that size: "
+                     r"\d+\.\d{3} CPU-s", out), out
+    assert "| flow " in out and "| x DIS medium (CPU)" in out
