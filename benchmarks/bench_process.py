@@ -228,9 +228,8 @@ def bench_speed(tmp: Path, specs: list[str], megapixels: float = 1.0, repeats: i
     print(table.to_markdown(floatfmt=".3f"))
     print(f"\nOpenCV DIS (medium) both ways on the same pair: {reference:.3f} CPU-s (the target is <= 4x that). "
           "CPU counts every thread of the process; the machine may be shared, so compare columns of one run.")
-    stored_mp = size[0] * size[1] / 1e6
     for mp, side in sorted(set(processed.values())):
-        if abs(mp - stored_mp) > 1e-3:  # process.max_side downscaled the views, as redweb process does
+        if side < max(size):  # process.max_side downscaled the views (tasks.labels.process.downscale's rule)
             print(f"The views were processed at {mp:.2f} MP (process.max_side {side}); DIS (medium) both ways at "
                   f"that size: {dis_reference_cpu(left_path, right_path, max_side=side):.3f} CPU-s.")
 
